@@ -1,0 +1,2 @@
+//! tokenstore (being built).
+pub use tokenstore_core::*;

@@ -1,0 +1,213 @@
+//! Absolute time and the clocks that tell it.
+//!
+//! Persisted expiries are wall-clock Unix times, so [`Timestamp`] is Unix time in
+//! microseconds. Everything that depends on time takes it from a [`Clock`] the
+//! store was built with (or, for the sans-IO machines, as an explicit `now`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time: microseconds since the Unix epoch (UTC).
+///
+/// Arithmetic saturates, so extreme values never panic.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenstore_core::Timestamp;
+///
+/// let t = Timestamp::from_unix_secs(1_700_000_000);
+/// assert_eq!(t + Duration::from_millis(1500), Timestamp::from_unix_secs_f64(1_700_000_001.5));
+/// assert_eq!(Timestamp::MAX + Duration::from_secs(1), Timestamp::MAX);
+/// ```
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The Unix epoch.
+    pub const EPOCH: Self = Self(0);
+    /// The latest representable time.
+    pub const MAX: Self = Self(i64::MAX);
+    /// The earliest representable time.
+    pub const MIN: Self = Self(i64::MIN);
+
+    /// From microseconds since the epoch.
+    pub const fn from_unix_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    /// From whole seconds since the epoch (saturating).
+    pub const fn from_unix_secs(secs: i64) -> Self {
+        Self(secs.saturating_mul(1_000_000))
+    }
+
+    /// From fractional seconds since the epoch, as mxcp stores them (`REAL`).
+    ///
+    /// Rounds to the nearest microsecond and saturates; NaN maps to the epoch.
+    /// Use [`Timestamp::try_from_unix_secs_f64`] to reject non-finite values.
+    pub fn from_unix_secs_f64(secs: f64) -> Self {
+        // `as` saturates on overflow and maps NaN to 0.
+        Self((secs * 1_000_000.0).round() as i64)
+    }
+
+    /// From fractional seconds, or `None` when `secs` is NaN or infinite.
+    pub fn try_from_unix_secs_f64(secs: f64) -> Option<Self> {
+        secs.is_finite().then(|| Self::from_unix_secs_f64(secs))
+    }
+
+    /// Microseconds since the epoch.
+    pub const fn as_unix_micros(self) -> i64 {
+        self.0
+    }
+
+    /// Fractional seconds since the epoch, as mxcp stores them.
+    pub fn as_unix_secs_f64(self) -> f64 {
+        self.0 as f64 / 1_000_000.0
+    }
+
+    /// `self + d`, saturating at [`Timestamp::MAX`].
+    pub fn saturating_add(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(duration_micros(d)))
+    }
+
+    /// `self - d`, saturating at [`Timestamp::MIN`].
+    pub fn saturating_sub(self, d: Duration) -> Self {
+        Self(self.0.saturating_sub(duration_micros(d)))
+    }
+
+    /// The time from `earlier` to `self`, or zero when `earlier` is later.
+    pub fn saturating_duration_since(self, earlier: Self) -> Duration {
+        let micros = self.0.saturating_sub(earlier.0).max(0);
+        Duration::from_micros(micros as u64)
+    }
+}
+
+fn duration_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Self;
+    fn add(self, d: Duration) -> Self {
+        self.saturating_add(d)
+    }
+}
+
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Self;
+    fn sub(self, d: Duration) -> Self {
+        self.saturating_sub(d)
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({:.6})", self.as_unix_secs_f64())
+    }
+}
+
+/// A source of the current time.
+///
+/// Stores take their time from the clock they were built with, so a test or a
+/// deterministic simulation can set it. The sans-IO machines never read a clock:
+/// their callers pass `now`.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp::EPOCH + d,
+            Err(before) => Timestamp::EPOCH - before.duration(),
+        }
+    }
+}
+
+/// A clock that moves only when told to; clones share the same time.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenstore_core::{Clock, ManualClock, Timestamp};
+///
+/// let clock = ManualClock::new(Timestamp::from_unix_secs(100));
+/// let view = clock.clone();
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(view.now(), Timestamp::from_unix_secs(105));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: Timestamp) -> Self {
+        Self(Arc::new(AtomicI64::new(start.as_unix_micros())))
+    }
+
+    /// Sets the time (it may go backwards).
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(t.as_unix_micros(), Ordering::SeqCst);
+    }
+
+    /// Moves the time forward by `d` (saturating).
+    pub fn advance(&self, d: Duration) {
+        let step = duration_micros(d);
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(step))
+            });
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f64_round_trip_keeps_microseconds() {
+        let t = Timestamp::from_unix_secs_f64(1_764_000_000.25);
+        assert_eq!(t.as_unix_micros(), 1_764_000_000_250_000);
+        assert_eq!(t.as_unix_secs_f64(), 1_764_000_000.25);
+        assert_eq!(Timestamp::try_from_unix_secs_f64(f64::NAN), None);
+        assert_eq!(Timestamp::from_unix_secs_f64(f64::INFINITY), Timestamp::MAX);
+    }
+
+    #[test]
+    fn arithmetic_saturates() {
+        assert_eq!(Timestamp::MIN - Duration::from_secs(1), Timestamp::MIN);
+        assert_eq!(Timestamp::MAX + Duration::MAX, Timestamp::MAX);
+        let a = Timestamp::from_unix_secs(10);
+        assert_eq!(
+            a.saturating_duration_since(Timestamp::from_unix_secs(20)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Timestamp::from_unix_secs(20).saturating_duration_since(a),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn system_clock_is_after_2024() {
+        assert!(SystemClock.now() > Timestamp::from_unix_secs(1_704_067_200));
+    }
+}
