@@ -61,6 +61,11 @@ pub enum StoreError {
         /// The column.
         column: &'static str,
     },
+    /// The store was configured wrongly (for example an invalid encryption key).
+    ///
+    /// The message names the problem, never the secret.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
     /// The backend failed (I/O, SQLite error, a worker that went away).
     ///
     /// The message describes the failure, never the data.
