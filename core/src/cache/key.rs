@@ -1,0 +1,112 @@
+//! Cache keys, kinds and the writes that invalidate them.
+
+use crate::{StoredSession, TokenHash};
+use std::fmt;
+
+/// The kinds of record the cache knows, for configuration and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// OAuth states (never cached: their only read, `consume_state`, is one-time).
+    State,
+    /// Authorization codes.
+    AuthCode,
+    /// Sessions.
+    Session,
+    /// Registered clients.
+    Client,
+}
+
+/// What a cached record is found by. Its `Debug` shows only the variant.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    /// A session by the hash of its access token.
+    SessionByAccess(TokenHash),
+    /// A session by its id.
+    SessionById(String),
+    /// A session by the hash of its refresh token.
+    SessionByRefresh(TokenHash),
+    /// An authorization code.
+    AuthCode(String),
+    /// A client by id.
+    Client(String),
+}
+
+impl CacheKey {
+    /// The kind of record behind the key.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::SessionByAccess(_) | Self::SessionById(_) | Self::SessionByRefresh(_) => {
+                Kind::Session
+            }
+            Self::AuthCode(_) => Kind::AuthCode,
+            Self::Client(_) => Kind::Client,
+        }
+    }
+
+    /// Every key a session can be found by.
+    pub fn of_session(session: &StoredSession) -> Vec<Self> {
+        let mut keys = Vec::with_capacity(3);
+        keys.push(Self::SessionByAccess(session.access_hash()));
+        keys.push(Self::SessionById(session.session_id.clone()));
+        if let Some(refresh) = session.refresh_hash() {
+            keys.push(Self::SessionByRefresh(refresh));
+        }
+        keys
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::SessionByAccess(_) => "SessionByAccess",
+            Self::SessionById(_) => "SessionById",
+            Self::SessionByRefresh(_) => "SessionByRefresh",
+            Self::AuthCode(_) => "AuthCode",
+            Self::Client(_) => "Client",
+        };
+        write!(f, "CacheKey::{name}(..)")
+    }
+}
+
+/// A write that passed through the cache: every key it can affect is evicted.
+///
+/// Report it after the delegate call returned, whatever its outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// `store_state` or `consume_state` (counted only: states are never cached).
+    State,
+    /// `store_auth_code`, `delete_auth_code` or `try_delete_auth_code`.
+    AuthCode(&'a str),
+    /// `store_session` with the new record.
+    StoreSession(&'a StoredSession),
+    /// `delete_session_by_token`, by the access token's hash.
+    DeleteSessionByHash(TokenHash),
+    /// `delete_session_by_id`.
+    DeleteSessionById(&'a str),
+    /// `store_client` or `delete_client`.
+    Client(&'a str),
+}
+
+impl Write<'_> {
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Self::State => Kind::State,
+            Self::AuthCode(_) => Kind::AuthCode,
+            Self::StoreSession(_) | Self::DeleteSessionByHash(_) | Self::DeleteSessionById(_) => {
+                Kind::Session
+            }
+            Self::Client(_) => Kind::Client,
+        }
+    }
+
+    pub(crate) fn keys(&self) -> Vec<CacheKey> {
+        match *self {
+            Self::State => Vec::new(),
+            Self::AuthCode(code) => vec![CacheKey::AuthCode(code.to_owned())],
+            Self::StoreSession(s) => CacheKey::of_session(s),
+            Self::DeleteSessionByHash(h) => vec![CacheKey::SessionByAccess(h)],
+            Self::DeleteSessionById(id) => vec![CacheKey::SessionById(id.to_owned())],
+            Self::Client(id) => vec![CacheKey::Client(id.to_owned())],
+        }
+    }
+}

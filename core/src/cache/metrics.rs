@@ -1,0 +1,75 @@
+//! Counters of the cache machine. They hold numbers only: no key, token, hash or
+//! identifier.
+
+use super::Kind;
+
+/// Counters for one kind of record.
+///
+/// `lookups == hits + negative_hits + misses + waits` always holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KindMetrics {
+    /// Calls to `lookup`.
+    pub lookups: u64,
+    /// Lookups answered with a cached record.
+    pub hits: u64,
+    /// Lookups answered "absent" from a negative entry.
+    pub negative_hits: u64,
+    /// Lookups that handed out a fill ticket (the caller asks the delegate).
+    pub misses: u64,
+    /// Lookups told to wait for another caller's fill of the same key.
+    pub waits: u64,
+    /// Records cached by a fill.
+    pub fills: u64,
+    /// Absences cached by a fill.
+    pub negative_fills: u64,
+    /// Fills refused because the key was invalidated after the ticket was issued.
+    pub stale_fills_refused: u64,
+    /// Writes that passed through.
+    pub invalidations: u64,
+    /// Entries evicted to respect a capacity.
+    pub evictions: u64,
+    /// Entries found past their deadline and dropped.
+    pub expirations: u64,
+}
+
+/// A snapshot of every counter and the current entry counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheMetrics {
+    /// States (only `invalidations` moves: states are never cached).
+    pub states: KindMetrics,
+    /// Authorization codes.
+    pub auth_codes: KindMetrics,
+    /// Sessions.
+    pub sessions: KindMetrics,
+    /// Clients.
+    pub clients: KindMetrics,
+    /// Cached sessions now (each reachable by up to three keys).
+    pub session_entries: usize,
+    /// Cached codes now.
+    pub auth_code_entries: usize,
+    /// Cached clients now.
+    pub client_entries: usize,
+    /// Negative entries now, all kinds together.
+    pub negative_entries: usize,
+}
+
+impl CacheMetrics {
+    pub(crate) fn kind_mut(&mut self, kind: Kind) -> &mut KindMetrics {
+        match kind {
+            Kind::State => &mut self.states,
+            Kind::AuthCode => &mut self.auth_codes,
+            Kind::Session => &mut self.sessions,
+            Kind::Client => &mut self.clients,
+        }
+    }
+
+    /// The counters of one kind.
+    pub fn kind(&self, kind: Kind) -> &KindMetrics {
+        match kind {
+            Kind::State => &self.states,
+            Kind::AuthCode => &self.auth_codes,
+            Kind::Session => &self.sessions,
+            Kind::Client => &self.clients,
+        }
+    }
+}

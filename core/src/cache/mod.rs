@@ -1,0 +1,428 @@
+//! The read-cache machine: pure, synchronous and deterministic.
+//!
+//! [`CacheMachine`] decides hits, misses, negative hits, entry lifetimes,
+//! invalidations and evictions from explicit events and an explicit `now`. It
+//! owns no clock, lock, thread or future; an adapter such as the `tokenstore`
+//! crate's `CachingTokenStore` holds it behind a lock and does the delegate I/O
+//! it asks for.
+
+mod key;
+mod metrics;
+mod races;
+mod table;
+
+pub use key::{CacheKey, Kind, Write};
+pub use metrics::{CacheMetrics, KindMetrics};
+pub use races::FillTicket;
+
+use crate::{AuthCodeRecord, ClientRecord, StoredSession, Timestamp};
+use races::Races;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use table::Table;
+
+/// Settings of the read cache.
+///
+/// The defaults suit a single-process server: entries live at most 30 s (also the
+/// bound on staleness for writes made behind the cache's back, for example by
+/// another process), lose 1 s of lifetime to clock skew, and misses are
+/// remembered for 2 s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// The longest an entry lives, whatever the record's own expiry. Default 30 s.
+    pub ttl_cap: Duration,
+    /// Taken off every entry's lifetime, so no record is served near its expiry.
+    /// Default 1 s.
+    pub skew: Duration,
+    /// How long an absence is remembered; zero disables negative caching.
+    /// Default 2 s.
+    pub negative_ttl: Duration,
+    /// Sessions kept at most. Default 100,000.
+    pub session_capacity: usize,
+    /// Authorization codes kept at most. Default 10,000.
+    pub auth_code_capacity: usize,
+    /// Clients kept at most. Default 10,000.
+    pub client_capacity: usize,
+    /// Negative entries kept at most, all kinds together. Default 10,000.
+    pub negative_capacity: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_cap: Duration::from_secs(30),
+            skew: Duration::from_secs(1),
+            negative_ttl: Duration::from_secs(2),
+            session_capacity: 100_000,
+            auth_code_capacity: 10_000,
+            client_capacity: 10_000,
+            negative_capacity: 10_000,
+        }
+    }
+}
+
+/// A cached record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached {
+    /// A session.
+    Session(Arc<StoredSession>),
+    /// An authorization code.
+    AuthCode(Arc<AuthCodeRecord>),
+    /// A client.
+    Client(Arc<ClientRecord>),
+}
+
+/// The answer to a lookup.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Serve this record; the delegate is not asked.
+    Hit(Cached),
+    /// Serve "absent"; the delegate is not asked.
+    NegativeHit,
+    /// Ask the delegate, then give its answer (or failure) back with the ticket.
+    Miss(FillTicket),
+    /// Another caller is filling this key: wait until a fill or abandon is
+    /// reported, then look up again.
+    Wait,
+}
+
+/// What happened to a fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillOutcome {
+    /// The record is cached.
+    Cached,
+    /// The absence is cached.
+    CachedNegative,
+    /// Nothing cached: the record is already inside its expiry window, or caching
+    /// of this kind is disabled.
+    NotCached,
+    /// Refused: a key of the record was invalidated after the ticket was issued.
+    Refused,
+}
+
+struct SessionEntry {
+    record: Arc<StoredSession>,
+    /// Serve by access token or id before this.
+    access_deadline: Timestamp,
+    /// Serve by refresh token before this.
+    refresh_deadline: Timestamp,
+}
+
+struct Entry<T> {
+    record: Arc<T>,
+    deadline: Timestamp,
+}
+
+/// The read-cache machine.
+///
+/// # Driving it
+///
+/// 1. For a read (`load_session_by_*`, `load_auth_code`, `load_client`), call
+///    [`lookup`](Self::lookup) with `now` and the key.
+///    - [`Lookup::Hit`] / [`Lookup::NegativeHit`]: answer from it.
+///    - [`Lookup::Miss`]: release the lock, ask the delegate, take the lock again
+///      and hand the answer to the matching `fill_*` method with the ticket (or the
+///      ticket to [`abandon`](Self::abandon) if the delegate failed). Answer the
+///      caller with the delegate's answer whatever the [`FillOutcome`].
+///    - [`Lookup::Wait`]: wait until any fill or abandon is reported, then go to 1.
+/// 2. For every write and one-time call (`store_*`, `delete_*`, `consume_state`,
+///    `try_delete_auth_code`, bulk calls), pass it to the delegate, then report it
+///    with [`handle_write`](Self::handle_write), success or not. One-time calls are
+///    never answered from the cache.
+/// 3. [`metrics`](Self::metrics) at any time.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tokenstore_core::cache::{CacheConfig, CacheKey, CacheMachine, FillOutcome, Lookup, Write};
+/// use tokenstore_core::{StoredSession, Timestamp, TokenHash, UserInfo};
+///
+/// let now = Timestamp::from_unix_secs(1_000);
+/// let mut cache = CacheMachine::new(CacheConfig::default());
+/// let session = Arc::new(StoredSession::new(
+///     "sid", UserInfo::new("p", "u", "n"), "tok", now + Duration::from_secs(3600), now,
+/// ));
+/// let key = CacheKey::SessionByAccess(TokenHash::of("tok"));
+///
+/// let Lookup::Miss(ticket) = cache.lookup(now, key.clone()) else { panic!() };
+/// // ... the delegate answers with `session` ...
+/// assert_eq!(cache.fill_session(now, ticket, Some(session.clone())), FillOutcome::Cached);
+/// assert!(matches!(cache.lookup(now, key.clone()), Lookup::Hit(_)));
+///
+/// cache.handle_write(Write::DeleteSessionByHash(TokenHash::of("tok")));
+/// assert!(matches!(cache.lookup(now, key), Lookup::Miss(_)));
+/// ```
+pub struct CacheMachine {
+    config: CacheConfig,
+    sessions: Table<CacheKey, SessionEntry>,
+    auth_codes: Table<CacheKey, Entry<AuthCodeRecord>>,
+    clients: Table<CacheKey, Entry<ClientRecord>>,
+    negatives: Table<CacheKey, Timestamp>,
+    races: Races,
+    metrics: CacheMetrics,
+}
+
+impl CacheMachine {
+    /// An empty cache.
+    pub fn new(config: CacheConfig) -> Self {
+        Self {
+            sessions: Table::new(config.session_capacity),
+            auth_codes: Table::new(config.auth_code_capacity),
+            clients: Table::new(config.client_capacity),
+            negatives: Table::new(config.negative_capacity),
+            races: Races::default(),
+            metrics: CacheMetrics::default(),
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    /// Decides a read of `key` at `now`.
+    pub fn lookup(&mut self, now: Timestamp, key: CacheKey) -> Lookup {
+        let kind = key.kind();
+        self.metrics.kind_mut(kind).lookups += 1;
+        if let Some(hit) = self.positive(now, &key) {
+            self.metrics.kind_mut(kind).hits += 1;
+            return Lookup::Hit(hit);
+        }
+        if self.negative(now, &key) {
+            self.metrics.kind_mut(kind).negative_hits += 1;
+            return Lookup::NegativeHit;
+        }
+        match self.races.issue(&key) {
+            Some(ticket) => {
+                self.metrics.kind_mut(kind).misses += 1;
+                Lookup::Miss(ticket)
+            }
+            None => {
+                self.metrics.kind_mut(kind).waits += 1;
+                Lookup::Wait
+            }
+        }
+    }
+
+    /// Gives back a session ticket with the delegate's answer.
+    pub fn fill_session(
+        &mut self,
+        now: Timestamp,
+        ticket: FillTicket,
+        found: Option<Arc<StoredSession>>,
+    ) -> FillOutcome {
+        let Some(record) = found else {
+            return self.fill_negative(now, ticket);
+        };
+        let keys = CacheKey::of_session(&record);
+        if !self.races.redeem(&ticket, &keys) {
+            return self.refused(&ticket);
+        }
+        let entry = SessionEntry {
+            access_deadline: self.deadline(now, record.access_expires_at),
+            refresh_deadline: self.deadline(now, record.refresh_expires_at),
+            record,
+        };
+        if entry.deadline_for(&ticket.key) <= now {
+            return FillOutcome::NotCached;
+        }
+        self.clear_negatives(&keys);
+        let evicted = self.sessions.insert(keys, entry);
+        self.filled(Kind::Session, evicted.is_some())
+    }
+
+    /// Gives back an authorization-code ticket with the delegate's answer.
+    pub fn fill_auth_code(
+        &mut self,
+        now: Timestamp,
+        ticket: FillTicket,
+        found: Option<Arc<AuthCodeRecord>>,
+    ) -> FillOutcome {
+        let Some(record) = found else {
+            return self.fill_negative(now, ticket);
+        };
+        let keys = vec![CacheKey::AuthCode(record.code.clone())];
+        if !self.races.redeem(&ticket, &keys) {
+            return self.refused(&ticket);
+        }
+        let deadline = self.deadline(now, Some(record.expires_at));
+        if deadline <= now {
+            return FillOutcome::NotCached;
+        }
+        self.clear_negatives(&keys);
+        let evicted = self.auth_codes.insert(keys, Entry { record, deadline });
+        self.filled(Kind::AuthCode, evicted.is_some())
+    }
+
+    /// Gives back a client ticket with the delegate's answer.
+    pub fn fill_client(
+        &mut self,
+        now: Timestamp,
+        ticket: FillTicket,
+        found: Option<Arc<ClientRecord>>,
+    ) -> FillOutcome {
+        let Some(record) = found else {
+            return self.fill_negative(now, ticket);
+        };
+        let keys = vec![CacheKey::Client(record.client_id.clone())];
+        if !self.races.redeem(&ticket, &keys) {
+            return self.refused(&ticket);
+        }
+        let deadline = self.deadline(now, None);
+        if deadline <= now {
+            return FillOutcome::NotCached;
+        }
+        self.clear_negatives(&keys);
+        let evicted = self.clients.insert(keys, Entry { record, deadline });
+        self.filled(Kind::Client, evicted.is_some())
+    }
+
+    /// Gives back a ticket whose delegate call failed or was given up.
+    pub fn abandon(&mut self, ticket: FillTicket) {
+        self.races.redeem(&ticket, &[]);
+    }
+
+    /// Reports a write or one-time call that passed through to the delegate:
+    /// evicts every entry reachable by any key the write can affect (with all of
+    /// that entry's keys) and the negative entries of those keys, and refuses the
+    /// fills of those keys that are in flight.
+    pub fn handle_write(&mut self, write: Write<'_>) {
+        self.metrics.kind_mut(write.kind()).invalidations += 1;
+        for key in write.keys() {
+            self.invalidate(&key);
+        }
+    }
+
+    /// Fill tickets handed out and not yet given back.
+    pub fn fills_in_flight(&self) -> usize {
+        self.races.outstanding()
+    }
+
+    /// Counters and entry counts.
+    pub fn metrics(&self) -> CacheMetrics {
+        CacheMetrics {
+            session_entries: self.sessions.len(),
+            auth_code_entries: self.auth_codes.len(),
+            client_entries: self.clients.len(),
+            negative_entries: self.negatives.len(),
+            ..self.metrics
+        }
+    }
+
+    /// `min(expiry, now + ttl_cap) - skew`.
+    fn deadline(&self, now: Timestamp, expiry: Option<Timestamp>) -> Timestamp {
+        let capped = now + self.config.ttl_cap;
+        expiry.map_or(capped, |e| e.min(capped)) - self.config.skew
+    }
+
+    fn positive(&mut self, now: Timestamp, key: &CacheKey) -> Option<Cached> {
+        let (hit, deadline) = match key.kind() {
+            Kind::Session => {
+                let e = self.sessions.get(key)?;
+                (Cached::Session(e.record.clone()), e.deadline_for(key))
+            }
+            Kind::AuthCode => {
+                let e = self.auth_codes.get(key)?;
+                (Cached::AuthCode(e.record.clone()), e.deadline)
+            }
+            Kind::Client => {
+                let e = self.clients.get(key)?;
+                (Cached::Client(e.record.clone()), e.deadline)
+            }
+            Kind::State => return None,
+        };
+        if now < deadline {
+            return Some(hit);
+        }
+        self.table_remove(key);
+        self.metrics.kind_mut(key.kind()).expirations += 1;
+        None
+    }
+
+    fn negative(&mut self, now: Timestamp, key: &CacheKey) -> bool {
+        let Some(&deadline) = self.negatives.get(key) else {
+            return false;
+        };
+        if now < deadline {
+            return true;
+        }
+        self.negatives.remove(key);
+        self.metrics.kind_mut(key.kind()).expirations += 1;
+        false
+    }
+
+    fn fill_negative(&mut self, now: Timestamp, ticket: FillTicket) -> FillOutcome {
+        if !self.races.redeem(&ticket, &[]) {
+            return self.refused(&ticket);
+        }
+        if self.config.negative_ttl.is_zero() || self.config.negative_capacity == 0 {
+            return FillOutcome::NotCached;
+        }
+        let kind = ticket.key.kind();
+        let deadline = now + self.config.negative_ttl;
+        if let Some(evicted) = self.negatives.insert(vec![ticket.key], deadline) {
+            self.metrics.kind_mut(evicted[0].kind()).evictions += 1;
+        }
+        self.metrics.kind_mut(kind).negative_fills += 1;
+        FillOutcome::CachedNegative
+    }
+
+    fn refused(&mut self, ticket: &FillTicket) -> FillOutcome {
+        self.metrics.kind_mut(ticket.key.kind()).stale_fills_refused += 1;
+        FillOutcome::Refused
+    }
+
+    fn filled(&mut self, kind: Kind, evicted: bool) -> FillOutcome {
+        let m = self.metrics.kind_mut(kind);
+        m.fills += 1;
+        m.evictions += u64::from(evicted);
+        FillOutcome::Cached
+    }
+
+    fn clear_negatives(&mut self, keys: &[CacheKey]) {
+        for key in keys {
+            self.negatives.remove(key);
+        }
+    }
+
+    fn table_remove(&mut self, key: &CacheKey) -> Option<Vec<CacheKey>> {
+        match key.kind() {
+            Kind::Session => self.sessions.remove(key).map(|(keys, _)| keys),
+            Kind::AuthCode => self.auth_codes.remove(key).map(|(keys, _)| keys),
+            Kind::Client => self.clients.remove(key).map(|(keys, _)| keys),
+            Kind::State => None,
+        }
+    }
+
+    /// Evicts `key`, the entry behind it with all its keys, and their negatives.
+    fn invalidate(&mut self, key: &CacheKey) {
+        let keys = self.table_remove(key).unwrap_or_else(|| vec![key.clone()]);
+        for k in keys.iter().chain(std::iter::once(key)) {
+            self.negatives.remove(k);
+            self.races.invalidate(k);
+        }
+    }
+}
+
+impl SessionEntry {
+    fn deadline_for(&self, key: &CacheKey) -> Timestamp {
+        match key {
+            CacheKey::SessionByRefresh(_) => self.refresh_deadline,
+            _ => self.access_deadline,
+        }
+    }
+}
+
+impl fmt::Debug for CacheMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheMachine")
+            .field("config", &self.config)
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

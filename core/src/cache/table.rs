@@ -1,0 +1,246 @@
+//! A bounded table of entries reachable by one or more keys, evicted by SIEVE.
+//!
+//! SIEVE (Zhang et al., NSDI 2024) keeps entries in insertion order with a
+//! "visited" bit; a hand walks from the oldest entry towards the newest, clearing
+//! bits, and evicts the first entry it finds unvisited. A hit only sets a bit, so
+//! lookups never reorder anything. Everything here is deterministic: eviction
+//! order depends only on the sequence of calls.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+const NIL: u32 = u32::MAX;
+
+struct Node<K, V> {
+    keys: Vec<K>,
+    value: V,
+    visited: bool,
+    /// Towards the newest entry.
+    newer: u32,
+    /// Towards the oldest entry.
+    older: u32,
+}
+
+/// Entries with several keys each, at most `capacity` of them.
+pub(crate) struct Table<K, V> {
+    nodes: Vec<Option<Node<K, V>>>,
+    free: Vec<u32>,
+    index: HashMap<K, u32>,
+    newest: u32,
+    oldest: u32,
+    hand: u32,
+    len: usize,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq + Clone, V> Table<K, V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            newest: NIL,
+            oldest: NIL,
+            hand: NIL,
+            len: 0,
+            capacity: capacity.min(NIL as usize - 1),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The value reachable by `key`, marking it visited.
+    pub(crate) fn get(&mut self, key: &K) -> Option<&V> {
+        let slot = *self.index.get(key)?;
+        let node = self.node_mut(slot);
+        node.visited = true;
+        Some(&node.value)
+    }
+
+    /// Removes the entry reachable by `key` (with all its keys); returns its keys
+    /// and value.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<(Vec<K>, V)> {
+        let slot = *self.index.get(key)?;
+        let node = self.unlink(slot);
+        Some((node.keys, node.value))
+    }
+
+    /// Inserts an entry under `keys`, first removing every entry reachable by any
+    /// of them. Returns the keys of the entry evicted to make room, if any.
+    /// With capacity zero nothing is stored.
+    pub(crate) fn insert(&mut self, keys: Vec<K>, value: V) -> Option<Vec<K>> {
+        for key in &keys {
+            self.remove(key);
+        }
+        if self.capacity == 0 {
+            return None;
+        }
+        let evicted = (self.len >= self.capacity).then(|| self.evict());
+        let slot = self.alloc(Node {
+            keys,
+            value,
+            visited: false,
+            newer: NIL,
+            older: self.newest,
+        });
+        self.link_newest(slot);
+        evicted
+    }
+
+    fn node(&self, slot: u32) -> &Node<K, V> {
+        self.nodes[slot as usize]
+            .as_ref()
+            .expect("linked slot is occupied")
+    }
+
+    fn node_mut(&mut self, slot: u32) -> &mut Node<K, V> {
+        self.nodes[slot as usize]
+            .as_mut()
+            .expect("linked slot is occupied")
+    }
+
+    fn alloc(&mut self, node: Node<K, V>) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = Some(node);
+                slot
+            }
+            None => {
+                self.nodes.push(Some(node));
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    fn link_newest(&mut self, slot: u32) {
+        for key in self.node(slot).keys.clone() {
+            self.index.insert(key, slot);
+        }
+        if self.newest != NIL {
+            let newest = self.newest;
+            self.node_mut(newest).newer = slot;
+        }
+        self.newest = slot;
+        if self.oldest == NIL {
+            self.oldest = slot;
+        }
+        self.len += 1;
+    }
+
+    fn unlink(&mut self, slot: u32) -> Node<K, V> {
+        let node = self.nodes[slot as usize]
+            .take()
+            .expect("linked slot is occupied");
+        for key in &node.keys {
+            self.index.remove(key);
+        }
+        if self.hand == slot {
+            self.hand = node.newer;
+        }
+        match node.older {
+            NIL => self.oldest = node.newer,
+            older => self.node_mut(older).newer = node.newer,
+        }
+        match node.newer {
+            NIL => self.newest = node.older,
+            newer => self.node_mut(newer).older = node.older,
+        }
+        self.free.push(slot);
+        self.len -= 1;
+        node
+    }
+
+    /// Walks the hand from old to new, sparing visited entries once; returns the
+    /// evicted entry's keys.
+    fn evict(&mut self) -> Vec<K> {
+        let mut slot = if self.hand == NIL {
+            self.oldest
+        } else {
+            self.hand
+        };
+        loop {
+            if slot == NIL {
+                slot = self.oldest;
+            }
+            let node = self.node_mut(slot);
+            if !node.visited {
+                break;
+            }
+            node.visited = false;
+            slot = node.newer;
+        }
+        self.hand = self.node(slot).newer;
+        self.unlink(slot).keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_is_a_hard_bound() {
+        let mut t = Table::new(3);
+        let evicted = (0..30).filter(|&i| t.insert(vec![i], i).is_some()).count();
+        assert_eq!(t.len(), 3);
+        assert_eq!(evicted, 27);
+        assert_eq!(t.index.len(), 3);
+    }
+
+    #[test]
+    fn visited_entries_survive_one_pass() {
+        let mut t = Table::new(3);
+        for i in 0..3 {
+            t.insert(vec![i], i);
+        }
+        assert_eq!(t.get(&0), Some(&0));
+        t.insert(vec![3], 3); // hand spares 0, evicts 1
+        assert!(t.get(&1).is_none());
+        assert!(t.get(&0).is_some() && t.get(&2).is_some() && t.get(&3).is_some());
+    }
+
+    #[test]
+    fn one_entry_many_keys() {
+        let mut t = Table::new(10);
+        t.insert(vec!["a", "b", "c"], 1);
+        assert_eq!(t.get(&"b"), Some(&1));
+        // Inserting under a shared key replaces the whole old entry.
+        t.insert(vec!["c", "d"], 2);
+        assert_eq!(t.get(&"a"), None);
+        assert_eq!(t.get(&"b"), None);
+        assert_eq!(t.get(&"d"), Some(&2));
+        assert_eq!(t.remove(&"c"), Some((vec!["c", "d"], 2)));
+        assert_eq!(t.len(), 0);
+        assert!(t.index.is_empty());
+    }
+
+    #[test]
+    fn zero_capacity_stores_nothing() {
+        let mut t = Table::new(0);
+        assert_eq!(t.insert(vec![1], 1), None);
+        assert_eq!(t.get(&1), None);
+    }
+
+    #[test]
+    fn removal_keeps_links_consistent() {
+        let mut t = Table::new(4);
+        for i in 0..4 {
+            t.insert(vec![i], i);
+        }
+        t.get(&0);
+        t.insert(vec![4], 4); // evicts 1, hand now at 2
+        t.remove(&2); // the hand's node goes away
+        t.insert(vec![5], 5);
+        t.insert(vec![6], 6);
+        assert_eq!(t.len(), 4);
+        let mut seen = 0;
+        let mut slot = t.oldest;
+        while slot != NIL {
+            seen += 1;
+            slot = t.node(slot).newer;
+        }
+        assert_eq!(seen, 4);
+    }
+}
