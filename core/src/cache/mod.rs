@@ -85,6 +85,8 @@ pub enum Lookup {
     /// Another caller is filling this key: wait until a fill or abandon is
     /// reported, then look up again.
     Wait,
+    /// The cache was closed: answer [`StoreError::Closed`](crate::StoreError::Closed).
+    Closed,
 }
 
 /// What happened to a fill.
@@ -126,11 +128,13 @@ struct Entry<T> {
 ///      ticket to [`abandon`](Self::abandon) if the delegate failed). Answer the
 ///      caller with the delegate's answer whatever the [`FillOutcome`].
 ///    - [`Lookup::Wait`]: wait until any fill or abandon is reported, then go to 1.
+///    - [`Lookup::Closed`]: fail the read with `StoreError::Closed`.
 /// 2. For every write and one-time call (`store_*`, `delete_*`, `consume_state`,
 ///    `try_delete_auth_code`, bulk calls), pass it to the delegate, then report it
 ///    with [`handle_write`](Self::handle_write), success or not. One-time calls are
 ///    never answered from the cache.
-/// 3. [`metrics`](Self::metrics) at any time.
+/// 3. After closing the delegate, call [`handle_close`](Self::handle_close).
+/// 4. [`metrics`](Self::metrics) at any time.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -161,6 +165,7 @@ pub struct CacheMachine {
     negatives: Table<CacheKey, Timestamp>,
     races: Races,
     metrics: CacheMetrics,
+    closed: bool,
 }
 
 impl CacheMachine {
@@ -173,8 +178,20 @@ impl CacheMachine {
             negatives: Table::new(config.negative_capacity),
             races: Races::default(),
             metrics: CacheMetrics::default(),
+            closed: false,
             config,
         }
+    }
+
+    /// Reports that the store closed: every entry is dropped and every later
+    /// lookup answers [`Lookup::Closed`].
+    pub fn handle_close(&mut self) {
+        self.closed = true;
+        let config = self.config.clone();
+        self.sessions = Table::new(config.session_capacity);
+        self.auth_codes = Table::new(config.auth_code_capacity);
+        self.clients = Table::new(config.client_capacity);
+        self.negatives = Table::new(config.negative_capacity);
     }
 
     /// The configuration.
@@ -184,6 +201,9 @@ impl CacheMachine {
 
     /// Decides a read of `key` at `now`.
     pub fn lookup(&mut self, now: Timestamp, key: CacheKey) -> Lookup {
+        if self.closed {
+            return Lookup::Closed;
+        }
         let kind = key.kind();
         self.metrics.kind_mut(kind).lookups += 1;
         if let Some(hit) = self.positive(now, &key) {

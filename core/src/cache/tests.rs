@@ -383,3 +383,15 @@ fn debug_shows_no_secret_or_identifier() {
     }
     cache.abandon(ticket);
 }
+
+#[test]
+fn close_drops_entries_and_refuses_lookups() {
+    let mut cache = CacheMachine::new(CacheConfig::default());
+    cached_session(&mut cache, &session("sid", "acc", None, t0() + HOUR));
+    cache.handle_close();
+    assert!(matches!(
+        cache.lookup(t0(), by_access("acc")),
+        Lookup::Closed
+    ));
+    assert_eq!(cache.metrics().session_entries, 0);
+}

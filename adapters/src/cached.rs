@@ -1,0 +1,395 @@
+//! [`CachingTokenStore`]: the read cache's async driver.
+//!
+//! Every decision (hit, miss, lifetime, invalidation, eviction, stale fill) is
+//! made by [`CacheMachine`]; this file only takes the lock, calls the delegate
+//! and reports what happened.
+
+use crate::sync::{Event, Mutex};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use tokenstore_core::cache::{
+    CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, FillOutcome, FillTicket, Lookup,
+    Write,
+};
+use tokenstore_core::{
+    AuthCodeRecord, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord, Clock, StateRecord,
+    StoreError, StoredSession, SystemClock, Timestamp, TokenHash, TokenStore, validate_key,
+};
+
+/// A read cache in front of any [`TokenStore`].
+///
+/// Loads of sessions (by access token, id or refresh token), authorization codes
+/// and clients are answered from memory when the [`CacheMachine`] holds a live
+/// entry; misses ask the delegate once per key (concurrent misses wait for the
+/// first: single flight) and fill the cache. Every write and one-time call goes
+/// to the delegate and then evicts what it can affect.
+///
+/// Staleness: a write made behind the cache's back (another process, or the
+/// delegate used directly) is seen after at most [`CacheConfig::ttl_cap`] (and
+/// an absence after at most [`CacheConfig::negative_ttl`]); writes through the
+/// cache are seen at once.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tokenstore::{CachingTokenStore, cache::CacheConfig};
+/// use tokenstore::{Clock, ManualClock, MemoryTokenStore, StoredSession, Timestamp, TokenStore, UserInfo};
+///
+/// # futures_lite::future::block_on(async {
+/// let clock = ManualClock::new(Timestamp::from_unix_secs(1_700_000_000));
+/// let store = CachingTokenStore::with_clock(
+///     MemoryTokenStore::new(clock.clone()),
+///     CacheConfig::default(),
+///     clock.clone(),
+/// );
+/// let session = StoredSession::new(
+///     "sid", UserInfo::new("github", "42", "octocat"), "access-token",
+///     clock.now() + Duration::from_secs(3600), clock.now(),
+/// );
+/// store.store_session(Arc::new(session)).await?;
+/// store.load_session_by_token("access-token").await?; // miss: asks the delegate
+/// store.load_session_by_token("access-token").await?; // hit
+/// assert_eq!(store.metrics().sessions.hits, 1);
+/// # Ok::<(), tokenstore::StoreError>(())
+/// # }).unwrap();
+/// ```
+pub struct CachingTokenStore<S> {
+    inner: S,
+    clock: Arc<dyn Clock>,
+    machine: Mutex<CacheMachine>,
+    /// Notified after every fill or abandon, for lookups told to wait.
+    filled: Event,
+}
+
+impl<S: TokenStore> CachingTokenStore<S> {
+    /// Wraps `inner` with the system clock.
+    pub fn new(inner: S, config: CacheConfig) -> Self {
+        Self::with_clock(inner, config, SystemClock)
+    }
+
+    /// Wraps `inner`, telling time with `clock` (use the delegate's clock).
+    pub fn with_clock(inner: S, config: CacheConfig, clock: impl Clock + 'static) -> Self {
+        Self {
+            inner,
+            clock: Arc::new(clock),
+            machine: Mutex::new(CacheMachine::new(config)),
+            filled: Event::new(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The cache's counters and entry counts.
+    pub fn metrics(&self) -> CacheMetrics {
+        self.machine.lock().metrics()
+    }
+
+    /// Answers a read from the cache or, on a miss, from `fetch`, filling the
+    /// cache with `fill`.
+    async fn read<T, Fut>(
+        &self,
+        key: CacheKey,
+        fetch: impl Fn() -> Fut,
+        fill: fn(&mut CacheMachine, Timestamp, FillTicket, Option<Arc<T>>) -> FillOutcome,
+        unwrap: fn(Cached) -> Option<Arc<T>>,
+    ) -> Result<Option<Arc<T>>, StoreError>
+    where
+        Fut: Future<Output = Result<Option<Arc<T>>, StoreError>>,
+    {
+        loop {
+            let now = self.clock.now();
+            let (ticket, listener) = {
+                let mut machine = self.machine.lock();
+                match machine.lookup(now, key.clone()) {
+                    Lookup::Hit(cached) => return Ok(unwrap(cached)),
+                    Lookup::NegativeHit => return Ok(None),
+                    Lookup::Closed => return Err(StoreError::Closed),
+                    // Listening under the lock: the fill we wait for needs the lock
+                    // to land, so its notification cannot be missed.
+                    Lookup::Wait => (None, Some(self.filled.listen())),
+                    Lookup::Miss(ticket) => (Some(ticket), None),
+                }
+            };
+            if let Some(listener) = listener {
+                listener.await;
+                continue;
+            }
+            let mut ticket = TicketGuard {
+                store: self,
+                ticket,
+            };
+            let result = fetch().await;
+            let ticket = ticket.ticket.take().expect("ticket is taken once");
+            {
+                let mut machine = self.machine.lock();
+                match &result {
+                    Ok(found) => drop(fill(&mut machine, now, ticket, found.clone())),
+                    Err(_) => machine.abandon(ticket),
+                }
+            }
+            self.filled.notify(usize::MAX);
+            return result;
+        }
+    }
+
+    /// Runs a write on the delegate, then reports it to the machine, even when
+    /// the caller drops the future half way.
+    async fn write<T>(
+        &self,
+        write: Write<'_>,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let _report = WriteGuard {
+            store: self,
+            writes: std::slice::from_ref(&write),
+        };
+        call.await
+    }
+}
+
+/// Gives the ticket back if the read is dropped before the delegate answered.
+struct TicketGuard<'a, S: TokenStore> {
+    store: &'a CachingTokenStore<S>,
+    ticket: Option<FillTicket>,
+}
+
+impl<S: TokenStore> Drop for TicketGuard<'_, S> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.store.machine.lock().abandon(ticket);
+            self.store.filled.notify(usize::MAX);
+        }
+    }
+}
+
+/// Reports writes to the machine when dropped (after completion or cancellation).
+struct WriteGuard<'a, 'w, S: TokenStore> {
+    store: &'a CachingTokenStore<S>,
+    writes: &'a [Write<'w>],
+}
+
+impl<S: TokenStore> Drop for WriteGuard<'_, '_, S> {
+    fn drop(&mut self) {
+        let mut machine = self.store.machine.lock();
+        for write in self.writes {
+            machine.handle_write(*write);
+        }
+    }
+}
+
+fn session(c: Cached) -> Option<Arc<StoredSession>> {
+    match c {
+        Cached::Session(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn auth_code(c: Cached) -> Option<Arc<AuthCodeRecord>> {
+    match c {
+        Cached::AuthCode(a) => Some(a),
+        _ => None,
+    }
+}
+
+fn client(c: Cached) -> Option<Arc<ClientRecord>> {
+    match c {
+        Cached::Client(a) => Some(a),
+        _ => None,
+    }
+}
+
+impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
+    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
+        self.write(Write::State, self.inner.store_state(record))
+            .await
+    }
+
+    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
+        self.write(Write::State, self.inner.consume_state(state))
+            .await
+    }
+
+    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
+        let code = record.code.clone();
+        self.write(Write::AuthCode(&code), self.inner.store_auth_code(record))
+            .await
+    }
+
+    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
+        validate_key("code", code)?;
+        let key = CacheKey::AuthCode(code.to_owned());
+        let fetch = || self.inner.load_auth_code(code);
+        self.read(key, fetch, CacheMachine::fill_auth_code, auth_code)
+            .await
+    }
+
+    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
+        self.write(Write::AuthCode(code), self.inner.delete_auth_code(code))
+            .await
+    }
+
+    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
+        self.write(Write::AuthCode(code), self.inner.try_delete_auth_code(code))
+            .await
+    }
+
+    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
+        let keys = Arc::clone(&record);
+        self.write(Write::StoreSession(&keys), self.inner.store_session(record))
+            .await
+    }
+
+    async fn load_session_by_token(
+        &self,
+        access_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("access_token", access_token)?;
+        let key = CacheKey::SessionByAccess(TokenHash::of(access_token));
+        let fetch = || self.inner.load_session_by_token(access_token);
+        self.read(key, fetch, CacheMachine::fill_session, session)
+            .await
+    }
+
+    async fn load_session_by_id(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("session_id", session_id)?;
+        let key = CacheKey::SessionById(session_id.to_owned());
+        let fetch = || self.inner.load_session_by_id(session_id);
+        self.read(key, fetch, CacheMachine::fill_session, session)
+            .await
+    }
+
+    async fn load_session_by_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("refresh_token", refresh_token)?;
+        let key = CacheKey::SessionByRefresh(TokenHash::of(refresh_token));
+        let fetch = || self.inner.load_session_by_refresh_token(refresh_token);
+        self.read(key, fetch, CacheMachine::fill_session, session)
+            .await
+    }
+
+    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
+        let write = Write::DeleteSessionByHash(TokenHash::of(access_token));
+        self.write(write, self.inner.delete_session_by_token(access_token))
+            .await
+    }
+
+    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
+        let write = Write::DeleteSessionById(session_id);
+        self.write(write, self.inner.delete_session_by_id(session_id))
+            .await
+    }
+
+    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
+        let id = record.client_id.clone();
+        self.write(Write::Client(&id), self.inner.store_client(record))
+            .await
+    }
+
+    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
+        validate_key("client_id", client_id)?;
+        let key = CacheKey::Client(client_id.to_owned());
+        let fetch = || self.inner.load_client(client_id);
+        self.read(key, fetch, CacheMachine::fill_client, client)
+            .await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
+        self.inner.list_clients().await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        self.write(
+            Write::Client(client_id),
+            self.inner.delete_client(client_id),
+        )
+        .await
+    }
+
+    /// Passes through: the cache never serves a record past its expiry, so what
+    /// cleanup removes is never cached.
+    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
+        self.inner.cleanup_expired().await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let result = self.inner.close().await;
+        self.machine.lock().handle_close();
+        self.filled.notify(usize::MAX);
+        result
+    }
+
+    fn bulk(&self) -> Option<&dyn BulkSessionStore> {
+        self.inner.bulk().map(|_| self as &dyn BulkSessionStore)
+    }
+}
+
+impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
+    fn bulk_store_sessions(
+        &self,
+        sessions: Vec<Arc<StoredSession>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let Some(bulk) = self.inner.bulk() else {
+                return Err(StoreError::Backend(
+                    "the delegate lost its bulk capability".into(),
+                ));
+            };
+            let records = sessions.clone();
+            let writes: Vec<Write<'_>> = records.iter().map(|s| Write::StoreSession(s)).collect();
+            let _report = WriteGuard {
+                store: self,
+                writes: &writes,
+            };
+            bulk.bulk_store_sessions(sessions).await
+        })
+    }
+
+    fn bulk_delete_sessions_by_hash(
+        &self,
+        hashes: Vec<TokenHash>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let Some(bulk) = self.inner.bulk() else {
+                return Err(StoreError::Backend(
+                    "the delegate lost its bulk capability".into(),
+                ));
+            };
+            let writes: Vec<Write<'_>> = hashes
+                .iter()
+                .map(|h| Write::DeleteSessionByHash(*h))
+                .collect();
+            let _report = WriteGuard {
+                store: self,
+                writes: &writes,
+            };
+            bulk.bulk_delete_sessions_by_hash(hashes).await
+        })
+    }
+
+    fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
+        Box::pin(async move {
+            match self.inner.bulk() {
+                Some(bulk) => bulk.bulk_cleanup_expired().await,
+                None => self.inner.cleanup_expired().await,
+            }
+        })
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for CachingTokenStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachingTokenStore")
+            .field("inner", &self.inner)
+            .field("machine", &*self.machine.lock())
+            .finish_non_exhaustive()
+    }
+}
