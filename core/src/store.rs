@@ -180,3 +180,109 @@ pub trait BulkSessionStore: Send + Sync {
     /// backend has.
     fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>>;
 }
+
+/// A shared store is a store: several wrappers (or a wrapper and direct callers)
+/// can use one backend.
+impl<S: TokenStore + ?Sized> TokenStore for Arc<S> {
+    fn store_state(
+        &self,
+        record: Arc<StateRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).store_state(record)
+    }
+    fn consume_state(
+        &self,
+        state: &str,
+    ) -> impl Future<Output = Result<Option<Arc<StateRecord>>, StoreError>> + Send {
+        (**self).consume_state(state)
+    }
+    fn store_auth_code(
+        &self,
+        record: Arc<AuthCodeRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).store_auth_code(record)
+    }
+    fn load_auth_code(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<Option<Arc<AuthCodeRecord>>, StoreError>> + Send {
+        (**self).load_auth_code(code)
+    }
+    fn delete_auth_code(&self, code: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete_auth_code(code)
+    }
+    fn try_delete_auth_code(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).try_delete_auth_code(code)
+    }
+    fn store_session(
+        &self,
+        record: Arc<StoredSession>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).store_session(record)
+    }
+    fn load_session_by_token(
+        &self,
+        access_token: &str,
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
+        (**self).load_session_by_token(access_token)
+    }
+    fn load_session_by_id(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
+        (**self).load_session_by_id(session_id)
+    }
+    fn load_session_by_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
+        (**self).load_session_by_refresh_token(refresh_token)
+    }
+    fn delete_session_by_token(
+        &self,
+        access_token: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete_session_by_token(access_token)
+    }
+    fn delete_session_by_id(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete_session_by_id(session_id)
+    }
+    fn store_client(
+        &self,
+        record: Arc<ClientRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).store_client(record)
+    }
+    fn load_client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Arc<ClientRecord>>, StoreError>> + Send {
+        (**self).load_client(client_id)
+    }
+    fn list_clients(
+        &self,
+    ) -> impl Future<Output = Result<Vec<Arc<ClientRecord>>, StoreError>> + Send {
+        (**self).list_clients()
+    }
+    fn delete_client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete_client(client_id)
+    }
+    fn cleanup_expired(&self) -> impl Future<Output = Result<CleanupCounts, StoreError>> + Send {
+        (**self).cleanup_expired()
+    }
+    fn close(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).close()
+    }
+    fn bulk(&self) -> Option<&dyn BulkSessionStore> {
+        (**self).bulk()
+    }
+}
