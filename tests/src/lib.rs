@@ -1,1 +1,36 @@
-//! Test support (being built).
+//! # tokenstore-tests
+//!
+//! The contract suite of tokenstore, written once and run against every backend
+//! and every wrapper stack, on tokio and on smol (`DESIGN.md` section 6).
+//!
+//! - [`Runtime`]: `block_on` and `spawn`, implemented by [`Tokio`] and [`Smol`].
+//! - [`Factory`]: makes a fresh store with a [`ManualClock`](tokenstore_core::ManualClock)
+//!   and reads its whole [`Contents`](tokenstore_core::Contents);
+//!   [`MemoryFactory`] is the reference model's.
+//! - [`contract`]: the test bodies, `pub async fn name<F: Factory, R: Runtime>()`,
+//!   one module per operation family.
+//! - [`contract_suite!`]: emits one `#[test]` per body for a factory and a
+//!   runtime, named `<suite>::<family>::<test>`, for example
+//!   `memory_tokio::sessions::rotation_invalidates_old_tokens`.
+//!
+//! `tests/contract.rs` instantiates the suite:
+//!
+//! ```ignore
+//! use tokenstore_tests::{MemoryFactory, Smol, Tokio, contract_suite};
+//!
+//! contract_suite!(memory_tokio, MemoryFactory, Tokio);
+//! contract_suite!(memory_smol, MemoryFactory, Smol);
+//! ```
+//!
+//! Tests are deterministic: time moves only through the fixture's manual clock,
+//! and nothing sleeps.
+
+pub mod compare;
+pub mod contract;
+mod factory;
+mod runtime;
+pub mod sample;
+mod suite;
+
+pub use factory::{Factory, Fixture, MemoryFactory, T0};
+pub use runtime::{Runtime, Smol, Task, Tokio, WORKER_THREADS};

@@ -1,0 +1,397 @@
+//! Bad input gets a typed error and changes nothing; a closed store refuses
+//! everything.
+
+use super::{by_token, seed_mixed};
+use crate::compare::{assert_contents_eq, assert_session_eq};
+use crate::sample::{HOUR, code, full_client, full_session, live_session, state};
+use crate::{Factory, Fixture, Runtime, T0};
+use std::fmt;
+use std::sync::Arc;
+use tokenstore_core::{
+    InvalidInput, MAX_KEY_BYTES, Secret, StoreError, StoredSession, TokenHash, TokenStore,
+};
+
+/// Panics unless `result` is exactly the error `expected`.
+#[track_caller]
+fn assert_err<T: fmt::Debug>(op: &str, result: Result<T, StoreError>, expected: &StoreError) {
+    match result {
+        Err(e) => assert_eq!(&e, expected, "{op}: wrong error"),
+        Ok(v) => panic!("{op}: expected {expected:?}, got Ok({v:?})"),
+    }
+}
+
+fn empty(field: &'static str) -> StoreError {
+    StoreError::InvalidInput(InvalidInput::EmptyKey { field })
+}
+
+fn too_long(field: &'static str) -> StoreError {
+    StoreError::InvalidInput(InvalidInput::KeyTooLong {
+        field,
+        len: MAX_KEY_BYTES + 1,
+        max: MAX_KEY_BYTES,
+    })
+}
+
+fn long_key() -> String {
+    "k".repeat(MAX_KEY_BYTES + 1)
+}
+
+/// Empty keys in state operations: typed error, nothing changed.
+pub async fn empty_keys_states<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let s = fx
+        .store
+        .store_state(Arc::new(state("", T0 + HOUR, T0)))
+        .await;
+    assert_err("store_state", s, &empty("state"));
+    assert_err(
+        "consume_state",
+        fx.store.consume_state("").await,
+        &empty("state"),
+    );
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// Empty keys in auth code operations: typed error, nothing changed.
+pub async fn empty_keys_auth_codes<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let no_code = code("", "sess-live", T0 + HOUR, T0);
+    let r = fx.store.store_auth_code(Arc::new(no_code)).await;
+    assert_err("store_auth_code", r, &empty("code"));
+    let no_session = code("code-new", "", T0 + HOUR, T0);
+    let r = fx.store.store_auth_code(Arc::new(no_session)).await;
+    assert_err("store_auth_code", r, &empty("session_id"));
+    assert_err(
+        "load_auth_code",
+        fx.store.load_auth_code("").await,
+        &empty("code"),
+    );
+    assert_err(
+        "delete_auth_code",
+        fx.store.delete_auth_code("").await,
+        &empty("code"),
+    );
+    let r = fx.store.try_delete_auth_code("").await;
+    assert_err("try_delete_auth_code", r, &empty("code"));
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// Empty keys in session operations: typed error, nothing changed.
+pub async fn empty_keys_sessions<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let no_id = live_session("", "at-new", Some("rt-new"), T0);
+    let r = fx.store.store_session(Arc::new(no_id)).await;
+    assert_err("store_session", r, &empty("session_id"));
+    let no_access = live_session("sess-new", "", Some("rt-new"), T0);
+    let r = fx.store.store_session(Arc::new(no_access)).await;
+    assert_err("store_session", r, &empty("access_token"));
+    let r = fx.store.load_session_by_token("").await;
+    assert_err("load_session_by_token", r, &empty("access_token"));
+    let r = fx.store.load_session_by_id("").await;
+    assert_err("load_session_by_id", r, &empty("session_id"));
+    let r = fx.store.load_session_by_refresh_token("").await;
+    assert_err("load_session_by_refresh_token", r, &empty("refresh_token"));
+    let r = fx.store.delete_session_by_token("").await;
+    assert_err("delete_session_by_token", r, &empty("access_token"));
+    let r = fx.store.delete_session_by_id("").await;
+    assert_err("delete_session_by_id", r, &empty("session_id"));
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// Empty keys in client operations: typed error, nothing changed.
+pub async fn empty_keys_clients<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let r = fx.store.store_client(Arc::new(full_client("", T0))).await;
+    assert_err("store_client", r, &empty("client_id"));
+    assert_err(
+        "load_client",
+        fx.store.load_client("").await,
+        &empty("client_id"),
+    );
+    assert_err(
+        "delete_client",
+        fx.store.delete_client("").await,
+        &empty("client_id"),
+    );
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// A session with an empty refresh token is refused, and does not replace the
+/// stored session it shares its id and access token with.
+pub async fn empty_refresh_token<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    let existing = full_session("sess-1", "at-1", "rt-1", T0);
+    super::put(&fx, &existing).await;
+    let before = fx.contents().await;
+    let mut bad = full_session("sess-1", "at-1", "rt-1", T0);
+    bad.refresh_token = Some(Secret::new(""));
+    let r = fx.store.store_session(Arc::new(bad)).await;
+    assert_err("store_session", r, &empty("refresh_token"));
+    assert_contents_eq(&fx.contents().await, &before);
+    assert_session_eq(&by_token(&fx, "at-1").await.expect("kept"), &existing);
+}
+
+/// A session without an access expiry is refused, and does not replace the
+/// stored sessions it shares keys with.
+pub async fn session_without_access_expiry<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    let a = full_session("sess-a", "at-a", "rt-a", T0);
+    let b = full_session("sess-b", "at-b", "rt-b", T0);
+    super::put(&fx, &a).await;
+    super::put(&fx, &b).await;
+    let before = fx.contents().await;
+    let mut bad = full_session("sess-a", "at-new", "rt-b", T0);
+    bad.access_expires_at = None;
+    let r = fx.store.store_session(Arc::new(bad)).await;
+    let missing = StoreError::InvalidInput(InvalidInput::MissingAccessExpiry);
+    assert_err("store_session", r, &missing);
+    assert_contents_eq(&fx.contents().await, &before);
+    assert_session_eq(&by_token(&fx, "at-a").await.expect("kept"), &a);
+    assert_session_eq(&by_token(&fx, "at-b").await.expect("kept"), &b);
+}
+
+/// Oversized keys in state and code operations: typed error, nothing changed.
+pub async fn oversized_keys_states_and_codes<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let long = long_key();
+    let r = fx
+        .store
+        .store_state(Arc::new(state(&long, T0 + HOUR, T0)))
+        .await;
+    assert_err("store_state", r, &too_long("state"));
+    assert_err(
+        "consume_state",
+        fx.store.consume_state(&long).await,
+        &too_long("state"),
+    );
+    let r = fx
+        .store
+        .store_auth_code(Arc::new(code(&long, "s", T0 + HOUR, T0)))
+        .await;
+    assert_err("store_auth_code", r, &too_long("code"));
+    let r = fx
+        .store
+        .store_auth_code(Arc::new(code("c", &long, T0 + HOUR, T0)))
+        .await;
+    assert_err("store_auth_code", r, &too_long("session_id"));
+    assert_err(
+        "load_auth_code",
+        fx.store.load_auth_code(&long).await,
+        &too_long("code"),
+    );
+    let r = fx.store.delete_auth_code(&long).await;
+    assert_err("delete_auth_code", r, &too_long("code"));
+    let r = fx.store.try_delete_auth_code(&long).await;
+    assert_err("try_delete_auth_code", r, &too_long("code"));
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// Oversized keys in session and client operations: typed error, nothing changed.
+pub async fn oversized_keys_sessions_and_clients<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let long = long_key();
+    let bad_sessions: [(StoredSession, &str); 3] = [
+        (live_session(&long, "at-n", Some("rt-n"), T0), "session_id"),
+        (
+            live_session("sess-n", &long, Some("rt-n"), T0),
+            "access_token",
+        ),
+        (
+            live_session("sess-n", "at-n", Some(&long), T0),
+            "refresh_token",
+        ),
+    ];
+    for (s, field) in bad_sessions {
+        let r = fx.store.store_session(Arc::new(s)).await;
+        assert_err("store_session", r, &too_long(field));
+    }
+    let r = fx.store.load_session_by_token(&long).await;
+    assert_err("load_session_by_token", r, &too_long("access_token"));
+    let r = fx.store.load_session_by_id(&long).await;
+    assert_err("load_session_by_id", r, &too_long("session_id"));
+    let r = fx.store.load_session_by_refresh_token(&long).await;
+    assert_err(
+        "load_session_by_refresh_token",
+        r,
+        &too_long("refresh_token"),
+    );
+    let r = fx.store.delete_session_by_token(&long).await;
+    assert_err("delete_session_by_token", r, &too_long("access_token"));
+    let r = fx.store.delete_session_by_id(&long).await;
+    assert_err("delete_session_by_id", r, &too_long("session_id"));
+    let r = fx
+        .store
+        .store_client(Arc::new(full_client(&long, T0)))
+        .await;
+    assert_err("store_client", r, &too_long("client_id"));
+    assert_err(
+        "load_client",
+        fx.store.load_client(&long).await,
+        &too_long("client_id"),
+    );
+    let r = fx.store.delete_client(&long).await;
+    assert_err("delete_client", r, &too_long("client_id"));
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// Keys of exactly [`MAX_KEY_BYTES`] bytes are accepted everywhere and round-trip.
+pub async fn max_size_keys_accepted<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    let key = |c: char| c.to_string().repeat(MAX_KEY_BYTES);
+    let (st, cd, sid, at, rt, cid) = (key('s'), key('c'), key('i'), key('a'), key('r'), key('l'));
+    fx.store
+        .store_state(Arc::new(state(&st, T0 + HOUR, T0)))
+        .await
+        .unwrap();
+    let record = code(&cd, &sid, T0 + HOUR, T0);
+    fx.store.store_auth_code(Arc::new(record)).await.unwrap();
+    let s = full_session(&sid, &at, &rt, T0);
+    super::put(&fx, &s).await;
+    let client = full_client(&cid, T0);
+    fx.store.store_client(Arc::new(client)).await.unwrap();
+    assert_eq!(
+        fx.store
+            .consume_state(&st)
+            .await
+            .unwrap()
+            .expect("state")
+            .state,
+        st
+    );
+    let loaded = fx.store.load_auth_code(&cd).await.unwrap().expect("code");
+    assert_eq!((&loaded.code, &loaded.session_id), (&cd, &sid));
+    assert!(fx.store.try_delete_auth_code(&cd).await.unwrap());
+    assert_session_eq(&by_token(&fx, &at).await.expect("by token"), &s);
+    assert_session_eq(&super::by_id(&fx, &sid).await.expect("by id"), &s);
+    assert_session_eq(&super::by_refresh(&fx, &rt).await.expect("by refresh"), &s);
+    assert_eq!(
+        fx.store
+            .load_client(&cid)
+            .await
+            .unwrap()
+            .expect("client")
+            .client_id,
+        cid
+    );
+}
+
+/// Multi-byte characters count in bytes: a key of `MAX_KEY_BYTES / 2 + 1`
+/// two-byte characters is too long.
+pub async fn key_limit_counts_bytes<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    let long = "é".repeat(MAX_KEY_BYTES / 2 + 1);
+    let r = fx.store.consume_state(&long).await;
+    let expected = StoreError::InvalidInput(InvalidInput::KeyTooLong {
+        field: "state",
+        len: MAX_KEY_BYTES + 2,
+        max: MAX_KEY_BYTES,
+    });
+    assert_err("consume_state", r, &expected);
+    let fits = "é".repeat(MAX_KEY_BYTES / 2);
+    fx.store
+        .store_state(Arc::new(state(&fits, T0 + HOUR, T0)))
+        .await
+        .unwrap();
+    assert!(fx.store.consume_state(&fits).await.unwrap().is_some());
+}
+
+/// After `close`, every operation returns `Closed` (bulk ones included).
+pub async fn closed_store_refuses_everything<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    fx.store.close().await.unwrap();
+    let closed = StoreError::Closed;
+    let st = Arc::new(state("st-new", T0 + HOUR, T0));
+    assert_err("store_state", fx.store.store_state(st).await, &closed);
+    assert_err(
+        "consume_state",
+        fx.store.consume_state("st-live").await,
+        &closed,
+    );
+    let cd = Arc::new(code("code-new", "sess-live", T0 + HOUR, T0));
+    assert_err(
+        "store_auth_code",
+        fx.store.store_auth_code(cd).await,
+        &closed,
+    );
+    assert_err(
+        "load_auth_code",
+        fx.store.load_auth_code("code-live-1").await,
+        &closed,
+    );
+    let r = fx.store.delete_auth_code("code-live-1").await;
+    assert_err("delete_auth_code", r, &closed);
+    let r = fx.store.try_delete_auth_code("code-live-2").await;
+    assert_err("try_delete_auth_code", r, &closed);
+    closed_sessions_and_clients(&fx).await;
+    assert_err("cleanup_expired", fx.store.cleanup_expired().await, &closed);
+    if let Some(bulk) = fx.store.bulk() {
+        let s = vec![Arc::new(live_session("sess-new", "at-new", None, T0))];
+        assert_err(
+            "bulk_store_sessions",
+            bulk.bulk_store_sessions(s).await,
+            &closed,
+        );
+        let hashes = vec![TokenHash::of("at-live")];
+        let r = bulk.bulk_delete_sessions_by_hash(hashes).await;
+        assert_err("bulk_delete_sessions_by_hash", r, &closed);
+        assert_err(
+            "bulk_cleanup_expired",
+            bulk.bulk_cleanup_expired().await,
+            &closed,
+        );
+    }
+}
+
+async fn closed_sessions_and_clients<F: Factory>(fx: &Fixture<F>) {
+    let closed = StoreError::Closed;
+    let s = Arc::new(live_session("sess-new", "at-new", Some("rt-new"), T0));
+    assert_err("store_session", fx.store.store_session(s).await, &closed);
+    let r = fx.store.load_session_by_token("at-live").await;
+    assert_err("load_session_by_token", r, &closed);
+    let r = fx.store.load_session_by_id("sess-live").await;
+    assert_err("load_session_by_id", r, &closed);
+    let r = fx.store.load_session_by_refresh_token("rt-live").await;
+    assert_err("load_session_by_refresh_token", r, &closed);
+    let r = fx.store.delete_session_by_token("at-live").await;
+    assert_err("delete_session_by_token", r, &closed);
+    let r = fx.store.delete_session_by_id("sess-live").await;
+    assert_err("delete_session_by_id", r, &closed);
+    let c = Arc::new(full_client("client-new", T0));
+    assert_err("store_client", fx.store.store_client(c).await, &closed);
+    assert_err(
+        "load_client",
+        fx.store.load_client("client-1").await,
+        &closed,
+    );
+    assert_err("list_clients", fx.store.list_clients().await, &closed);
+    assert_err(
+        "delete_client",
+        fx.store.delete_client("client-1").await,
+        &closed,
+    );
+}
+
+/// `close` is idempotent: closing again succeeds, and the store stays closed.
+pub async fn close_is_idempotent<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    let s = live_session("sess-1", "at-1", None, T0);
+    super::put(&fx, &s).await;
+    fx.store.close().await.unwrap();
+    fx.store.close().await.unwrap();
+    fx.store.close().await.unwrap();
+    let r = fx.store.load_session_by_token("at-1").await;
+    assert_err("load_session_by_token", r, &StoreError::Closed);
+}

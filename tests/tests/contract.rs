@@ -1,0 +1,8 @@
+//! The contract suite, instantiated per backend and per runtime.
+//!
+//! Test names say where they run: `memory_tokio::sessions::rotation_invalidates_old_tokens`.
+
+use tokenstore_tests::{MemoryFactory, Smol, Tokio, contract_suite};
+
+contract_suite!(memory_tokio, MemoryFactory, Tokio);
+contract_suite!(memory_smol, MemoryFactory, Smol);
