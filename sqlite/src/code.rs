@@ -1,0 +1,132 @@
+//! The `auth_codes` table: authorization codes, loaded then deleted.
+
+use crate::columns::{Cols, cutoff, expired_sql, secs};
+use crate::error::backend;
+use crate::json::encode_list;
+use crate::worker::Ctx;
+use rusqlite::{OptionalExtension, Row, params};
+use tokenstore_core::{AuthCodeRecord, StoreError, Timestamp};
+
+const TABLE: &str = "auth_codes";
+
+macro_rules! columns {
+    () => {
+        "code, session_id, client_id, redirect_uri, code_challenge, code_challenge_method, \
+         mxcp_scopes, expires_at, created_at"
+    };
+}
+
+const INSERT: &str = concat!(
+    "INSERT OR REPLACE INTO auth_codes (",
+    columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+);
+const SELECT: &str = concat!("SELECT ", columns!(), " FROM auth_codes WHERE code = ?1");
+const ALL: &str = concat!("SELECT ", columns!(), " FROM auth_codes ORDER BY code");
+const DELETE: &str = "DELETE FROM auth_codes WHERE code = ?1";
+const TAKE: &str = "DELETE FROM auth_codes WHERE code = ?1 RETURNING expires_at";
+const DELETE_IF_EXPIRED: &str = concat!(
+    "DELETE FROM auth_codes WHERE code = ?1 AND ",
+    expired_sql!("expires_at", "?2")
+);
+const DELETE_EXPIRED: &str = concat!(
+    "DELETE FROM auth_codes WHERE ",
+    expired_sql!("expires_at", "?1")
+);
+
+/// Stores a code, replacing one with the same value.
+pub(crate) fn insert(ctx: Ctx<'_>, r: &AuthCodeRecord) -> Result<(), StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(INSERT).map_err(backend)?;
+    stmt.execute(params![
+        r.code,
+        r.session_id,
+        r.client_id,
+        r.redirect_uri,
+        r.code_challenge,
+        r.code_challenge_method,
+        encode_list(&r.scopes),
+        secs(r.expires_at),
+        secs(r.created_at),
+    ])
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Loads a live code without consuming it; an expired one is deleted.
+pub(crate) fn load(
+    ctx: Ctx<'_>,
+    code: &str,
+    now: Timestamp,
+) -> Result<Option<AuthCodeRecord>, StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(SELECT).map_err(backend)?;
+    let mut rows = stmt.query([code]).map_err(backend)?;
+    let Some(row) = rows.next().map_err(backend)? else {
+        return Ok(None);
+    };
+    if Cols::new(row, TABLE).time("expires_at")? >= now {
+        return from_row(row).map(Some);
+    }
+    drop(rows);
+    // Deletes only while still expired, so a concurrent re-store survives.
+    let mut delete = ctx
+        .conn
+        .prepare_cached(DELETE_IF_EXPIRED)
+        .map_err(backend)?;
+    delete
+        .execute(params![code, cutoff(now)])
+        .map_err(backend)?;
+    Ok(None)
+}
+
+/// Deletes a code if present.
+pub(crate) fn delete(ctx: Ctx<'_>, code: &str) -> Result<(), StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(DELETE).map_err(backend)?;
+    stmt.execute([code]).map_err(backend)?;
+    Ok(())
+}
+
+/// Deletes a code; `true` only when it was live. Run it in a transaction, so a
+/// corrupt row is left in place.
+pub(crate) fn try_delete(ctx: Ctx<'_>, code: &str, now: Timestamp) -> Result<bool, StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(TAKE).map_err(backend)?;
+    let taken = stmt
+        .query_row([code], |row| Ok(Cols::new(row, TABLE).time("expires_at")))
+        .optional()
+        .map_err(backend)?;
+    Ok(taken
+        .transpose()?
+        .is_some_and(|expires_at| expires_at >= now))
+}
+
+/// Every code, expired ones included, ordered by code.
+pub(crate) fn all(ctx: Ctx<'_>) -> Result<Vec<AuthCodeRecord>, StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(ALL).map_err(backend)?;
+    let mut rows = stmt.query([]).map_err(backend)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// Removes every expired code; returns how many.
+pub(crate) fn delete_expired(ctx: Ctx<'_>, now: Timestamp) -> Result<u64, StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(DELETE_EXPIRED).map_err(backend)?;
+    let n = stmt.execute([cutoff(now)]).map_err(backend)?;
+    Ok(n as u64)
+}
+
+fn from_row(row: &Row<'_>) -> Result<AuthCodeRecord, StoreError> {
+    let c = Cols::new(row, TABLE);
+    Ok(AuthCodeRecord {
+        code: c.text("code")?,
+        session_id: c.text("session_id")?,
+        client_id: c.opt_text("client_id")?,
+        redirect_uri: c.opt_text("redirect_uri")?,
+        code_challenge: c.opt_text("code_challenge")?,
+        code_challenge_method: c.opt_text("code_challenge_method")?,
+        scopes: c.list("mxcp_scopes")?,
+        expires_at: c.time("expires_at")?,
+        created_at: c.time("created_at")?,
+    })
+}

@@ -1,0 +1,319 @@
+//! The `sessions` table: sessions keyed by the SHA-256 of their access token.
+//!
+//! Access-token hash, session id and refresh-token hash are each unique:
+//! [`store`] deletes every row sharing any of them before it inserts. Lookups
+//! apply core's [`by_access`] / [`by_refresh`] rules to the raw column values and
+//! delete the rows those rules call dead.
+
+use crate::columns::{Cols, cutoff, expired_sql, opt_secs, secs};
+use crate::crypto::Codec;
+use crate::error::{backend, corrupt};
+use crate::json::{decode_user_info, encode_user_info};
+use crate::worker::Ctx;
+use rusqlite::{Row, params, params_from_iter};
+use tokenstore_core::{
+    Secret, SessionVisibility, StoreError, StoredSession, Timestamp, TokenHash, by_access,
+    by_refresh,
+};
+
+const TABLE: &str = "sessions";
+
+macro_rules! columns {
+    () => {
+        "access_token_hash, access_token_encrypted, refresh_token_hash, \
+         refresh_token_encrypted, session_id, provider, user_info, provider_access_token, \
+         provider_refresh_token, provider_expires_at, access_expires_at, refresh_expires_at, \
+         created_at"
+    };
+}
+
+/// "No lookup can return this row again" (core's `StoredSession::is_dead`),
+/// with `$cutoff` bound to [`cutoff`]`(now)`.
+macro_rules! dead_sql {
+    ($cutoff:literal) => {
+        concat!(
+            expired_sql!("access_expires_at", $cutoff),
+            " AND (refresh_token_hash IS NULL OR ",
+            expired_sql!("refresh_expires_at", $cutoff),
+            ")"
+        )
+    };
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO sessions (",
+    columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+);
+const DELETE_SHARING: &str = "DELETE FROM sessions \
+    WHERE access_token_hash = ?1 OR session_id = ?2 OR refresh_token_hash = ?3";
+const BY_ACCESS: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sessions WHERE access_token_hash = ?1"
+);
+const BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sessions WHERE session_id = ?1"
+);
+const BY_REFRESH: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sessions WHERE refresh_token_hash = ?1"
+);
+const ALL: &str = concat!("SELECT ", columns!(), " FROM sessions");
+const DELETE_BY_ACCESS: &str = "DELETE FROM sessions WHERE access_token_hash = ?1";
+const DELETE_BY_ID: &str = "DELETE FROM sessions WHERE session_id = ?1";
+const DELETE_IF_DEAD: &str = concat!(
+    "DELETE FROM sessions WHERE access_token_hash = ?1 AND ",
+    dead_sql!("?2")
+);
+const DELETE_DEAD: &str = concat!("DELETE FROM sessions WHERE ", dead_sql!("?1"));
+
+/// Hashes per `DELETE ... IN (...)`: far under SQLite's variable limit (32766
+/// in the bundled build, 999 in old ones).
+const DELETE_CHUNK: usize = 500;
+
+/// How a session is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum By {
+    /// By access-token hash (hex).
+    Access,
+    /// By session id.
+    Id,
+    /// By refresh-token hash (hex).
+    Refresh,
+}
+
+impl By {
+    fn select(self) -> &'static str {
+        match self {
+            Self::Access => BY_ACCESS,
+            Self::Id => BY_ID,
+            Self::Refresh => BY_REFRESH,
+        }
+    }
+
+    fn visibility(self, e: &Expiry, now: Timestamp) -> SessionVisibility {
+        match self {
+            Self::Access | Self::Id => by_access(e.access, e.has_refresh, e.refresh, now),
+            Self::Refresh => by_refresh(e.access, e.refresh, now),
+        }
+    }
+}
+
+/// The raw columns the expiry rules read.
+struct Expiry {
+    access: Option<Timestamp>,
+    has_refresh: bool,
+    refresh: Option<Timestamp>,
+}
+
+/// What a lookup found.
+enum Found {
+    Live(Box<StoredSession>),
+    Hidden,
+    /// Dead, with its access-token hash (hex) to delete it by.
+    Dead(String),
+}
+
+/// A session's column values as stored (hashes in hex, secrets sealed).
+struct Encoded {
+    access_hash: String,
+    access: String,
+    refresh_hash: Option<String>,
+    refresh: Option<String>,
+    user_info: String,
+    provider_access: Option<String>,
+    provider_refresh: Option<String>,
+}
+
+/// Stores a session, replacing every row sharing its access-token hash, id or
+/// refresh-token hash. Run it in a transaction.
+pub(crate) fn store(ctx: Ctx<'_>, s: &StoredSession) -> Result<(), StoreError> {
+    let e = encode(ctx.codec, s)?;
+    let mut delete = ctx.conn.prepare_cached(DELETE_SHARING).map_err(backend)?;
+    delete
+        .execute(params![e.access_hash, s.session_id, e.refresh_hash])
+        .map_err(backend)?;
+    insert(ctx, &e, s)
+}
+
+fn encode(codec: &Codec, s: &StoredSession) -> Result<Encoded, StoreError> {
+    Ok(Encoded {
+        access_hash: s.access_hash().to_hex(),
+        access: codec.seal(&s.access_token)?,
+        refresh_hash: s.refresh_hash().map(|h| h.to_hex()),
+        refresh: codec.seal_opt(s.refresh_token.as_ref())?,
+        user_info: encode_user_info(&s.user_info)?,
+        provider_access: codec.seal_opt(s.provider_access_token.as_ref())?,
+        provider_refresh: codec.seal_opt(s.provider_refresh_token.as_ref())?,
+    })
+}
+
+fn insert(ctx: Ctx<'_>, e: &Encoded, s: &StoredSession) -> Result<(), StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(INSERT).map_err(backend)?;
+    stmt.execute(params![
+        e.access_hash,
+        e.access,
+        e.refresh_hash,
+        e.refresh,
+        s.session_id,
+        s.provider,
+        e.user_info,
+        e.provider_access,
+        e.provider_refresh,
+        opt_secs(s.provider_expires_at),
+        opt_secs(s.access_expires_at),
+        opt_secs(s.refresh_expires_at),
+        secs(s.created_at),
+    ])
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Loads the session `key` names (a hex hash or a session id, per `by`) when
+/// the expiry rules let it be returned; deletes it when they call it dead.
+pub(crate) fn load(
+    ctx: Ctx<'_>,
+    by: By,
+    key: &str,
+    now: Timestamp,
+) -> Result<Option<StoredSession>, StoreError> {
+    match find(ctx, by, key, now)? {
+        Some(Found::Live(session)) => Ok(Some(*session)),
+        Some(Found::Dead(access_hash)) => {
+            delete_if_dead(ctx, &access_hash, now)?;
+            Ok(None)
+        }
+        Some(Found::Hidden) | None => Ok(None),
+    }
+}
+
+fn find(ctx: Ctx<'_>, by: By, key: &str, now: Timestamp) -> Result<Option<Found>, StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(by.select()).map_err(backend)?;
+    let mut rows = stmt.query([key]).map_err(backend)?;
+    match rows.next().map_err(backend)? {
+        Some(row) => classify(ctx, row, by, now).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn classify(ctx: Ctx<'_>, row: &Row<'_>, by: By, now: Timestamp) -> Result<Found, StoreError> {
+    let c = Cols::new(row, TABLE);
+    let expiry = Expiry {
+        access: c.opt_time("access_expires_at")?,
+        has_refresh: c.opt_text("refresh_token_hash")?.is_some(),
+        refresh: c.opt_time("refresh_expires_at")?,
+    };
+    Ok(match by.visibility(&expiry, now) {
+        SessionVisibility::Live => Found::Live(Box::new(from_row(ctx, row)?)),
+        SessionVisibility::Hidden => Found::Hidden,
+        SessionVisibility::Dead => Found::Dead(c.text("access_token_hash")?),
+    })
+}
+
+/// Deletes the row only while it is still dead, so a concurrent re-store
+/// survives.
+fn delete_if_dead(ctx: Ctx<'_>, access_hash: &str, now: Timestamp) -> Result<(), StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(DELETE_IF_DEAD).map_err(backend)?;
+    stmt.execute(params![access_hash, cutoff(now)])
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Deletes the session with this access-token hash (hex), if any.
+pub(crate) fn delete_by_access(ctx: Ctx<'_>, access_hash: &str) -> Result<(), StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(DELETE_BY_ACCESS).map_err(backend)?;
+    stmt.execute([access_hash]).map_err(backend)?;
+    Ok(())
+}
+
+/// Deletes the session with this id, if any.
+pub(crate) fn delete_by_id(ctx: Ctx<'_>, session_id: &str) -> Result<(), StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(DELETE_BY_ID).map_err(backend)?;
+    stmt.execute([session_id]).map_err(backend)?;
+    Ok(())
+}
+
+/// Deletes every session whose access-token hash is listed, in chunks of
+/// `DELETE ... IN (...)`; returns how many rows went.
+pub(crate) fn delete_hashes(ctx: Ctx<'_>, hashes: &[TokenHash]) -> Result<u64, StoreError> {
+    let full = delete_in_sql(DELETE_CHUNK);
+    let mut deleted = 0;
+    for chunk in hashes.chunks(DELETE_CHUNK) {
+        let sql = if chunk.len() == DELETE_CHUNK {
+            full.clone()
+        } else {
+            delete_in_sql(chunk.len())
+        };
+        let mut stmt = ctx.conn.prepare_cached(&sql).map_err(backend)?;
+        let hex = chunk.iter().map(TokenHash::to_hex);
+        deleted += stmt.execute(params_from_iter(hex)).map_err(backend)? as u64;
+    }
+    Ok(deleted)
+}
+
+fn delete_in_sql(n: usize) -> String {
+    let marks = vec!["?"; n].join(", ");
+    format!("DELETE FROM sessions WHERE access_token_hash IN ({marks})")
+}
+
+/// Removes every session no lookup can return again; returns how many.
+pub(crate) fn delete_dead(ctx: Ctx<'_>, now: Timestamp) -> Result<u64, StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(DELETE_DEAD).map_err(backend)?;
+    let n = stmt.execute([cutoff(now)]).map_err(backend)?;
+    Ok(n as u64)
+}
+
+/// Every session, dead ones included, ordered by access-token hash.
+pub(crate) fn all(ctx: Ctx<'_>) -> Result<Vec<StoredSession>, StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(ALL).map_err(backend)?;
+    let mut rows = stmt.query([]).map_err(backend)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        out.push(from_row(ctx, row)?);
+    }
+    out.sort_by_key(StoredSession::access_hash);
+    Ok(out)
+}
+
+fn from_row(ctx: Ctx<'_>, row: &Row<'_>) -> Result<StoredSession, StoreError> {
+    let c = Cols::new(row, TABLE);
+    let access_token = c.secret("access_token_encrypted", ctx.codec)?;
+    check_hash(&c, "access_token_hash", Some(&access_token))?;
+    let refresh_token = c.opt_secret("refresh_token_encrypted", ctx.codec)?;
+    check_hash(&c, "refresh_token_hash", refresh_token.as_ref())?;
+    let created_at = c.time("created_at")?;
+    Ok(StoredSession {
+        session_id: c.text("session_id")?,
+        provider: c.text("provider")?,
+        user_info: decode_user_info(&c.text("user_info")?)
+            .ok_or_else(|| corrupt(TABLE, "user_info"))?,
+        access_token,
+        refresh_token,
+        provider_access_token: c.opt_secret("provider_access_token", ctx.codec)?,
+        provider_refresh_token: c.opt_secret("provider_refresh_token", ctx.codec)?,
+        provider_expires_at: c.opt_time("provider_expires_at")?,
+        access_expires_at: c.opt_time("access_expires_at")?,
+        refresh_expires_at: c.opt_time("refresh_expires_at")?,
+        created_at,
+        issued_at: Some(created_at),
+    })
+}
+
+/// Refuses a row whose stored hash is not the hash of its (decrypted) token:
+/// never hand out a token under another token's key.
+fn check_hash(
+    c: &Cols<'_, '_>,
+    column: &'static str,
+    token: Option<&Secret>,
+) -> Result<(), StoreError> {
+    let expected = token.map(|t| TokenHash::of(t.expose()));
+    if c.opt_hash(column)? == expected {
+        Ok(())
+    } else {
+        Err(corrupt(TABLE, column))
+    }
+}

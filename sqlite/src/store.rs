@@ -1,0 +1,289 @@
+//! [`SqliteTokenStore`]: the [`TokenStore`] contract on SQLite.
+//!
+//! Each method checks its input, reads the clock, and sends one job to the
+//! connection thread; the job does the encoding, encryption and SQL.
+
+use crate::builder::SqliteTokenStoreBuilder;
+use crate::schema::Counters;
+use crate::session::By;
+use crate::worker::{Db, Worker};
+use crate::{client, code, session, state};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokenstore_core::{
+    AuthCodeRecord, BulkSessionStore, CleanupCounts, ClientRecord, Clock, Contents, StateRecord,
+    StoreError, StoredSession, TokenHash, TokenStore, validate_key,
+};
+
+/// A [`TokenStore`] in an SQLite file with mxcp 0.12.3's schema.
+///
+/// Made by [`SqliteTokenStore::builder`]. All SQLite work runs on one dedicated
+/// connection thread, so the store works on any async runtime. It has the bulk
+/// capability ([`TokenStore::bulk`]). See the [crate docs](crate) for an example.
+pub struct SqliteTokenStore {
+    worker: Worker,
+    clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
+    path: PathBuf,
+    encrypted: bool,
+}
+
+/// Counters of a [`SqliteTokenStore`], from SQLite's commit and rollback hooks.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SqliteStats {
+    /// Transactions committed (each autocommit statement counts as one).
+    pub commits: u64,
+    /// Transactions rolled back.
+    pub rollbacks: u64,
+}
+
+impl SqliteTokenStore {
+    /// Starts configuring a store in the file at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteTokenStoreBuilder {
+        SqliteTokenStoreBuilder::new(path)
+    }
+
+    pub(crate) fn new(
+        worker: Worker,
+        clock: Arc<dyn Clock>,
+        counters: Arc<Counters>,
+        path: PathBuf,
+        encrypted: bool,
+    ) -> Self {
+        Self {
+            worker,
+            clock,
+            counters,
+            path,
+            encrypted,
+        }
+    }
+
+    /// Everything stored, expired rows included, in [`Contents`]' order (the
+    /// order of [`MemoryTokenStore::contents`](tokenstore_core::MemoryTokenStore::contents)),
+    /// read in one snapshot. A corrupt row fails the call.
+    pub async fn contents(&self) -> Result<Contents, StoreError> {
+        self.run("contents", |db| db.snapshot(read_contents)).await
+    }
+
+    /// The commit and rollback counts so far.
+    pub fn stats(&self) -> SqliteStats {
+        SqliteStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            rollbacks: self.counters.rollbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs a job on the connection thread.
+    pub(crate) async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.worker.run(op, f).await
+    }
+
+    async fn load_session(
+        &self,
+        op: &'static str,
+        by: By,
+        key: String,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let now = self.clock.now();
+        let found = self
+            .run(op, move |db| session::load(db.ctx(), by, &key, now))
+            .await?;
+        Ok(found.map(Arc::new))
+    }
+}
+
+fn read_contents(ctx: crate::worker::Ctx<'_>) -> Result<Contents, StoreError> {
+    Ok(Contents {
+        states: arcs(state::all(ctx)?),
+        auth_codes: arcs(code::all(ctx)?),
+        sessions: arcs(session::all(ctx)?),
+        clients: arcs(client::all(ctx)?),
+    })
+}
+
+fn arcs<T>(records: Vec<T>) -> Vec<Arc<T>> {
+    records.into_iter().map(Arc::new).collect()
+}
+
+fn hex(token: &str) -> String {
+    TokenHash::of(token).to_hex()
+}
+
+impl TokenStore for SqliteTokenStore {
+    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
+        record.validate()?;
+        self.run("store_state", move |db| state::insert(db.ctx(), &record))
+            .await
+    }
+
+    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
+        validate_key("state", state)?;
+        let (state, now) = (state.to_owned(), self.clock.now());
+        let found = self
+            .run("consume_state", move |db| {
+                db.write(|ctx| state::consume(ctx, &state, now))
+            })
+            .await?;
+        Ok(found.map(Arc::new))
+    }
+
+    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
+        record.validate()?;
+        self.run("store_auth_code", move |db| code::insert(db.ctx(), &record))
+            .await
+    }
+
+    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
+        validate_key("code", code)?;
+        let (code, now) = (code.to_owned(), self.clock.now());
+        let found = self
+            .run("load_auth_code", move |db| code::load(db.ctx(), &code, now))
+            .await?;
+        Ok(found.map(Arc::new))
+    }
+
+    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
+        validate_key("code", code)?;
+        let code = code.to_owned();
+        self.run("delete_auth_code", move |db| code::delete(db.ctx(), &code))
+            .await
+    }
+
+    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
+        validate_key("code", code)?;
+        let (code, now) = (code.to_owned(), self.clock.now());
+        self.run("try_delete_auth_code", move |db| {
+            db.write(|ctx| code::try_delete(ctx, &code, now))
+        })
+        .await
+    }
+
+    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
+        record.validate()?;
+        self.run("store_session", move |db| {
+            db.write(|ctx| session::store(ctx, &record))
+        })
+        .await
+    }
+
+    async fn load_session_by_token(
+        &self,
+        access_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("access_token", access_token)?;
+        self.load_session("load_session_by_token", By::Access, hex(access_token))
+            .await
+    }
+
+    async fn load_session_by_id(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("session_id", session_id)?;
+        self.load_session("load_session_by_id", By::Id, session_id.to_owned())
+            .await
+    }
+
+    async fn load_session_by_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("refresh_token", refresh_token)?;
+        let key = hex(refresh_token);
+        self.load_session("load_session_by_refresh_token", By::Refresh, key)
+            .await
+    }
+
+    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
+        validate_key("access_token", access_token)?;
+        let key = hex(access_token);
+        self.run("delete_session_by_token", move |db| {
+            session::delete_by_access(db.ctx(), &key)
+        })
+        .await
+    }
+
+    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
+        validate_key("session_id", session_id)?;
+        let id = session_id.to_owned();
+        self.run("delete_session_by_id", move |db| {
+            session::delete_by_id(db.ctx(), &id)
+        })
+        .await
+    }
+
+    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
+        record.validate()?;
+        self.run("store_client", move |db| client::insert(db.ctx(), &record))
+            .await
+    }
+
+    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
+        validate_key("client_id", client_id)?;
+        let id = client_id.to_owned();
+        let found = self
+            .run("load_client", move |db| client::load(db.ctx(), &id))
+            .await?;
+        Ok(found.map(Arc::new))
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
+        let clients = self.run("list_clients", |db| client::all(db.ctx())).await?;
+        Ok(arcs(clients))
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        validate_key("client_id", client_id)?;
+        let id = client_id.to_owned();
+        self.run("delete_client", move |db| client::delete(db.ctx(), &id))
+            .await
+    }
+
+    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
+        let now = self.clock.now();
+        self.run("cleanup_expired", move |db| {
+            db.write(|ctx| cleanup(ctx, now))
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.worker.close().await
+    }
+
+    fn bulk(&self) -> Option<&dyn BulkSessionStore> {
+        Some(self)
+    }
+}
+
+/// Removes every expired state and code and every dead session.
+fn cleanup(
+    ctx: crate::worker::Ctx<'_>,
+    now: tokenstore_core::Timestamp,
+) -> Result<CleanupCounts, StoreError> {
+    Ok(CleanupCounts {
+        states: state::delete_expired(ctx, now)?,
+        auth_codes: code::delete_expired(ctx, now)?,
+        sessions: session::delete_dead(ctx, now)?,
+    })
+}
+
+impl fmt::Debug for SqliteTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteTokenStore")
+            .field("path", &self.path)
+            .field("encrypted", &self.encrypted)
+            .field("closed", &self.worker.is_closed())
+            .field("stats", &self.stats())
+            .field("clock", &self.clock)
+            .finish()
+    }
+}

@@ -1,0 +1,210 @@
+//! The connection thread: it owns the rusqlite `Connection` and runs jobs sent
+//! through a channel, one at a time, answering each through a oneshot.
+//!
+//! SQLite calls block, so none runs on the caller's executor. The oneshot from
+//! `futures-channel` is a plain `Future` that needs no runtime, so a store works
+//! under tokio, smol or a bare `block_on` alike.
+//!
+//! A job is a closure over [`Db`], so one job may run any number of operations,
+//! inside one transaction ([`Db::write`]) or not ([`Db::ctx`]).
+
+use crate::crypto::Codec;
+use crate::error::{backend, thread_gone};
+use crate::schema::{self, Counters, Settings};
+use futures_channel::oneshot;
+use rusqlite::{Connection, TransactionBehavior};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use tokenstore_core::StoreError;
+
+/// What an operation runs against: the connection (or a transaction on it,
+/// which derefs to it) and the codec of the secret columns.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) conn: &'a Connection,
+    pub(crate) codec: &'a Codec,
+}
+
+/// The connection thread's state, lent to each job.
+pub(crate) struct Db {
+    conn: Connection,
+    codec: Codec,
+}
+
+impl Db {
+    /// Runs statements in autocommit mode (each statement its own transaction).
+    pub(crate) fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            conn: &self.conn,
+            codec: &self.codec,
+        }
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed when `f`
+    /// succeeds, rolled back when it fails, so a failed job changes nothing.
+    pub(crate) fn write<T>(
+        &mut self,
+        f: impl FnOnce(Ctx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.transaction(TransactionBehavior::Immediate, f)
+    }
+
+    /// Runs `f` in one deferred transaction: every read sees one snapshot.
+    pub(crate) fn snapshot<T>(
+        &mut self,
+        f: impl FnOnce(Ctx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.transaction(TransactionBehavior::Deferred, f)
+    }
+
+    fn transaction<T>(
+        &mut self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(Ctx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(behavior)
+            .map_err(backend)?;
+        let out = f(Ctx {
+            conn: &tx,
+            codec: &self.codec,
+        })?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+
+    fn close(self) -> Result<(), StoreError> {
+        self.conn.close().map_err(|(_, err)| backend(err))
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Msg {
+    Run(Job),
+    Close(Reply<()>),
+}
+
+/// The caller's end of the connection thread.
+pub(crate) struct Worker {
+    jobs: Mutex<Option<mpsc::Sender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Worker {
+    /// Starts the thread, which opens the database; waits until it is ready.
+    pub(crate) async fn start(
+        settings: Settings,
+        codec: Codec,
+        counters: Arc<Counters>,
+    ) -> Result<Self, StoreError> {
+        let (jobs, inbox) = mpsc::channel();
+        let (ready, opened) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("tokenstore-sqlite".to_owned())
+            .spawn(move || serve(&settings, codec, &counters, ready, &inbox))
+            .map_err(|e| StoreError::Backend(format!("cannot start a thread: {}", e.kind())))?;
+        opened.await.map_err(|_| thread_gone())??;
+        Ok(Self {
+            jobs: Mutex::new(Some(jobs)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `f` on the connection thread and returns its result.
+    ///
+    /// `op` names the operation in the job's debug-level tracing span.
+    pub(crate) async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Run(Box::new(move |db: &mut Db| {
+            let _span = tracing::debug_span!("tokenstore_sqlite", op).entered();
+            // The caller may have given up waiting; the work is done either way.
+            let _ = reply.send(f(db));
+        })))?;
+        answer.await.map_err(|_| thread_gone())?
+    }
+
+    /// Sends under the lock, so no job can follow the close message.
+    fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(msg).map_err(|_| thread_gone())
+    }
+
+    /// Whether [`Worker::close`] has begun.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    /// Runs the jobs already sent, closes the connection and ends the thread.
+    /// Idempotent; every later call to [`Worker::run`] fails with `Closed`.
+    pub(crate) async fn close(&self) -> Result<(), StoreError> {
+        let taken = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(jobs) = taken else {
+            return Ok(());
+        };
+        let (reply, answer) = oneshot::channel();
+        let closed = match jobs.send(Msg::Close(reply)) {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(thread_gone())),
+            Err(_) => Ok(()), // the thread had already stopped
+        };
+        self.join();
+        closed
+    }
+
+    /// Waits for the thread, which has answered its last message.
+    fn join(&self) {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            // A panicked thread has nothing more to report.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The connection thread's body.
+fn serve(
+    settings: &Settings,
+    codec: Codec,
+    counters: &Arc<Counters>,
+    ready: Reply<()>,
+    inbox: &mpsc::Receiver<Msg>,
+) {
+    let mut db = match schema::open(settings, counters) {
+        Ok(conn) => Db { conn, codec },
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    while let Ok(msg) = inbox.recv() {
+        match msg {
+            Msg::Run(job) => job(&mut db),
+            Msg::Close(reply) => {
+                let _ = reply.send(db.close());
+                return;
+            }
+        }
+    }
+    // Every sender is gone (the store was dropped unclosed): the connection
+    // closes as `db` drops.
+}
