@@ -1,0 +1,211 @@
+//! Read-cache benchmark: a cached `load_session_by_token` hit against the bare
+//! SQLite lookup and against the caches a user would pick instead (SHA-256 of the
+//! token plus a `get` on quick_cache and on moka), measured side by side in one
+//! run, with 1,000 and 100,000 sessions, on 1 and 2 threads.
+//!
+//! Run: `cargo bench -p tokenstore --bench cache` (release mode). Set
+//! `TOKENSTORE_BENCH_QUICK=1` for a short smoke run.
+
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokenstore::cache::CacheConfig;
+use tokenstore::sqlite::SqliteTokenStore;
+use tokenstore::{
+    CachingTokenStore, Clock, Secret, StoredSession, SystemClock, TokenHash, TokenStore, UserInfo,
+};
+
+type Peer<C> = Arc<C>;
+
+fn main() {
+    let quick = std::env::var_os("TOKENSTORE_BENCH_QUICK").is_some();
+    let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 100_000] };
+    println!("read cache: ns per lookup (median of 5 rounds); ratios are ours / theirs");
+    println!(
+        "{:>8} {:>3} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>9}",
+        "sessions",
+        "thr",
+        "cached",
+        "qc+hash",
+        "moka+hash",
+        "hash",
+        "sqlite",
+        "vs qc",
+        "vs moka",
+        "sqlite/us"
+    );
+    for &n in sizes {
+        run_size(n, quick);
+    }
+}
+
+fn run_size(n: usize, quick: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sessions = make_sessions(n);
+    let tokens: Arc<Vec<String>> = Arc::new(
+        sessions
+            .iter()
+            .map(|s| s.access_token.expose().to_owned())
+            .collect(),
+    );
+    let sqlite = Arc::new(block_on(open_sqlite(dir.path())));
+    block_on(
+        sqlite
+            .bulk()
+            .expect("sqlite has bulk")
+            .bulk_store_sessions(sessions.clone()),
+    )
+    .expect("bulk store");
+    let config = CacheConfig {
+        ttl_cap: Duration::from_secs(3600),
+        session_capacity: n,
+        ..CacheConfig::default()
+    };
+    let cached = Arc::new(CachingTokenStore::new(sqlite.clone(), config));
+    for t in tokens.iter() {
+        block_on(cached.load_session_by_token(t))
+            .expect("warm")
+            .expect("present");
+    }
+    let qc: Peer<quick_cache::sync::Cache<TokenHash, Arc<StoredSession>>> =
+        Arc::new(quick_cache::sync::Cache::new(2 * n));
+    let moka: Peer<moka::sync::Cache<TokenHash, Arc<StoredSession>>> =
+        Arc::new(moka::sync::Cache::new(2 * n as u64));
+    for s in &sessions {
+        qc.insert(s.access_hash(), s.clone());
+        moka.insert(s.access_hash(), s.clone());
+    }
+    // The peers get twice the capacity so that every key stays resident (their
+    // admission policies may otherwise refuse some): we compare `get` costs.
+    moka.run_pending_tasks();
+    let ops = if quick { 20_000 } else { 400_000 };
+    let sqlite_ops = if quick { 2_000 } else { 20_000 };
+    for threads in [1usize, 2] {
+        let ours = measure(threads, ops, &tokens, {
+            let c = cached.clone();
+            move |t: &str| {
+                assert!(matches!(
+                    now_or_never(c.load_session_by_token(t)),
+                    Some(Ok(Some(_)))
+                ))
+            }
+        });
+        let quick_ns = measure(threads, ops, &tokens, {
+            let c = qc.clone();
+            move |t: &str| assert!(c.get(&TokenHash::of(t)).is_some())
+        });
+        let moka_ns = measure(threads, ops, &tokens, {
+            let c = moka.clone();
+            move |t: &str| assert!(c.get(&TokenHash::of(t)).is_some())
+        });
+        let hash_ns = measure(threads, ops, &tokens, |t: &str| {
+            black_box(TokenHash::of(t));
+        });
+        let sqlite_ns = measure(threads, sqlite_ops, &tokens, {
+            let s = sqlite.clone();
+            move |t: &str| {
+                assert!(
+                    block_on(s.load_session_by_token(t))
+                        .expect("load")
+                        .is_some()
+                )
+            }
+        });
+        println!(
+            "{:>8} {:>3} | {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>7.2}x {:>7.2}x {:>8.1}x",
+            n,
+            threads,
+            ours,
+            quick_ns,
+            moka_ns,
+            hash_ns,
+            sqlite_ns,
+            ours / quick_ns,
+            ours / moka_ns,
+            sqlite_ns / ours
+        );
+    }
+    let m = cached.metrics().sessions;
+    println!(
+        "{:>8}     | cache counters: {} hits, {} misses, {} evictions",
+        n, m.hits, m.misses, m.evictions
+    );
+}
+
+/// Median over 5 rounds of wall time per operation (ns), `ops` operations per
+/// thread per round, keys visited in a scrambled order.
+fn measure<F>(threads: usize, ops: usize, tokens: &Arc<Vec<String>>, op: F) -> f64
+where
+    F: Fn(&str) + Clone + Send + 'static,
+{
+    let mut rounds: Vec<f64> = (0..5)
+        .map(|round| {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (op, tokens) = (op.clone(), tokens.clone());
+                    std::thread::spawn(move || {
+                        let n = tokens.len();
+                        let mut i = (round * 7919 + t * 104_729) % n;
+                        for _ in 0..ops {
+                            op(&tokens[i]);
+                            i = (i + 7_919) % n;
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .for_each(|h| h.join().expect("bench thread"));
+            start.elapsed().as_nanos() as f64 / ops as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[2]
+}
+
+fn make_sessions(n: usize) -> Vec<Arc<StoredSession>> {
+    let now = SystemClock.now();
+    (0..n)
+        .map(|i| {
+            let mut user = UserInfo::new("github", format!("user-{i}"), format!("name-{i}"));
+            user.email = Some(format!("user{i}@example.com"));
+            user.provider_scopes_granted = vec!["openid".into(), "email".into()];
+            let mut s = StoredSession::new(
+                format!("session-{i:08}"),
+                user,
+                format!(
+                    "access-{i:08}-{:016x}",
+                    (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ),
+                now + Duration::from_secs(7200),
+                now,
+            );
+            s.refresh_token = Some(Secret::new(format!("refresh-{i:08}")));
+            Arc::new(s)
+        })
+        .collect()
+}
+
+async fn open_sqlite(dir: &std::path::Path) -> SqliteTokenStore {
+    SqliteTokenStore::builder(dir.join("bench.sqlite"))
+        .encryption_key(tokenstore::sqlite::generate_key())
+        .open()
+        .await
+        .expect("open sqlite")
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures_lite::future::block_on(f)
+}
+
+/// Polls once: a cache hit completes without waiting.
+fn now_or_never<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(f).poll(&mut cx) {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => None,
+    }
+}

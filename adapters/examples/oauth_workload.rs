@@ -1,0 +1,708 @@
+//! The main job: an OAuth authorization server's token traffic on an embedded
+//! SQLite file, run on each store stack with the same seed, with one table of
+//! what happened and a check of the final database.
+//!
+//! ```text
+//! cargo run --release -p tokenstore --example oauth_workload
+//! cargo run --release -p tokenstore --example oauth_workload -- --help
+//! ```
+//!
+//! Logical users log in (state, code, session), validate their access token on
+//! API calls (a few hot users, a long tail), refresh (token rotation), log out,
+//! and let some short sessions expire; unknown and revoked tokens are tried too,
+//! and one client runs `cleanup_expired` periodically. Each user belongs to one
+//! client task, so the expected answer of every call is known and checked.
+
+use clap::{Parser, ValueEnum};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokenstore::cache::CacheConfig;
+use tokenstore::sqlite::{SqliteTokenStore, Synchronous};
+use tokenstore::{
+    AuthCodeRecord, CachingTokenStore, ClientRecord, Clock, Secret, StateRecord, StoreError,
+    StoredSession, SystemClock, Timestamp, TokenStore, UserInfo,
+};
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    about = "Runs a seeded OAuth token-store workload on SQLite and prints what each stack does"
+)]
+struct Args {
+    /// Logical users.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    users: u64,
+    /// Operations per stack, over all client tasks.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    ops: u64,
+    /// Concurrent client tasks.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4_096))]
+    concurrency: u64,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Directory for the database files (default: a temporary directory).
+    #[arg(long)]
+    db_dir: Option<PathBuf>,
+    /// Stacks to run, comma separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "bare,cached")]
+    stacks: Vec<Stack>,
+    /// Async runtime.
+    #[arg(long, value_enum, default_value_t = Rt::Tokio)]
+    runtime: Rt,
+    /// SQLite `synchronous` mode.
+    #[arg(long, value_enum, default_value_t = SyncMode::Full)]
+    synchronous: SyncMode,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Stack {
+    /// SqliteTokenStore alone.
+    Bare,
+    /// CachingTokenStore over SqliteTokenStore.
+    Cached,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum Rt {
+    Tokio,
+    Smol,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum SyncMode {
+    Off,
+    Normal,
+    Full,
+}
+
+const OPS: [&str; 6] = [
+    "validate",
+    "bad_token",
+    "refresh",
+    "login",
+    "logout",
+    "client",
+];
+
+fn main() {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let dir = args
+        .db_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        std::process::exit(2);
+    }
+    println!(
+        "oauth_workload: {} users, {} ops, {} tasks, seed {}, {:?}, synchronous={:?}, db in {}",
+        args.users,
+        args.ops,
+        args.concurrency,
+        args.seed,
+        args.runtime,
+        args.synchronous,
+        dir.display()
+    );
+    let mut reports = Vec::new();
+    for &stack in &args.stacks {
+        match run_stack(&args, stack, &dir) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("error: stack {stack:?} failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    print_table(&reports);
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&to_json(&args, &reports)).expect("json");
+        std::fs::write(path, json).unwrap_or_else(|e| {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            std::process::exit(2);
+        });
+        println!("figures written to {}", path.display());
+    }
+    if reports.iter().any(|r| r.violations > 0) {
+        eprintln!("FAILED: some stack broke the contract (see violations)");
+        std::process::exit(1);
+    }
+}
+
+/// What one stack did.
+struct Report {
+    stack: Stack,
+    ops: u64,
+    elapsed: Duration,
+    latencies: BTreeMap<&'static str, Vec<u32>>,
+    hit_ratio: Option<f64>,
+    commits: u64,
+    violations: u64,
+    verified_live: u64,
+    verified_revoked: u64,
+}
+
+fn run_stack(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError> {
+    let path = dir.join(format!("oauth_{stack:?}.sqlite").to_lowercase());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    eprintln!("running {stack:?} ...");
+    let args2 = args.clone();
+    let job = async move {
+        let sqlite = Arc::new(open(&path, args2.synchronous).await?);
+        let (outcome, hit_ratio) = match stack {
+            Stack::Bare => (drive(&args2, sqlite.clone()).await?, None),
+            Stack::Cached => {
+                let cached = Arc::new(CachingTokenStore::new(
+                    sqlite.clone(),
+                    CacheConfig::default(),
+                ));
+                let outcome = drive(&args2, cached.clone()).await?;
+                let m = cached.metrics().sessions;
+                (outcome, Some(m.hits as f64 / m.lookups.max(1) as f64))
+            }
+        };
+        let commits = sqlite.stats().commits;
+        sqlite.close().await?;
+        let (live, revoked, bad) = verify(&path, &outcome.expected).await?;
+        Ok::<_, StoreError>(Report {
+            stack,
+            ops: outcome.ops,
+            elapsed: outcome.elapsed,
+            latencies: outcome.latencies,
+            hit_ratio,
+            commits,
+            violations: outcome.violations + bad,
+            verified_live: live,
+            verified_revoked: revoked,
+        })
+    };
+    match args.runtime {
+        Rt::Tokio => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(job),
+        Rt::Smol => smol::block_on(job),
+    }
+}
+
+async fn open(path: &Path, mode: SyncMode) -> Result<SqliteTokenStore, StoreError> {
+    let synchronous = match mode {
+        SyncMode::Off => Synchronous::Off,
+        SyncMode::Normal => Synchronous::Normal,
+        SyncMode::Full => Synchronous::Full,
+    };
+    SqliteTokenStore::builder(path)
+        .encryption_key(KEY)
+        .synchronous(synchronous)
+        .open()
+        .await
+}
+
+/// A fixed Fernet key: the workload's database can be inspected afterwards.
+const KEY: &str = "b2F1dGgtd29ya2xvYWQta2V5LWZvci10b2tlbnN0b3I=";
+
+/// What the run leaves behind, to check against the database.
+#[derive(Default)]
+struct Expected {
+    live: Vec<(String, String, Timestamp)>, // access token, session id, access expiry
+    revoked: Vec<String>,
+}
+
+struct Outcome {
+    ops: u64,
+    elapsed: Duration,
+    latencies: BTreeMap<&'static str, Vec<u32>>,
+    violations: u64,
+    expected: Expected,
+}
+
+async fn drive<S: TokenStore + 'static>(args: &Args, store: Arc<S>) -> Result<Outcome, StoreError> {
+    let clients = 10;
+    for c in 0..clients {
+        let mut client = ClientRecord::new(format!("client-{c}"), SystemClock.now());
+        client.client_secret = Some(Secret::new(format!("client-secret-{c}")));
+        client.redirect_uris = vec![format!("https://app{c}.example.com/callback")];
+        store.store_client(Arc::new(client)).await?;
+    }
+    let done = Arc::new(AtomicUsize::new(0));
+    let violations = Arc::new(AtomicU64::new(0));
+    let per_task = args.ops / args.concurrency;
+    let mut clients: Vec<Client<S>> = (0..args.concurrency)
+        .map(|task| {
+            let users = (0..args.users)
+                .filter(|u| u % args.concurrency == task)
+                .collect();
+            Client::new(store.clone(), args.seed ^ (task * 0x9e37), users, task == 0)
+        })
+        .collect();
+    // Log 80% of the users in before the clock starts.
+    for r in futures_join_all(clients.iter_mut().map(|c| c.setup()).collect()).await {
+        r?;
+    }
+    let start = Instant::now();
+    let progress = spawn_progress(done.clone(), per_task * args.concurrency);
+    let runs = clients
+        .iter_mut()
+        .map(|c| c.run(per_task, &done, &violations))
+        .collect();
+    for r in futures_join_all(runs).await {
+        r?;
+    }
+    let elapsed = start.elapsed();
+    progress.finish();
+    let mut latencies: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
+    let mut expected = Expected::default();
+    for client in clients {
+        for (op, mut l) in client.latencies {
+            latencies.entry(op).or_default().append(&mut l);
+        }
+        client.users.into_iter().for_each(|u| {
+            if let Some(s) = u.session {
+                expected.live.push((s.access, s.id, s.access_expires));
+            }
+        });
+        expected.revoked.extend(client.revoked);
+    }
+    Ok(Outcome {
+        ops: per_task * args.concurrency,
+        elapsed,
+        latencies,
+        violations: violations.load(Ordering::SeqCst),
+        expected,
+    })
+}
+
+/// Runs every future concurrently on the current task and collects the outputs.
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut slots: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = slots.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, out) in slots.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
+}
+
+/// Prints progress to stderr four times a second from a plain thread, until
+/// stopped with [`Progress::finish`].
+struct Progress {
+    stop: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Progress {
+    fn finish(self) {
+        self.stop.store(usize::MAX, Ordering::SeqCst);
+        let _ = self.thread.join();
+    }
+}
+
+fn spawn_progress(done: Arc<AtomicUsize>, total: u64) -> Progress {
+    let stop = Arc::new(AtomicUsize::new(0));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let start = Instant::now();
+        while flag.load(Ordering::SeqCst) != usize::MAX {
+            std::thread::sleep(Duration::from_millis(250));
+            let d = done.load(Ordering::Relaxed);
+            eprint!(
+                "\r  {d:>9} / {total} ops, {:>5.1} s",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        eprintln!();
+    });
+    Progress { stop, thread }
+}
+
+struct UserSession {
+    id: String,
+    access: String,
+    refresh: Option<String>,
+    access_expires: Timestamp,
+}
+
+struct User {
+    index: u64,
+    session: Option<UserSession>,
+    generation: u64,
+}
+
+/// One client task: owns its users, so it knows every expected answer.
+struct Client<S> {
+    store: Arc<S>,
+    rng: SplitMix64,
+    users: Vec<User>,
+    revoked: Vec<String>,
+    latencies: BTreeMap<&'static str, Vec<u32>>,
+    cleans: bool,
+}
+
+/// Tolerance around an expiry, where either answer is right.
+const EXPIRY_SLACK: Duration = Duration::from_secs(3);
+
+impl<S: TokenStore> Client<S> {
+    fn new(store: Arc<S>, seed: u64, users: Vec<u64>, cleans: bool) -> Self {
+        let users = users
+            .into_iter()
+            .map(|index| User {
+                index,
+                session: None,
+                generation: 0,
+            })
+            .collect();
+        Self {
+            store,
+            rng: SplitMix64(seed),
+            users,
+            revoked: Vec::new(),
+            latencies: BTreeMap::new(),
+            cleans,
+        }
+    }
+
+    async fn setup(&mut self) -> Result<(), StoreError> {
+        for u in 0..self.users.len() {
+            if self.rng.unit() < 0.8 {
+                self.login(u).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(
+        &mut self,
+        ops: u64,
+        done: &AtomicUsize,
+        violations: &AtomicU64,
+    ) -> Result<(), StoreError> {
+        if self.users.is_empty() {
+            done.fetch_add(ops as usize, Ordering::Relaxed);
+            return Ok(());
+        }
+        for i in 0..ops {
+            let op = self.pick();
+            let started = Instant::now();
+            let ok = self.step(op).await?;
+            let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+            self.latencies.entry(OPS[op]).or_default().push(micros);
+            if !ok {
+                violations.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.cleans && i % 2_000 == 1_999 {
+                self.store.cleanup_expired().await?;
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn pick(&mut self) -> usize {
+        match self.rng.unit() {
+            x if x < 0.80 => 0,
+            x if x < 0.85 => 1,
+            x if x < 0.90 => 2,
+            x if x < 0.94 => 3,
+            x if x < 0.97 => 4,
+            _ => 5,
+        }
+    }
+
+    /// Runs one operation; `false` when the store answered wrongly.
+    async fn step(&mut self, op: usize) -> Result<bool, StoreError> {
+        match op {
+            0 => self.validate().await,
+            1 => self.bad_token().await,
+            2 => self.refresh().await,
+            3 => {
+                let u = self.skewed_user();
+                if self.users[u].session.is_some() {
+                    return self.validate().await;
+                }
+                self.login(u).await
+            }
+            4 => self.logout().await,
+            _ => {
+                let id = format!("client-{}", self.rng.below(10));
+                Ok(self.store.load_client(&id).await?.is_some())
+            }
+        }
+    }
+
+    /// A few hot users, a long tail.
+    fn skewed_user(&mut self) -> usize {
+        let u = self.rng.unit();
+        ((u * u * u) * self.users.len() as f64) as usize % self.users.len()
+    }
+
+    async fn validate(&mut self) -> Result<bool, StoreError> {
+        let u = self.skewed_user();
+        let Some(s) = &self.users[u].session else {
+            return Ok(true);
+        };
+        let found = self.store.load_session_by_token(&s.access).await?;
+        let now = SystemClock.now();
+        Ok(match found {
+            Some(found) => found.session_id == s.id && now <= s.access_expires + EXPIRY_SLACK,
+            None => now + EXPIRY_SLACK >= s.access_expires,
+        })
+    }
+
+    async fn bad_token(&mut self) -> Result<bool, StoreError> {
+        let token = if self.revoked.is_empty() || self.rng.unit() < 0.5 {
+            format!("unknown-{:016x}", self.rng.next())
+        } else {
+            self.revoked[self.rng.below(self.revoked.len() as u64) as usize].clone()
+        };
+        Ok(self.store.load_session_by_token(&token).await?.is_none())
+    }
+
+    async fn refresh(&mut self) -> Result<bool, StoreError> {
+        let u = self.skewed_user();
+        let Some(refresh) = self.users[u]
+            .session
+            .as_ref()
+            .and_then(|s| s.refresh.clone())
+        else {
+            return self.validate().await;
+        };
+        let old = self.users[u].session.take().expect("checked above");
+        let Some(found) = self.store.load_session_by_refresh_token(&refresh).await? else {
+            return Ok(false);
+        };
+        let ok = found.session_id == old.id;
+        let session = self.new_session(u, Some(old.id.clone()));
+        self.store.store_session(Arc::new(session)).await?;
+        self.revoked.push(old.access);
+        Ok(ok)
+    }
+
+    async fn logout(&mut self) -> Result<bool, StoreError> {
+        let u = self.skewed_user();
+        let Some(s) = self.users[u].session.take() else {
+            return Ok(true);
+        };
+        self.store.delete_session_by_token(&s.access).await?;
+        self.revoked.push(s.access);
+        Ok(true)
+    }
+
+    /// The whole authorization-code flow for user `u`.
+    async fn login(&mut self, u: usize) -> Result<bool, StoreError> {
+        let now = SystemClock.now();
+        let tag = self.rng.next();
+        let state = format!("state-{tag:016x}");
+        let mut st = StateRecord::new(&state, now + Duration::from_secs(600), now);
+        st.client_id = Some("client-0".into());
+        self.store.store_state(Arc::new(st)).await?;
+        let mut ok = self.store.consume_state(&state).await?.is_some();
+        let session = self.new_session(u, None);
+        let code = format!("code-{tag:016x}");
+        let rec = AuthCodeRecord::new(
+            &code,
+            &session.session_id,
+            now + Duration::from_secs(60),
+            now,
+        );
+        self.store.store_auth_code(Arc::new(rec)).await?;
+        ok &= self.store.load_auth_code(&code).await?.is_some();
+        ok &= self.store.try_delete_auth_code(&code).await?;
+        self.store.store_session(Arc::new(session)).await?;
+        Ok(ok)
+    }
+
+    /// A new session for user `u` (a new id unless rotating), remembered as theirs.
+    /// One in twenty is short-lived (10 to 30 s, no refresh token) and expires
+    /// during the run.
+    fn new_session(&mut self, u: usize, id: Option<String>) -> StoredSession {
+        let now = SystemClock.now();
+        let user = &mut self.users[u];
+        user.generation += 1;
+        let tag = format!("{:06}-{:04}", user.index, user.generation);
+        let short = id.is_none() && self.rng.unit() < 0.05;
+        let life = if short {
+            Duration::from_secs(10 + self.rng.below(20))
+        } else {
+            Duration::from_secs(3600)
+        };
+        let id = id.unwrap_or_else(|| format!("session-{tag}"));
+        let access = format!("at-{tag}-{:016x}", self.rng.next());
+        let refresh = format!("rt-{tag}-{:016x}", self.rng.next());
+        let mut info = UserInfo::new(
+            "github",
+            format!("user-{}", user.index),
+            format!("login{}", user.index),
+        );
+        info.email = Some(format!("user{}@example.com", user.index));
+        let mut s = StoredSession::new(&id, info, access.as_str(), now + life, now);
+        let refresh = (!short).then_some(refresh);
+        if let Some(refresh) = &refresh {
+            s.refresh_token = Some(Secret::new(refresh.clone()));
+            s.refresh_expires_at = Some(now + Duration::from_secs(86_400));
+        }
+        let user = &mut self.users[u];
+        user.session = Some(UserSession {
+            id,
+            access,
+            refresh,
+            access_expires: now + life,
+        });
+        s
+    }
+}
+
+/// Reopens the file with a fresh store: every live session loads, every revoked
+/// token is refused. Returns (live found, revoked refused, violations).
+async fn verify(path: &Path, expected: &Expected) -> Result<(u64, u64, u64), StoreError> {
+    let store = SqliteTokenStore::builder(path)
+        .encryption_key(KEY)
+        .open()
+        .await?;
+    let (mut live, mut revoked, mut bad) = (0, 0, 0);
+    let now = SystemClock.now();
+    for (access, id, expires) in &expected.live {
+        match store.load_session_by_token(access).await? {
+            Some(s) if &s.session_id == id => live += 1,
+            None if now + EXPIRY_SLACK >= *expires => live += 1,
+            _ => bad += 1,
+        }
+    }
+    for token in &expected.revoked {
+        match store.load_session_by_token(token).await? {
+            None => revoked += 1,
+            Some(_) => bad += 1,
+        }
+    }
+    store.close().await?;
+    Ok((live, revoked, bad))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn print_table(reports: &[Report]) {
+    let bare = reports
+        .iter()
+        .find(|r| r.stack == Stack::Bare)
+        .map(|r| r.ops as f64 / r.elapsed.as_secs_f64());
+    println!();
+    print!("{:<8} {:>9} {:>7}", "stack", "ops/s", "speedup");
+    for op in OPS {
+        print!(" {:>15}", format!("{op} p50/p99"));
+    }
+    println!(" {:>6} {:>8} {:>10}", "hit%", "commits", "violations");
+    for r in reports {
+        let rate = r.ops as f64 / r.elapsed.as_secs_f64();
+        let speedup = bare.map_or("-".to_string(), |b| format!("{:.2}x", rate / b));
+        print!(
+            "{:<8} {:>9.0} {:>7}",
+            format!("{:?}", r.stack).to_lowercase(),
+            rate,
+            speedup
+        );
+        for op in OPS {
+            let mut l = r.latencies.get(op).cloned().unwrap_or_default();
+            l.sort_unstable();
+            print!(
+                " {:>15}",
+                format!("{}/{} us", percentile(&l, 0.5), percentile(&l, 0.99))
+            );
+        }
+        let hit = r
+            .hit_ratio
+            .map_or("-".to_string(), |h| format!("{:.1}", h * 100.0));
+        println!(" {:>6} {:>8} {:>10}", hit, r.commits, r.violations);
+    }
+    for r in reports {
+        println!(
+            "{:?}: checked the database afterwards: {} live sessions load, {} revoked tokens refused, {} violations",
+            r.stack, r.verified_live, r.verified_revoked, r.violations
+        );
+    }
+}
+
+fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
+    let stacks: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            let lat: serde_json::Map<_, _> = r
+                .latencies
+                .iter()
+                .map(|(op, l)| {
+                    let mut l = l.clone();
+                    l.sort_unstable();
+                    (op.to_string(), serde_json::json!({"count": l.len(), "p50_us": percentile(&l, 0.5), "p99_us": percentile(&l, 0.99)}))
+                })
+                .collect();
+            serde_json::json!({
+                "stack": format!("{:?}", r.stack).to_lowercase(),
+                "ops": r.ops,
+                "seconds": r.elapsed.as_secs_f64(),
+                "ops_per_second": r.ops as f64 / r.elapsed.as_secs_f64(),
+                "latency": lat,
+                "cache_hit_ratio": r.hit_ratio,
+                "sqlite_commits": r.commits,
+                "violations": r.violations,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "users": args.users, "ops": args.ops, "concurrency": args.concurrency, "seed": args.seed,
+        "runtime": format!("{:?}", args.runtime).to_lowercase(), "stacks": stacks,
+    })
+}
+
+/// A small deterministic generator (SplitMix64), so a seed replays the same run.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
