@@ -7,12 +7,17 @@ use crate::sample::{full_code, full_state, live_session};
 use crate::{Factory, Fixture, Runtime, T0};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokenstore_core::TokenStore;
 
 /// How many callers race for one record.
 pub const CALLERS: usize = 32;
 
-/// Spawns `n` tasks running `task(store, i)` and returns their outputs in order.
+/// How many times each one-time race is run, on fresh records.
+pub const ROUNDS: usize = 8;
+
+/// Spawns `n` tasks running `task(store, i)`, lets them all start at once (each
+/// spins, yielding, on a start gate), and returns their outputs in order.
 async fn race<F, R, T, Fut>(
     fx: &Fixture<F>,
     n: usize,
@@ -24,9 +29,19 @@ where
     T: Send + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
+    let gate = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..n)
-        .map(|i| R::spawn(task(fx.store.clone(), i)))
+        .map(|i| {
+            let (gate, store) = (gate.clone(), fx.store.clone());
+            R::spawn(async move {
+                while !gate.load(Ordering::Acquire) {
+                    smol::future::yield_now().await;
+                }
+                task(store, i).await
+            })
+        })
         .collect();
+    gate.store(true, Ordering::Release);
     let mut out = Vec::with_capacity(n);
     for t in tasks {
         out.push(t.await);
@@ -35,23 +50,21 @@ where
 }
 
 /// 32 concurrent `try_delete_auth_code` calls on one live code: exactly one
-/// `true`.
+/// `true` (in each of [`ROUNDS`] rounds).
 pub async fn try_delete_exactly_one_winner<F: Factory, R: Runtime>() {
     let fx = Fixture::<F>::new().await;
-    let record = full_code("code-race", "sess-1", T0);
-    fx.store.store_auth_code(Arc::new(record)).await.unwrap();
-    let results = race::<F, R, _, _>(&fx, CALLERS, |store, _| async move {
-        store.try_delete_auth_code("code-race").await.unwrap()
-    })
-    .await;
-    assert_eq!(results.iter().filter(|won| **won).count(), 1, "{results:?}");
-    assert!(
-        fx.store
-            .load_auth_code("code-race")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    for round in 0..ROUNDS {
+        let record = full_code("code-race", "sess-1", T0);
+        fx.store.store_auth_code(Arc::new(record)).await.unwrap();
+        let results = race::<F, R, _, _>(&fx, CALLERS, |store, _| async move {
+            store.try_delete_auth_code("code-race").await.unwrap()
+        })
+        .await;
+        let winners = results.iter().filter(|won| **won).count();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+        let after = fx.store.load_auth_code("code-race").await.unwrap();
+        assert!(after.is_none(), "round {round}");
+    }
 }
 
 /// 8 codes, each raced by 8 callers: exactly one winner per code.
@@ -82,22 +95,25 @@ pub async fn try_delete_one_winner_per_code<F: Factory, R: Runtime>() {
     assert!(fx.contents().await.auth_codes.is_empty());
 }
 
-/// 32 concurrent `consume_state` calls on one state: exactly one gets it.
+/// 32 concurrent `consume_state` calls on one state: exactly one gets it (in
+/// each of [`ROUNDS`] rounds).
 pub async fn consume_state_exactly_one_winner<F: Factory, R: Runtime>() {
     let fx = Fixture::<F>::new().await;
     let record = full_state("st-race", T0);
-    fx.store
-        .store_state(Arc::new(record.clone()))
-        .await
-        .unwrap();
-    let results = race::<F, R, _, _>(&fx, CALLERS, |store, _| async move {
-        store.consume_state("st-race").await.unwrap()
-    })
-    .await;
-    let winners: Vec<_> = results.into_iter().flatten().collect();
-    assert_eq!(winners.len(), 1);
-    assert_state_eq(&winners[0], &record);
-    assert!(fx.contents().await.states.is_empty());
+    for round in 0..ROUNDS {
+        fx.store
+            .store_state(Arc::new(record.clone()))
+            .await
+            .unwrap();
+        let results = race::<F, R, _, _>(&fx, CALLERS, |store, _| async move {
+            store.consume_state("st-race").await.unwrap()
+        })
+        .await;
+        let winners: Vec<_> = results.into_iter().flatten().collect();
+        assert_eq!(winners.len(), 1, "round {round}");
+        assert_state_eq(&winners[0], &record);
+        assert!(fx.contents().await.states.is_empty(), "round {round}");
+    }
 }
 
 /// 8 tasks each storing 25 distinct sessions: all 200 are stored and load.
