@@ -6,7 +6,7 @@
 //! - [`Runtime`]: `block_on` and `spawn`, implemented by [`Tokio`] and [`Smol`].
 //! - [`Factory`]: makes a fresh store with a [`ManualClock`](tokenstore_core::ManualClock)
 //!   and reads its whole [`Contents`](tokenstore_core::Contents);
-//!   [`MemoryFactory`] is the reference model's.
+//!   [`MemoryFactory`] is the reference model's, [`SqliteFactory`] the SQLite backend's.
 //! - [`contract`]: the test bodies, `pub async fn name<F: Factory, R: Runtime>()`,
 //!   one module per operation family.
 //! - [`contract_suite!`]: emits one `#[test]` per body for a factory and a
@@ -30,7 +30,9 @@ pub mod contract;
 mod factory;
 mod runtime;
 pub mod sample;
+mod sqlite;
 mod suite;
 
 pub use factory::{Factory, Fixture, MemoryFactory, T0};
 pub use runtime::{Runtime, Smol, Task, Tokio, WORKER_THREADS};
+pub use sqlite::{SqliteFactory, TEST_KEY};
