@@ -18,8 +18,9 @@ pub trait Factory: 'static {
     /// The store under test (any [`TokenStore`], possibly wrapping another).
     type Store: TokenStore + fmt::Debug + 'static;
 
-    /// What must outlive the store (a temporary directory, for example); `()`
-    /// when nothing does. Dropped after the store.
+    /// What the factory keeps beside the store: what must outlive it (a
+    /// temporary directory, for example) and whatever [`Factory::contents`]
+    /// needs; `()` when there is nothing. Dropped after the store.
     type Guard: Send + 'static;
 
     /// A fresh, empty store that tells time with `clock`.
@@ -27,8 +28,11 @@ pub trait Factory: 'static {
 
     /// Everything `store` holds, expired records included (for whole-state
     /// comparisons). For a wrapper, what its innermost backend holds once the
-    /// wrapper has applied every write it accepted.
-    fn contents(store: &Self::Store) -> impl Future<Output = Contents>;
+    /// wrapper has applied every write it accepted (flush first if it buffers).
+    ///
+    /// A wrapper's factory can be generic over the factory of what it wraps
+    /// and answer with the inner factory's `contents` of the wrapped store.
+    fn contents(store: &Self::Store, guard: &Self::Guard) -> impl Future<Output = Contents>;
 
     /// Secrets of the store's configuration (an encryption key, for example)
     /// that must never appear in its `Debug` output.
@@ -49,7 +53,7 @@ impl Factory for MemoryFactory {
         (MemoryTokenStore::new(clock), ())
     }
 
-    async fn contents(store: &MemoryTokenStore) -> Contents {
+    async fn contents(store: &MemoryTokenStore, _: &()) -> Contents {
         store.contents()
     }
 }
@@ -61,7 +65,7 @@ pub struct Fixture<F: Factory> {
     /// The store, shared so spawned tasks can call it.
     pub store: Arc<F::Store>,
     // Declared after `store`, so dropped after it.
-    _guard: F::Guard,
+    guard: F::Guard,
 }
 
 impl<F: Factory> Fixture<F> {
@@ -72,7 +76,7 @@ impl<F: Factory> Fixture<F> {
         Self {
             clock,
             store: Arc::new(store),
-            _guard: guard,
+            guard,
         }
     }
 
@@ -98,7 +102,7 @@ impl<F: Factory> Fixture<F> {
 
     /// Everything the store holds.
     pub async fn contents(&self) -> Contents {
-        F::contents(&self.store).await
+        F::contents(&self.store, &self.guard).await
     }
 }
 

@@ -29,7 +29,7 @@ impl Factory for SqliteFactory {
         (store, dir)
     }
 
-    async fn contents(store: &SqliteTokenStore) -> Contents {
+    async fn contents(store: &SqliteTokenStore, _: &TempDir) -> Contents {
         store
             .contents()
             .await

@@ -1,7 +1,7 @@
 //! The contract's test bodies, one module per family.
 //!
 //! Each body is `pub async fn name<F: Factory, R: Runtime>()`: it builds its
-//! own [`Fixture`](crate::Fixture), moves time only through the fixture's
+//! own [`Fixture`], moves time only through the fixture's
 //! [`ManualClock`](tokenstore_core::ManualClock), and panics on the first
 //! broken rule. [`contract_suite!`](crate::contract_suite) turns each into a
 //! `#[test]`.
