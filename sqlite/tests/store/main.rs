@@ -1,0 +1,12 @@
+//! Integration tests of `SqliteTokenStore`, one binary (STYLE.md, point 9).
+//!
+//! The connection thread makes the store runtime-agnostic, so a plain
+//! `futures_lite::future::block_on` drives every test.
+
+mod bulk;
+mod common;
+mod corrupt;
+mod encryption;
+mod model;
+mod schema;
+mod semantics;
