@@ -138,6 +138,10 @@ macro_rules! __contract_test_list {
                 store_with_invalid_session_rejected_whole,
                 empty_batches_change_nothing,
             }
+            model {
+                scripts_match_reference_model,
+                long_script_matches_reference_model,
+            }
         }
     };
 }
@@ -187,6 +191,7 @@ mod tests {
             ("secrets", include_str!("contract/secrets.rs")),
             ("concurrency", include_str!("contract/concurrency.rs")),
             ("bulk", include_str!("contract/bulk.rs")),
+            ("model", include_str!("contract/model.rs")),
         ];
         let mut all = Vec::new();
         for (family, source) in sources {

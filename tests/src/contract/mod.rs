@@ -12,6 +12,7 @@ pub mod bulk;
 pub mod cleanup;
 pub mod clients;
 pub mod concurrency;
+pub mod model;
 pub mod secrets;
 pub mod sessions;
 pub mod states;
