@@ -4,7 +4,7 @@
 //! made by [`CacheMachine`]; this file only takes the lock, calls the delegate
 //! and reports what happened.
 
-use crate::sync::{Event, Mutex};
+use crate::sync::{Event, EventListener, Mutex};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -13,8 +13,9 @@ use tokenstore_core::cache::{
     Write,
 };
 use tokenstore_core::{
-    AuthCodeRecord, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord, Clock, StateRecord,
-    StoreError, StoredSession, SystemClock, Timestamp, TokenHash, TokenStore, validate_key,
+    AuthCodeRecord, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord, Clock,
+    CoarseSystemClock, StateRecord, StoreError, StoredSession, Timestamp, TokenHash, TokenStore,
+    validate_key,
 };
 
 /// A read cache in front of any [`TokenStore`].
@@ -63,13 +64,17 @@ pub struct CachingTokenStore<S> {
 }
 
 impl<S: TokenStore> CachingTokenStore<S> {
-    /// Wraps `inner` with the system clock.
+    /// Wraps `inner`, telling time with the [`CoarseSystemClock`]: a few
+    /// nanoseconds a reading, with its few milliseconds of resolution added to the
+    /// skew.
     pub fn new(inner: S, config: CacheConfig) -> Self {
-        Self::with_clock(inner, config, SystemClock)
+        Self::with_clock(inner, config, CoarseSystemClock::new())
     }
 
-    /// Wraps `inner`, telling time with `clock` (use the delegate's clock).
-    pub fn with_clock(inner: S, config: CacheConfig, clock: impl Clock + 'static) -> Self {
+    /// Wraps `inner`, telling time with `clock` (a test's or a simulation's
+    /// clock, usually the delegate's).
+    pub fn with_clock(inner: S, mut config: CacheConfig, clock: impl Clock + 'static) -> Self {
+        config.clock_resolution = clock.resolution();
         Self {
             inner,
             clock: Arc::new(clock),
@@ -90,50 +95,90 @@ impl<S: TokenStore> CachingTokenStore<S> {
 
     /// Answers a read from the cache or, on a miss, from `fetch`, filling the
     /// cache with `fill`.
+    ///
+    /// A hit is answered before anything is awaited; the miss path is boxed so
+    /// that the future of a hit stays small (the delegate's future can be large).
     async fn read<T, Fut>(
         &self,
         key: CacheKey,
-        fetch: impl Fn() -> Fut,
-        fill: fn(&mut CacheMachine, Timestamp, FillTicket, Option<Arc<T>>) -> FillOutcome,
+        fetch: impl Fn() -> Fut + Send,
+        fill: FillFn<T>,
         unwrap: fn(Cached) -> Option<Arc<T>>,
     ) -> Result<Option<Arc<T>>, StoreError>
     where
-        Fut: Future<Output = Result<Option<Arc<T>>, StoreError>>,
+        T: Send + Sync,
+        Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
+    {
+        let now = self.clock.now();
+        let first = self.machine.lock().lookup(now, &key);
+        match first {
+            Lookup::Hit(cached) => Ok(unwrap(cached)),
+            Lookup::NegativeHit => Ok(None),
+            Lookup::Closed => Err(StoreError::Closed),
+            Lookup::Miss(ticket) => Box::pin(self.fetch_and_fill(now, ticket, &fetch, fill)).await,
+            Lookup::Wait => Box::pin(self.read_after_wait(key, fetch, fill, unwrap)).await,
+        }
+    }
+
+    /// Another caller is filling `key`: wait for a fill, then look up again.
+    async fn read_after_wait<T, Fut>(
+        &self,
+        key: CacheKey,
+        fetch: impl Fn() -> Fut + Send,
+        fill: FillFn<T>,
+        unwrap: fn(Cached) -> Option<Arc<T>>,
+    ) -> Result<Option<Arc<T>>, StoreError>
+    where
+        T: Send + Sync,
+        Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
     {
         loop {
             let now = self.clock.now();
-            let (ticket, listener) = {
+            let next = {
                 let mut machine = self.machine.lock();
-                match machine.lookup(now, key.clone()) {
+                match machine.lookup(now, &key) {
                     Lookup::Hit(cached) => return Ok(unwrap(cached)),
                     Lookup::NegativeHit => return Ok(None),
                     Lookup::Closed => return Err(StoreError::Closed),
+                    Lookup::Miss(ticket) => Next::Fetch(ticket),
                     // Listening under the lock: the fill we wait for needs the lock
                     // to land, so its notification cannot be missed.
-                    Lookup::Wait => (None, Some(self.filled.listen())),
-                    Lookup::Miss(ticket) => (Some(ticket), None),
+                    Lookup::Wait => Next::Wait(self.filled.listen()),
                 }
             };
-            if let Some(listener) = listener {
-                listener.await;
-                continue;
+            match next {
+                Next::Fetch(ticket) => return self.fetch_and_fill(now, ticket, &fetch, fill).await,
+                Next::Wait(listener) => listener.await,
             }
-            let mut ticket = TicketGuard {
-                store: self,
-                ticket,
-            };
-            let result = fetch().await;
-            let ticket = ticket.ticket.take().expect("ticket is taken once");
-            {
-                let mut machine = self.machine.lock();
-                match &result {
-                    Ok(found) => drop(fill(&mut machine, now, ticket, found.clone())),
-                    Err(_) => machine.abandon(ticket),
-                }
-            }
-            self.filled.notify(usize::MAX);
-            return result;
         }
+    }
+
+    /// Asks the delegate and gives the ticket back with its answer.
+    async fn fetch_and_fill<T, Fut>(
+        &self,
+        now: Timestamp,
+        ticket: FillTicket,
+        fetch: &(impl Fn() -> Fut + Send),
+        fill: FillFn<T>,
+    ) -> Result<Option<Arc<T>>, StoreError>
+    where
+        Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
+    {
+        let mut guard = TicketGuard {
+            store: self,
+            ticket: Some(ticket),
+        };
+        let result = fetch().await;
+        let ticket = guard.ticket.take().expect("ticket is taken once");
+        {
+            let mut machine = self.machine.lock();
+            match &result {
+                Ok(found) => drop(fill(&mut machine, now, ticket, found.clone())),
+                Err(_) => machine.abandon(ticket),
+            }
+        }
+        self.filled.notify(usize::MAX);
+        result
     }
 
     /// Runs a write on the delegate, then reports it to the machine, even when
@@ -150,6 +195,15 @@ impl<S: TokenStore> CachingTokenStore<S> {
         call.await
     }
 }
+
+/// What a read does after a lookup that could not answer.
+enum Next {
+    Fetch(FillTicket),
+    Wait(EventListener),
+}
+
+/// How the machine takes a delegate's answer for one kind of record.
+type FillFn<T> = fn(&mut CacheMachine, Timestamp, FillTicket, Option<Arc<T>>) -> FillOutcome;
 
 /// Gives the ticket back if the read is dropped before the delegate answered.
 struct TicketGuard<'a, S: TokenStore> {

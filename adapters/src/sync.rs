@@ -21,11 +21,11 @@ impl<T> Mutex<T> {
     }
 }
 
-pub(crate) use imp::Event;
+pub(crate) use imp::{Event, EventListener};
 
 #[cfg(not(tokenstore_loom))]
 mod imp {
-    pub(crate) use event_listener::Event;
+    pub(crate) use event_listener::{Event, EventListener};
     pub(crate) use std::sync::{Mutex, MutexGuard};
 
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

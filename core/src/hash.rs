@@ -20,7 +20,7 @@ use std::fmt;
 /// assert_eq!(TokenHash::from_hex(&h.to_hex()), Some(h));
 /// assert_eq!(format!("{h:?}"), "TokenHash(..)");
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
@@ -70,6 +70,16 @@ fn hex_value(c: u8) -> Option<u8> {
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
+    }
+}
+
+/// Feeds the first 8 digest bytes to the hasher: a SHA-256 digest is already
+/// uniform, and a keyed hasher on top keeps bucket placement unpredictable.
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(prefix));
     }
 }
 

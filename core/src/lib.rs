@@ -59,4 +59,4 @@ pub use record::{
 };
 pub use secret::Secret;
 pub use store::{BoxFuture, BulkSessionStore, CleanupCounts, TokenStore};
-pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use time::{Clock, CoarseSystemClock, ManualClock, SystemClock, Timestamp};

@@ -115,11 +115,21 @@ impl fmt::Debug for Timestamp {
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> Timestamp;
+
+    /// How far behind the true time a reading may lag (zero for exact clocks).
+    /// The read cache adds it to its skew.
+    fn resolution(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> Timestamp {
         (**self).now()
+    }
+
+    fn resolution(&self) -> Duration {
+        (**self).resolution()
     }
 }
 
@@ -133,6 +143,77 @@ impl Clock for SystemClock {
             Ok(d) => Timestamp::EPOCH + d,
             Err(before) => Timestamp::EPOCH - before.duration(),
         }
+    }
+}
+
+/// The operating system's coarse wall clock: a few nanoseconds a reading instead
+/// of tens, at the price of a few milliseconds of resolution (reported by
+/// [`Clock::resolution`]).
+///
+/// On Linux and Android it reads `CLOCK_REALTIME_COARSE`; elsewhere it is
+/// [`SystemClock`]. The read cache uses it by default: every API request checks an
+/// entry's deadline, and its skew (1 s by default) dwarfs the resolution.
+#[derive(Debug, Clone, Copy)]
+pub struct CoarseSystemClock {
+    resolution: Duration,
+}
+
+impl CoarseSystemClock {
+    /// The coarse clock, with its resolution asked of the OS once.
+    pub fn new() -> Self {
+        Self {
+            resolution: coarse::resolution(),
+        }
+    }
+}
+
+impl Default for CoarseSystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for CoarseSystemClock {
+    fn now(&self) -> Timestamp {
+        coarse::now()
+    }
+
+    fn resolution(&self) -> Duration {
+        self.resolution
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod coarse {
+    use super::Timestamp;
+    use rustix::time::{ClockId, clock_getres, clock_gettime};
+    use std::time::Duration;
+
+    pub(super) fn now() -> Timestamp {
+        let t = clock_gettime(ClockId::RealtimeCoarse);
+        Timestamp::from_unix_micros(t.tv_sec.saturating_mul(1_000_000) + t.tv_nsec / 1_000)
+    }
+
+    pub(super) fn resolution() -> Duration {
+        let r = clock_getres(ClockId::RealtimeCoarse);
+        Duration::new(
+            r.tv_sec.max(0) as u64,
+            r.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod coarse {
+    use super::{Clock, SystemClock, Timestamp};
+    use std::time::Duration;
+
+    pub(super) fn now() -> Timestamp {
+        SystemClock.now()
+    }
+
+    pub(super) fn resolution() -> Duration {
+        Duration::ZERO
     }
 }
 
@@ -209,5 +290,17 @@ mod tests {
     #[test]
     fn system_clock_is_after_2024() {
         assert!(SystemClock.now() > Timestamp::from_unix_secs(1_704_067_200));
+    }
+
+    #[test]
+    fn coarse_clock_lags_by_at_most_its_resolution() {
+        let coarse = CoarseSystemClock::new();
+        assert!(coarse.resolution() < Duration::from_secs(1));
+        let before = SystemClock.now();
+        let reading = coarse.now();
+        let after = SystemClock.now();
+        assert!(reading <= after, "coarse clock ahead of the precise one");
+        // Generous margin: the machine may be descheduled between the readings.
+        assert!(reading + coarse.resolution() + Duration::from_millis(100) >= before);
     }
 }

@@ -46,6 +46,10 @@ pub struct CacheConfig {
     pub client_capacity: usize,
     /// Negative entries kept at most, all kinds together. Default 10,000.
     pub negative_capacity: usize,
+    /// How far the clock that supplies `now` may lag behind the true time
+    /// ([`Clock::resolution`](crate::Clock::resolution)); added to `skew`.
+    /// `CachingTokenStore` sets it from its clock. Default zero.
+    pub clock_resolution: Duration,
 }
 
 impl Default for CacheConfig {
@@ -58,6 +62,7 @@ impl Default for CacheConfig {
             auth_code_capacity: 10_000,
             client_capacity: 10_000,
             negative_capacity: 10_000,
+            clock_resolution: Duration::ZERO,
         }
     }
 }
@@ -149,13 +154,13 @@ struct Entry<T> {
 /// ));
 /// let key = CacheKey::SessionByAccess(TokenHash::of("tok"));
 ///
-/// let Lookup::Miss(ticket) = cache.lookup(now, key.clone()) else { panic!() };
+/// let Lookup::Miss(ticket) = cache.lookup(now, &key) else { panic!() };
 /// // ... the delegate answers with `session` ...
 /// assert_eq!(cache.fill_session(now, ticket, Some(session.clone())), FillOutcome::Cached);
-/// assert!(matches!(cache.lookup(now, key.clone()), Lookup::Hit(_)));
+/// assert!(matches!(cache.lookup(now, &key), Lookup::Hit(_)));
 ///
 /// cache.handle_write(Write::DeleteSessionByHash(TokenHash::of("tok")));
-/// assert!(matches!(cache.lookup(now, key), Lookup::Miss(_)));
+/// assert!(matches!(cache.lookup(now, &key), Lookup::Miss(_)));
 /// ```
 pub struct CacheMachine {
     config: CacheConfig,
@@ -200,21 +205,21 @@ impl CacheMachine {
     }
 
     /// Decides a read of `key` at `now`.
-    pub fn lookup(&mut self, now: Timestamp, key: CacheKey) -> Lookup {
+    pub fn lookup(&mut self, now: Timestamp, key: &CacheKey) -> Lookup {
         if self.closed {
             return Lookup::Closed;
         }
         let kind = key.kind();
         self.metrics.kind_mut(kind).lookups += 1;
-        if let Some(hit) = self.positive(now, &key) {
+        if let Some(hit) = self.positive(now, key) {
             self.metrics.kind_mut(kind).hits += 1;
             return Lookup::Hit(hit);
         }
-        if self.negative(now, &key) {
+        if self.negative(now, key) {
             self.metrics.kind_mut(kind).negative_hits += 1;
             return Lookup::NegativeHit;
         }
-        match self.races.issue(&key) {
+        match self.races.issue(key) {
             Some(ticket) => {
                 self.metrics.kind_mut(kind).misses += 1;
                 Lookup::Miss(ticket)
@@ -331,10 +336,10 @@ impl CacheMachine {
         }
     }
 
-    /// `min(expiry, now + ttl_cap) - skew`.
+    /// `min(expiry, now + ttl_cap) - skew - clock_resolution`.
     fn deadline(&self, now: Timestamp, expiry: Option<Timestamp>) -> Timestamp {
         let capped = now + self.config.ttl_cap;
-        expiry.map_or(capped, |e| e.min(capped)) - self.config.skew
+        expiry.map_or(capped, |e| e.min(capped)) - self.config.skew - self.config.clock_resolution
     }
 
     fn positive(&mut self, now: Timestamp, key: &CacheKey) -> Option<Cached> {

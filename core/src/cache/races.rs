@@ -1,7 +1,7 @@
 //! Fill tickets against invalidations: the stale-fill race, and single flight.
 
 use super::CacheKey;
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// Permission to fill one key, handed out by a miss.
 ///

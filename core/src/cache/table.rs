@@ -6,7 +6,8 @@
 //! lookups never reorder anything. Everything here is deterministic: eviction
 //! order depends only on the sequence of calls.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use foldhash::HashMapExt;
 use std::hash::Hash;
 
 const NIL: u32 = u32::MAX;

@@ -29,14 +29,14 @@ fn by_access(token: &str) -> CacheKey {
 }
 
 fn miss(cache: &mut CacheMachine, now: Timestamp, key: CacheKey) -> FillTicket {
-    match cache.lookup(now, key) {
+    match cache.lookup(now, &key) {
         Lookup::Miss(ticket) => ticket,
         other => panic!("expected a miss, got {other:?}"),
     }
 }
 
 fn is_hit(cache: &mut CacheMachine, now: Timestamp, key: CacheKey) -> bool {
-    match cache.lookup(now, key) {
+    match cache.lookup(now, &key) {
         Lookup::Hit(_) => true,
         Lookup::Miss(ticket) => {
             cache.abandon(ticket);
@@ -61,7 +61,7 @@ fn miss_then_fill_then_hit_by_every_key() {
     let s = session("sid", "acc", Some("ref"), t0() + HOUR);
     cached_session(&mut cache, &s);
     for key in CacheKey::of_session(&s) {
-        match cache.lookup(t0(), key) {
+        match cache.lookup(t0(), &key) {
             Lookup::Hit(Cached::Session(found)) => assert!(Arc::ptr_eq(&found, &s)),
             other => panic!("expected a hit, got {other:?}"),
         }
@@ -160,7 +160,7 @@ fn negative_entries_expire_and_are_cleared_by_a_store() {
         FillOutcome::CachedNegative
     );
     assert!(matches!(
-        cache.lookup(t0() + Duration::from_secs(1), by_access("acc")),
+        cache.lookup(t0() + Duration::from_secs(1), &by_access("acc")),
         Lookup::NegativeHit
     ));
     assert!(!is_hit(
@@ -175,7 +175,7 @@ fn negative_entries_expire_and_are_cleared_by_a_store() {
     let s = session("sid", "acc", None, t0() + HOUR);
     cache.handle_write(Write::StoreSession(&s));
     assert!(matches!(
-        cache.lookup(t0(), by_access("acc")),
+        cache.lookup(t0(), &by_access("acc")),
         Lookup::Miss(_)
     ));
 }
@@ -247,13 +247,16 @@ fn single_flight_makes_later_lookups_wait() {
     let mut cache = CacheMachine::new(CacheConfig::default());
     let ticket = miss(&mut cache, t0(), by_access("acc"));
     for _ in 0..5 {
-        assert!(matches!(cache.lookup(t0(), by_access("acc")), Lookup::Wait));
+        assert!(matches!(
+            cache.lookup(t0(), &by_access("acc")),
+            Lookup::Wait
+        ));
     }
     assert_eq!(cache.fills_in_flight(), 1);
     cache.abandon(ticket);
     assert_eq!(cache.fills_in_flight(), 0);
     assert!(matches!(
-        cache.lookup(t0(), by_access("acc")),
+        cache.lookup(t0(), &by_access("acc")),
         Lookup::Miss(_)
     ));
     assert_eq!(cache.metrics().sessions.waits, 5);
@@ -354,9 +357,9 @@ fn metrics_add_up() {
     cached_session(&mut cache, &s);
     is_hit(&mut cache, t0(), by_access("acc"));
     let ticket = miss(&mut cache, t0(), by_access("nope"));
-    let _ = cache.lookup(t0(), by_access("nope"));
+    let _ = cache.lookup(t0(), &by_access("nope"));
     cache.fill_session(t0(), ticket, None);
-    let _ = cache.lookup(t0(), by_access("nope"));
+    let _ = cache.lookup(t0(), &by_access("nope"));
     let m = cache.metrics().sessions;
     assert_eq!(m.lookups, m.hits + m.misses + m.negative_hits + m.waits);
     assert_eq!((m.hits, m.misses, m.negative_hits, m.waits), (1, 2, 1, 1));
@@ -390,7 +393,7 @@ fn close_drops_entries_and_refuses_lookups() {
     cached_session(&mut cache, &session("sid", "acc", None, t0() + HOUR));
     cache.handle_close();
     assert!(matches!(
-        cache.lookup(t0(), by_access("acc")),
+        cache.lookup(t0(), &by_access("acc")),
         Lookup::Closed
     ));
     assert_eq!(cache.metrics().session_entries, 0);
