@@ -44,8 +44,10 @@ impl Timestamp {
 
     /// From fractional seconds since the epoch, as mxcp stores them (`REAL`).
     ///
-    /// Rounds to the nearest microsecond and saturates; NaN maps to the epoch.
-    /// Use [`Timestamp::try_from_unix_secs_f64`] to reject non-finite values.
+    /// The exact inverse of [`Timestamp::as_unix_secs_f64`] up to the year 2106
+    /// (where a double still tells microseconds apart); otherwise rounds to the
+    /// nearest microsecond. Saturates; NaN maps to the epoch. Use
+    /// [`Timestamp::try_from_unix_secs_f64`] to reject non-finite values.
     pub fn from_unix_secs_f64(secs: f64) -> Self {
         // `as` saturates on overflow and maps NaN to 0.
         Self((secs * 1_000_000.0).round() as i64)
@@ -270,6 +272,23 @@ mod tests {
         assert_eq!(t.as_unix_secs_f64(), 1_764_000_000.25);
         assert_eq!(Timestamp::try_from_unix_secs_f64(f64::NAN), None);
         assert_eq!(Timestamp::from_unix_secs_f64(f64::INFINITY), Timestamp::MAX);
+    }
+
+    #[test]
+    fn f64_decoding_inverts_encoding_until_2106() {
+        // A spread of microsecond values from 1970 to 2106.
+        let mut m: i64 = 1;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        while m < 4_290_000_000_000_000 {
+            for _ in 0..64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let t = Timestamp::from_unix_micros(m + (x % 1_000_000) as i64);
+                assert_eq!(Timestamp::from_unix_secs_f64(t.as_unix_secs_f64()), t);
+            }
+            m = m * 5 / 4 + 1;
+        }
     }
 
     #[test]
