@@ -6,7 +6,9 @@
 //! - [`Runtime`]: `block_on` and `spawn`, implemented by [`Tokio`] and [`Smol`].
 //! - [`Factory`]: makes a fresh store with a [`ManualClock`](tokenstore_core::ManualClock)
 //!   and reads its whole [`Contents`](tokenstore_core::Contents);
-//!   [`MemoryFactory`] is the reference model's, [`SqliteFactory`] the SQLite backend's.
+//!   [`MemoryFactory`] is the reference model's, [`SqliteFactory`] the SQLite backend's,
+//!   and [`Cached`] puts a [`CachingTokenStore`](tokenstore::CachingTokenStore) over
+//!   any of them.
 //! - [`contract`]: the test bodies, `pub async fn name<F: Factory, R: Runtime>()`,
 //!   one module per operation family.
 //! - [`contract_suite!`]: emits one `#[test]` per body for a factory and a
@@ -25,6 +27,7 @@
 //! Tests are deterministic: time moves only through the fixture's manual clock,
 //! and nothing sleeps.
 
+mod cached;
 pub mod compare;
 pub mod contract;
 mod factory;
@@ -33,6 +36,7 @@ pub mod sample;
 mod sqlite;
 mod suite;
 
+pub use cached::{Cached, contract_cache_config};
 pub use factory::{Factory, Fixture, MemoryFactory, T0};
 pub use runtime::{Runtime, Smol, Task, Tokio, WORKER_THREADS};
 pub use sqlite::{SqliteFactory, TEST_KEY};
