@@ -41,6 +41,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod buffer;
 pub mod cache;
 mod error;
 mod hash;

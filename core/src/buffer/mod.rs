@@ -1,0 +1,538 @@
+//! The write-buffer machine: pure, synchronous and deterministic.
+//!
+//! [`BufferMachine`] decides which writes are accepted, how they coalesce, when a
+//! batch is flushed, what happens when one fails, and when the buffer is drained.
+//! It owns no clock, lock, thread or future: time comes in as `now`, and the
+//! adapter applies the batches it hands out.
+
+mod op;
+
+pub use op::{Step, WriteOp, apply, plan};
+
+use crate::{StoreError, Timestamp};
+use op::Slot;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+/// Settings of the write buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferConfig {
+    /// A flush starts as soon as this many writes are pending. Default 256.
+    pub max_batch_size: usize,
+    /// A flush starts once the oldest pending write has waited this long; zero
+    /// flushes as soon as no batch is in flight. Default 5 ms.
+    pub max_delay: Duration,
+    /// Writes held at most (pending and in flight); past it, writers wait.
+    /// Default 10,000.
+    pub max_pending: usize,
+    /// Retries of a failed batch before its writes go back to the queue.
+    /// Default 3.
+    pub max_retries: u32,
+    /// Delay before the first retry; it doubles with each retry. Default 10 ms.
+    pub retry_backoff: Duration,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 256,
+            max_delay: Duration::from_millis(5),
+            max_pending: 10_000,
+            max_retries: 3,
+            retry_backoff: Duration::from_millis(10),
+        }
+    }
+}
+
+/// The sequence number of an accepted write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(pub u64);
+
+/// Why a write was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_pending` writes are held: wait for a batch to finish, then retry.
+    Full,
+    /// Close has begun: the write gets `StoreError::Closed`.
+    Closed,
+}
+
+/// A batch to apply to the delegate, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// Identifies the batch in [`BufferMachine::handle_batch_result`].
+    pub id: u64,
+    /// The writes, in the order they must be applied.
+    pub writes: Vec<WriteOp>,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+}
+
+/// What a batch's result changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Applied: these writes (including the ones they superseded) are durable.
+    Applied(Vec<Seq>),
+    /// Failed; the same batch will be handed out again after a backoff.
+    Retrying,
+    /// Failed for good: the writes went back to the queue (or, while closing,
+    /// stay there as unapplied), and these writes' waiters get the error.
+    Failed {
+        /// The writes the batch covered.
+        seqs: Vec<Seq>,
+        /// The last error.
+        error: StoreError,
+    },
+    /// The result was for a batch that is not in flight; nothing changed.
+    Unknown,
+}
+
+struct Entry {
+    op: WriteOp,
+    /// This write and the older writes it superseded.
+    covers: Vec<u64>,
+    accepted_at: Timestamp,
+}
+
+struct InFlight {
+    id: u64,
+    entries: Vec<(u64, Entry)>,
+    attempt: u32,
+    /// While waiting to retry: when.
+    retry_at: Option<Timestamp>,
+}
+
+/// The write-buffer machine.
+///
+/// # Driving it
+///
+/// 1. For a write, call [`handle_write`](Self::handle_write). On
+///    [`Refusal::Full`], wait until a batch result was reported, then call again;
+///    on [`Refusal::Closed`], fail the write with `StoreError::Closed`.
+/// 2. After every call, call [`poll_batch`](Self::poll_batch): a batch, if one is
+///    due, to apply with [`plan`] (bulk calls where the delegate has them).
+///    Report its result with [`handle_batch_result`](Self::handle_batch_result),
+///    then poll again. At most one batch is in flight.
+/// 3. Arm one timer for [`poll_timeout`](Self::poll_timeout) and poll when it
+///    fires.
+/// 4. `flush()`: [`handle_flush`](Self::handle_flush), then poll until
+///    [`is_flushed`](Self::is_flushed) with the returned target (or a batch
+///    covering it failed). `close()`: [`handle_close`](Self::handle_close), then
+///    poll until [`is_drained`](Self::is_drained) or a batch fails for good, and
+///    return [`take_unapplied`](Self::take_unapplied).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tokenstore_core::buffer::{BatchOutcome, BufferConfig, BufferMachine, WriteOp};
+/// use tokenstore_core::{StateRecord, Timestamp};
+///
+/// let t0 = Timestamp::from_unix_secs(1_000);
+/// let config = BufferConfig { max_delay: Duration::from_millis(5), ..BufferConfig::default() };
+/// let mut buffer = BufferMachine::new(config);
+/// let state = |v: &str| WriteOp::StoreState(Arc::new(StateRecord::new(v, t0 + Duration::from_secs(60), t0)));
+/// buffer.handle_write(t0, state("a")).unwrap();
+/// buffer.handle_write(t0, state("a")).unwrap(); // coalesces with the first
+/// assert!(buffer.poll_batch(t0).is_none()); // not due yet
+/// assert_eq!(buffer.poll_timeout(), Some(t0 + Duration::from_millis(5)));
+///
+/// let batch = buffer.poll_batch(t0 + Duration::from_millis(5)).expect("due");
+/// assert_eq!(batch.writes.len(), 1);
+/// let outcome = buffer.handle_batch_result(t0, batch.id, Ok(()));
+/// assert!(matches!(outcome, BatchOutcome::Applied(seqs) if seqs.len() == 2));
+/// assert!(buffer.is_drained());
+/// ```
+pub struct BufferMachine {
+    config: BufferConfig,
+    next_seq: u64,
+    next_batch: u64,
+    queue: BTreeMap<u64, Entry>,
+    slots: HashMap<Slot, u64>,
+    in_flight: Option<InFlight>,
+    /// Flush everything up to this sequence number regardless of triggers.
+    flush_until: Option<u64>,
+    /// After a final failure, no new batch before this.
+    cooldown_until: Option<Timestamp>,
+    closing: bool,
+    /// Set when a batch failed for good while closing: flushing stops.
+    close_failed: bool,
+    last_now: Timestamp,
+    metrics: BufferMetrics,
+}
+
+/// Counters of the write buffer (numbers only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BufferMetrics {
+    /// Writes accepted.
+    pub accepted: u64,
+    /// Writes refused because the buffer was full.
+    pub refused_full: u64,
+    /// Writes refused because the buffer was closing.
+    pub refused_closed: u64,
+    /// Writes dropped because a newer write superseded them.
+    pub coalesced: u64,
+    /// Batches handed out (retries included).
+    pub batches: u64,
+    /// Writes in batches that were applied.
+    pub applied_writes: u64,
+    /// Batches applied.
+    pub applied_batches: u64,
+    /// Batch attempts that failed.
+    pub failed_attempts: u64,
+    /// Batches that failed for good (after every retry).
+    pub failed_batches: u64,
+}
+
+impl BufferMachine {
+    /// An empty buffer.
+    pub fn new(config: BufferConfig) -> Self {
+        Self {
+            config,
+            next_seq: 1,
+            next_batch: 1,
+            queue: BTreeMap::new(),
+            slots: HashMap::new(),
+            in_flight: None,
+            flush_until: None,
+            cooldown_until: None,
+            closing: false,
+            close_failed: false,
+            last_now: Timestamp::MIN,
+            metrics: BufferMetrics::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BufferConfig {
+        &self.config
+    }
+
+    /// Accepts a write, coalescing it with an older pending write it supersedes.
+    pub fn handle_write(&mut self, now: Timestamp, op: WriteOp) -> Result<Seq, Refusal> {
+        self.observe(now);
+        if self.closing {
+            self.metrics.refused_closed += 1;
+            return Err(Refusal::Closed);
+        }
+        if self.held() >= self.config.max_pending.max(1) {
+            self.metrics.refused_full += 1;
+            return Err(Refusal::Full);
+        }
+        Ok(self.enqueue(now, op))
+    }
+
+    /// Queues a write the buffer itself needs (the removal behind a consumed
+    /// pending state, or a delete a read implies); never refused.
+    pub fn handle_internal_write(&mut self, now: Timestamp, op: WriteOp) -> Seq {
+        self.observe(now);
+        self.enqueue(now, op)
+    }
+
+    fn enqueue(&mut self, now: Timestamp, op: WriteOp) -> Seq {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut covers = vec![seq];
+        let slot = op.slot();
+        if let Some(&older) = self.slots.get(&slot)
+            && op.supersedes(&self.queue[&older].op)
+        {
+            let old = self.queue.remove(&older).expect("indexed entry is queued");
+            covers.extend(old.covers);
+            self.metrics.coalesced += 1;
+        }
+        self.slots.insert(slot, seq);
+        self.queue.insert(
+            seq,
+            Entry {
+                op,
+                covers,
+                accepted_at: now,
+            },
+        );
+        self.metrics.accepted += 1;
+        Seq(seq)
+    }
+
+    /// Asks for everything accepted so far to be flushed; returns the target to
+    /// pass to [`is_flushed`](Self::is_flushed).
+    pub fn handle_flush(&mut self) -> Seq {
+        let target = self.next_seq - 1;
+        self.flush_until = Some(self.flush_until.map_or(target, |t| t.max(target)));
+        Seq(target)
+    }
+
+    /// Begins closing: no new writes, and everything pending is flushed.
+    pub fn handle_close(&mut self) {
+        self.closing = true;
+        self.handle_flush();
+    }
+
+    /// The batch to apply now, if one is due and none is in flight (or the one
+    /// in flight is due for a retry).
+    pub fn poll_batch(&mut self, now: Timestamp) -> Option<Batch> {
+        self.observe(now);
+        if let Some(f) = &mut self.in_flight {
+            return match f.retry_at {
+                Some(at) if at <= now => {
+                    f.retry_at = None;
+                    f.attempt += 1;
+                    self.metrics.batches += 1;
+                    Some(Self::batch_of(f))
+                }
+                _ => None,
+            };
+        }
+        if !self.due(now) {
+            return None;
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let entries = self.take_front();
+        let flight = InFlight {
+            id,
+            entries,
+            attempt: 1,
+            retry_at: None,
+        };
+        let batch = Self::batch_of(&flight);
+        self.in_flight = Some(flight);
+        self.metrics.batches += 1;
+        Some(batch)
+    }
+
+    /// When to poll again at the latest, if anything is waiting for time.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        if let Some(f) = &self.in_flight {
+            return f.retry_at;
+        }
+        let oldest = self.queue.values().map(|e| e.accepted_at).min()?;
+        if self.close_failed {
+            return None;
+        }
+        let due = oldest + self.config.max_delay;
+        Some(self.cooldown_until.map_or(due, |c| c.max(due)))
+    }
+
+    /// Reports the result of applying batch `id`.
+    pub fn handle_batch_result(
+        &mut self,
+        now: Timestamp,
+        id: u64,
+        result: Result<(), StoreError>,
+    ) -> BatchOutcome {
+        self.observe(now);
+        match &self.in_flight {
+            Some(f) if f.id == id && f.retry_at.is_none() => {}
+            _ => return BatchOutcome::Unknown,
+        }
+        match result {
+            Ok(()) => self.applied(),
+            Err(error) => self.failed(now, error),
+        }
+    }
+
+    /// Whether every write up to `target` was applied.
+    pub fn is_flushed(&self, target: Seq) -> bool {
+        self.oldest_unapplied().is_none_or(|s| s > target.0)
+    }
+
+    /// Whether nothing is pending or in flight.
+    pub fn is_drained(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_none()
+    }
+
+    /// Whether close began and a batch then failed for good: flushing stopped,
+    /// and [`take_unapplied`](Self::take_unapplied) holds what is left.
+    pub fn close_failed(&self) -> bool {
+        self.close_failed
+    }
+
+    /// Every write not applied, in order, leaving the buffer empty (for
+    /// `close()` to return instead of dropping them).
+    pub fn take_unapplied(&mut self) -> Vec<WriteOp> {
+        let mut out: Vec<(u64, WriteOp)> = Vec::new();
+        if let Some(f) = self.in_flight.take() {
+            out.extend(f.entries.into_iter().map(|(s, e)| (s, e.op)));
+        }
+        out.extend(
+            std::mem::take(&mut self.queue)
+                .into_iter()
+                .map(|(s, e)| (s, e.op)),
+        );
+        self.slots.clear();
+        out.sort_by_key(|(s, _)| *s);
+        out.into_iter().map(|(_, op)| op).collect()
+    }
+
+    /// Writes held (pending and in flight), after coalescing.
+    pub fn held(&self) -> usize {
+        self.queue.len() + self.in_flight.as_ref().map_or(0, |f| f.entries.len())
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> BufferMetrics {
+        self.metrics
+    }
+
+    /// The pending and in-flight writes, oldest first (for read-your-writes).
+    pub fn held_writes(&self) -> impl Iterator<Item = &WriteOp> {
+        let flight = self
+            .in_flight
+            .iter()
+            .flat_map(|f| f.entries.iter().map(|(_, e)| &e.op));
+        flight.chain(self.queue.values().map(|e| &e.op))
+    }
+
+    fn due(&self, now: Timestamp) -> bool {
+        let Some(oldest) = self.queue.values().map(|e| e.accepted_at).min() else {
+            return false;
+        };
+        if self.close_failed || self.cooldown_until.is_some_and(|c| now < c) {
+            return false;
+        }
+        let forced = self
+            .flush_until
+            .is_some_and(|t| self.queue.keys().next().is_some_and(|&s| s <= t));
+        forced
+            || self.queue.len() >= self.config.max_batch_size.max(1)
+            || now.saturating_duration_since(oldest) >= self.config.max_delay
+    }
+
+    /// Takes the whole queue, oldest first.
+    fn take_front(&mut self) -> Vec<(u64, Entry)> {
+        self.slots.clear();
+        std::mem::take(&mut self.queue).into_iter().collect()
+    }
+
+    fn batch_of(f: &InFlight) -> Batch {
+        Batch {
+            id: f.id,
+            writes: f.entries.iter().map(|(_, e)| e.op.clone()).collect(),
+            attempt: f.attempt,
+        }
+    }
+
+    fn applied(&mut self) -> BatchOutcome {
+        let f = self.in_flight.take().expect("checked in flight");
+        self.cooldown_until = None;
+        self.metrics.applied_batches += 1;
+        self.metrics.applied_writes += f.entries.len() as u64;
+        let mut seqs: Vec<Seq> = f
+            .entries
+            .iter()
+            .flat_map(|(_, e)| e.covers.iter().map(|&s| Seq(s)))
+            .collect();
+        seqs.sort_unstable();
+        if self.is_drained() || self.flush_until.is_some_and(|t| self.is_flushed(Seq(t))) {
+            self.flush_until = None;
+        }
+        BatchOutcome::Applied(seqs)
+    }
+
+    fn failed(&mut self, now: Timestamp, error: StoreError) -> BatchOutcome {
+        self.metrics.failed_attempts += 1;
+        let f = self.in_flight.as_mut().expect("checked in flight");
+        if f.attempt <= self.config.max_retries {
+            let backoff = self
+                .config
+                .retry_backoff
+                .saturating_mul(1 << (f.attempt - 1).min(16));
+            f.retry_at = Some(now + backoff);
+            return BatchOutcome::Retrying;
+        }
+        self.metrics.failed_batches += 1;
+        let f = self.in_flight.take().expect("checked in flight");
+        let mut seqs: Vec<Seq> = f
+            .entries
+            .iter()
+            .flat_map(|(_, e)| e.covers.iter().map(|&s| Seq(s)))
+            .collect();
+        seqs.sort_unstable();
+        self.requeue(f.entries);
+        if self.closing {
+            self.close_failed = true;
+        } else {
+            let pause = self
+                .config
+                .retry_backoff
+                .saturating_mul(1 << self.config.max_retries.min(16));
+            self.cooldown_until = Some(now + pause);
+        }
+        BatchOutcome::Failed { seqs, error }
+    }
+
+    /// Puts failed writes back in front (they keep their sequence numbers), except
+    /// those a newer pending write supersedes.
+    fn requeue(&mut self, entries: Vec<(u64, Entry)>) {
+        for (seq, entry) in entries {
+            let slot = entry.op.slot();
+            match self.slots.get(&slot) {
+                Some(&newer) if self.queue[&newer].op.supersedes(&entry.op) => {
+                    let covers = entry.covers;
+                    self.queue
+                        .get_mut(&newer)
+                        .expect("indexed")
+                        .covers
+                        .extend(covers);
+                    self.metrics.coalesced += 1;
+                }
+                Some(_) => {
+                    self.queue.insert(seq, entry);
+                }
+                None => {
+                    self.slots.insert(slot, seq);
+                    self.queue.insert(seq, entry);
+                }
+            }
+        }
+    }
+
+    fn oldest_unapplied(&self) -> Option<u64> {
+        let queued = self
+            .queue
+            .values()
+            .flat_map(|e| e.covers.iter().copied())
+            .min();
+        let flying = self
+            .in_flight
+            .iter()
+            .flat_map(|f| f.entries.iter().flat_map(|(_, e)| e.covers.iter().copied()))
+            .min();
+        queued.into_iter().chain(flying).min()
+    }
+
+    /// Keeps the machine sane when time goes backwards: nothing waits longer than
+    /// its delay from the earliest time seen since.
+    fn observe(&mut self, now: Timestamp) {
+        if now < self.last_now {
+            for e in self.queue.values_mut() {
+                e.accepted_at = e.accepted_at.min(now);
+            }
+            if let Some(f) = &mut self.in_flight {
+                f.retry_at = f.retry_at.map(|r| r.min(now + self.config.retry_backoff));
+            }
+            self.cooldown_until = self
+                .cooldown_until
+                .map(|c| c.min(now + self.config.retry_backoff));
+        }
+        self.last_now = now;
+    }
+}
+
+impl fmt::Debug for BufferMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferMachine")
+            .field("pending", &self.queue.len())
+            .field(
+                "in_flight",
+                &self.in_flight.as_ref().map(|f| f.entries.len()),
+            )
+            .field("closing", &self.closing)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! The writes the buffer queues, and when a newer one makes an older one
+//! unnecessary (coalescing).
+
+use crate::{AuthCodeRecord, ClientRecord, Secret, StateRecord, StoredSession, TokenHash};
+use std::fmt;
+use std::sync::Arc;
+
+/// A write the buffer holds until a flush applies it to the delegate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// `store_state`.
+    StoreState(Arc<StateRecord>),
+    /// Removes a state at the delegate (a `consume_state` whose answer is
+    /// ignored): queued when a state still in the buffer is consumed.
+    RemoveState(String),
+    /// `store_auth_code`.
+    StoreAuthCode(Arc<AuthCodeRecord>),
+    /// `delete_auth_code`.
+    DeleteAuthCode(String),
+    /// `store_session`.
+    StoreSession(Arc<StoredSession>),
+    /// `delete_session_by_token` (the token is kept for delegates without the
+    /// bulk capability; bulk deletes use its hash).
+    DeleteSessionByToken(Secret),
+    /// `delete_session_by_id`.
+    DeleteSessionById(String),
+    /// `store_client`.
+    StoreClient(Arc<ClientRecord>),
+    /// `delete_client`.
+    DeleteClient(String),
+}
+
+/// What a write is coalesced by: a newer write can only replace an older one
+/// with the same slot.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Slot {
+    State(String),
+    AuthCode(String),
+    Client(String),
+    SessionStore(TokenHash),
+    SessionDeleteByHash(TokenHash),
+    SessionDeleteById(String),
+}
+
+impl WriteOp {
+    pub(crate) fn slot(&self) -> Slot {
+        match self {
+            Self::StoreState(r) => Slot::State(r.state.clone()),
+            Self::RemoveState(k) => Slot::State(k.clone()),
+            Self::StoreAuthCode(r) => Slot::AuthCode(r.code.clone()),
+            Self::DeleteAuthCode(k) => Slot::AuthCode(k.clone()),
+            Self::StoreSession(s) => Slot::SessionStore(s.access_hash()),
+            Self::DeleteSessionByToken(t) => Slot::SessionDeleteByHash(TokenHash::of(t.expose())),
+            Self::DeleteSessionById(id) => Slot::SessionDeleteById(id.clone()),
+            Self::StoreClient(r) => Slot::Client(r.client_id.clone()),
+            Self::DeleteClient(k) => Slot::Client(k.clone()),
+        }
+    }
+
+    /// Whether applying `self` after `older` (with any writes in between) leaves
+    /// the delegate as it would be without `older`.
+    ///
+    /// States, codes and clients are one key each: the last write wins, and a
+    /// delete after a store leaves the delete. Sessions are unique by three keys,
+    /// and a store removes every session sharing any of them, so a session store
+    /// only replaces an older store whose keys are all among its own (the same
+    /// session stored again); a delete replaces only the same delete. A delete
+    /// after a store does not replace it: the store's removals of other sessions
+    /// (a token rotation) must still happen.
+    pub fn supersedes(&self, older: &Self) -> bool {
+        match (self, older) {
+            (Self::StoreSession(new), Self::StoreSession(old)) => {
+                new.access_hash() == old.access_hash()
+                    && new.session_id == old.session_id
+                    && (old.refresh_token.is_none() || new.refresh_hash() == old.refresh_hash())
+            }
+            (Self::StoreSession(_), _) | (_, Self::StoreSession(_)) => false,
+            _ => self.slot() == older.slot(),
+        }
+    }
+
+    /// Whether the write is to a session.
+    pub fn is_session(&self) -> bool {
+        matches!(
+            self,
+            Self::StoreSession(_) | Self::DeleteSessionByToken(_) | Self::DeleteSessionById(_)
+        )
+    }
+}
+
+impl fmt::Debug for WriteOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::StoreState(_) => "StoreState",
+            Self::RemoveState(_) => "RemoveState",
+            Self::StoreAuthCode(_) => "StoreAuthCode",
+            Self::DeleteAuthCode(_) => "DeleteAuthCode",
+            Self::StoreSession(_) => "StoreSession",
+            Self::DeleteSessionByToken(_) => "DeleteSessionByToken",
+            Self::DeleteSessionById(_) => "DeleteSessionById",
+            Self::StoreClient(_) => "StoreClient",
+            Self::DeleteClient(_) => "DeleteClient",
+        };
+        write!(f, "WriteOp::{name}(..)")
+    }
+}
+
+/// One step of applying a batch to a delegate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A single call.
+    Single(WriteOp),
+    /// `BulkSessionStore::bulk_store_sessions` with these sessions, in order.
+    BulkStoreSessions(Vec<Arc<StoredSession>>),
+    /// `BulkSessionStore::bulk_delete_sessions_by_hash` with these hashes.
+    BulkDeleteSessions(Vec<TokenHash>),
+}
+
+/// How to apply `writes` (in order): with `bulk`, consecutive session stores and
+/// consecutive session deletes by hash become one bulk call each. Writes to
+/// states, codes and clients never touch sessions, so they run first, in their
+/// own order, and the session writes keep theirs.
+pub fn plan(writes: &[WriteOp], bulk: bool) -> Vec<Step> {
+    let mut steps: Vec<Step> = writes
+        .iter()
+        .filter(|w| !w.is_session())
+        .cloned()
+        .map(Step::Single)
+        .collect();
+    for w in writes.iter().filter(|w| w.is_session()) {
+        match (w, steps.last_mut()) {
+            (WriteOp::StoreSession(s), Some(Step::BulkStoreSessions(run))) if bulk => {
+                run.push(s.clone())
+            }
+            (WriteOp::DeleteSessionByToken(t), Some(Step::BulkDeleteSessions(run))) if bulk => {
+                run.push(TokenHash::of(t.expose()))
+            }
+            (WriteOp::StoreSession(s), _) if bulk => {
+                steps.push(Step::BulkStoreSessions(vec![s.clone()]))
+            }
+            (WriteOp::DeleteSessionByToken(t), _) if bulk => {
+                steps.push(Step::BulkDeleteSessions(vec![TokenHash::of(t.expose())]))
+            }
+            _ => steps.push(Step::Single(w.clone())),
+        }
+    }
+    steps
+}
+
+/// Applies one step to `store`: the one piece of I/O a flush does, shared by the
+/// adapters, the tests and the fuzzers. A bulk step on a store without the bulk
+/// capability falls back to the loop of single calls.
+pub async fn apply<S: crate::TokenStore + ?Sized>(
+    store: &S,
+    step: Step,
+) -> Result<(), crate::StoreError> {
+    match step {
+        Step::Single(op) => apply_one(store, op).await,
+        Step::BulkStoreSessions(sessions) => match store.bulk() {
+            Some(bulk) => bulk.bulk_store_sessions(sessions).await,
+            None => {
+                for s in sessions {
+                    store.store_session(s).await?;
+                }
+                Ok(())
+            }
+        },
+        Step::BulkDeleteSessions(hashes) => match store.bulk() {
+            Some(bulk) => bulk.bulk_delete_sessions_by_hash(hashes).await.map(drop),
+            None => Err(crate::StoreError::Backend(
+                "a bulk delete was planned for a store without the bulk capability".into(),
+            )),
+        },
+    }
+}
+
+async fn apply_one<S: crate::TokenStore + ?Sized>(
+    store: &S,
+    op: WriteOp,
+) -> Result<(), crate::StoreError> {
+    match op {
+        WriteOp::StoreState(r) => store.store_state(r).await,
+        WriteOp::RemoveState(k) => store.consume_state(&k).await.map(drop),
+        WriteOp::StoreAuthCode(r) => store.store_auth_code(r).await,
+        WriteOp::DeleteAuthCode(k) => store.delete_auth_code(&k).await,
+        WriteOp::StoreSession(s) => store.store_session(s).await,
+        WriteOp::DeleteSessionByToken(t) => store.delete_session_by_token(t.expose()).await,
+        WriteOp::DeleteSessionById(id) => store.delete_session_by_id(&id).await,
+        WriteOp::StoreClient(r) => store.store_client(r).await,
+        WriteOp::DeleteClient(k) => store.delete_client(&k).await,
+    }
+}

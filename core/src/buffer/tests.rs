@@ -1,0 +1,459 @@
+use super::*;
+use crate::{
+    AuthCodeRecord, ClientRecord, ManualClock, MemoryTokenStore, Secret, StateRecord,
+    StoredSession, UserInfo,
+};
+use std::sync::Arc;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn t0() -> Timestamp {
+    Timestamp::from_unix_secs(1_000_000)
+}
+
+fn state(k: &str) -> WriteOp {
+    WriteOp::StoreState(Arc::new(StateRecord::new(
+        k,
+        t0() + Duration::from_secs(600),
+        t0(),
+    )))
+}
+
+fn session(id: &str, access: &str, refresh: Option<&str>) -> WriteOp {
+    let mut s = StoredSession::new(
+        id,
+        UserInfo::new("p", "u", "n"),
+        access,
+        t0() + Duration::from_secs(600),
+        t0(),
+    );
+    s.refresh_token = refresh.map(Secret::new);
+    WriteOp::StoreSession(Arc::new(s))
+}
+
+fn config() -> BufferConfig {
+    BufferConfig {
+        max_batch_size: 4,
+        max_delay: Duration::from_millis(10),
+        max_pending: 8,
+        max_retries: 2,
+        retry_backoff: Duration::from_millis(5),
+    }
+}
+
+#[test]
+fn size_trigger_flushes_at_max_batch_size() {
+    let mut b = BufferMachine::new(config());
+    for i in 0..3 {
+        b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
+    }
+    assert!(b.poll_batch(t0()).is_none());
+    b.handle_write(t0(), state("s3")).unwrap();
+    assert_eq!(b.poll_batch(t0()).map(|batch| batch.writes.len()), Some(4));
+}
+
+#[test]
+fn time_trigger_flushes_after_max_delay() {
+    let mut b = BufferMachine::new(config());
+    b.handle_write(t0(), state("a")).unwrap();
+    b.handle_write(t0() + 3 * MS, state("b")).unwrap();
+    assert_eq!(b.poll_timeout(), Some(t0() + 10 * MS));
+    assert!(b.poll_batch(t0() + 9 * MS).is_none());
+    assert_eq!(
+        b.poll_batch(t0() + 10 * MS).map(|batch| batch.writes.len()),
+        Some(2)
+    );
+    assert_eq!(
+        b.poll_timeout(),
+        None,
+        "nothing waits for time while a batch is in flight"
+    );
+}
+
+#[test]
+fn zero_delay_flushes_when_idle() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_delay: Duration::ZERO,
+        ..config()
+    });
+    b.handle_write(t0(), state("a")).unwrap();
+    let first = b.poll_batch(t0()).expect("due at once");
+    b.handle_write(t0(), state("b")).unwrap();
+    b.handle_write(t0(), state("c")).unwrap();
+    assert!(b.poll_batch(t0()).is_none(), "one batch in flight");
+    b.handle_batch_result(t0(), first.id, Ok(()));
+    assert_eq!(
+        b.poll_batch(t0()).map(|batch| batch.writes.len()),
+        Some(2),
+        "the others share one batch"
+    );
+}
+
+#[test]
+fn last_write_wins_per_key() {
+    let mut b = BufferMachine::new(config());
+    let s1 = b.handle_write(t0(), state("a")).unwrap();
+    let s2 = b
+        .handle_write(t0(), WriteOp::RemoveState("a".into()))
+        .unwrap();
+    let s3 = b.handle_write(t0(), state("a")).unwrap();
+    b.handle_flush();
+    let batch = b.poll_batch(t0()).unwrap();
+    assert_eq!(batch.writes, vec![state("a")]);
+    assert_eq!(
+        b.handle_batch_result(t0(), batch.id, Ok(())),
+        BatchOutcome::Applied(vec![s1, s2, s3])
+    );
+    assert_eq!(b.metrics().coalesced, 2);
+}
+
+#[test]
+fn delete_after_store_leaves_the_delete_for_single_key_records() {
+    let mut b = BufferMachine::new(config());
+    let code = Arc::new(AuthCodeRecord::new(
+        "c",
+        "sid",
+        t0() + Duration::from_secs(60),
+        t0(),
+    ));
+    b.handle_write(t0(), WriteOp::StoreAuthCode(code)).unwrap();
+    b.handle_write(t0(), WriteOp::DeleteAuthCode("c".into()))
+        .unwrap();
+    b.handle_flush();
+    assert_eq!(
+        b.poll_batch(t0()).unwrap().writes,
+        vec![WriteOp::DeleteAuthCode("c".into())]
+    );
+}
+
+#[test]
+fn session_rotation_is_never_coalesced_away() {
+    let mut b = BufferMachine::new(config());
+    // Login, rotate, logout: dropping the rotation would resurrect the first session.
+    b.handle_write(t0(), session("sid", "a1", Some("r1")))
+        .unwrap();
+    b.handle_write(t0(), session("sid", "a2", Some("r2")))
+        .unwrap();
+    b.handle_write(t0(), WriteOp::DeleteSessionByToken(Secret::new("a2")))
+        .unwrap();
+    b.handle_flush();
+    assert_eq!(b.poll_batch(t0()).unwrap().writes.len(), 3);
+}
+
+#[test]
+fn the_same_session_stored_again_coalesces() {
+    let mut b = BufferMachine::new(config());
+    b.handle_write(t0(), session("sid", "a1", None)).unwrap();
+    b.handle_write(t0(), session("sid", "a1", Some("r1")))
+        .unwrap();
+    b.handle_write(t0(), session("sid", "a1", Some("r1")))
+        .unwrap();
+    b.handle_flush();
+    assert_eq!(
+        b.poll_batch(t0()).unwrap().writes,
+        vec![session("sid", "a1", Some("r1"))]
+    );
+}
+
+#[test]
+fn full_buffer_refuses_until_a_batch_finishes() {
+    let mut b = BufferMachine::new(config());
+    for i in 0..8 {
+        b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
+    }
+    assert_eq!(b.handle_write(t0(), state("x")), Err(Refusal::Full));
+    let batch = b.poll_batch(t0()).unwrap();
+    assert_eq!(
+        b.handle_write(t0(), state("x")),
+        Err(Refusal::Full),
+        "in flight still counts"
+    );
+    b.handle_batch_result(t0(), batch.id, Ok(()));
+    assert!(b.handle_write(t0(), state("x")).is_ok());
+}
+
+#[test]
+fn failure_is_retried_with_backoff_then_requeued() {
+    let mut b = BufferMachine::new(config()); // 2 retries, 5 ms doubling
+    let seq = b.handle_write(t0(), state("a")).unwrap();
+    b.handle_flush();
+    let batch = b.poll_batch(t0()).unwrap();
+    let err = StoreError::Backend("disk".into());
+    assert_eq!(
+        b.handle_batch_result(t0(), batch.id, Err(err.clone())),
+        BatchOutcome::Retrying
+    );
+    assert_eq!(b.poll_timeout(), Some(t0() + 5 * MS));
+    assert!(b.poll_batch(t0() + 4 * MS).is_none());
+    let retry = b.poll_batch(t0() + 5 * MS).unwrap();
+    assert_eq!((retry.id, retry.attempt), (batch.id, 2));
+    assert_eq!(
+        b.handle_batch_result(t0() + 5 * MS, retry.id, Err(err.clone())),
+        BatchOutcome::Retrying
+    );
+    assert_eq!(b.poll_timeout(), Some(t0() + 15 * MS));
+    let last = b.poll_batch(t0() + 15 * MS).unwrap();
+    let outcome = b.handle_batch_result(t0() + 15 * MS, last.id, Err(err.clone()));
+    assert_eq!(
+        outcome,
+        BatchOutcome::Failed {
+            seqs: vec![seq],
+            error: err
+        }
+    );
+    assert!(
+        !b.is_flushed(seq),
+        "the write is back in the queue, not lost"
+    );
+    assert_eq!(b.held(), 1);
+    let again = b
+        .poll_batch(t0() + Duration::from_secs(1))
+        .expect("flushed again after the cooldown");
+    assert_eq!(
+        b.handle_batch_result(t0() + Duration::from_secs(1), again.id, Ok(())),
+        BatchOutcome::Applied(vec![seq])
+    );
+    assert!(b.is_flushed(seq));
+}
+
+#[test]
+fn requeued_write_superseded_by_a_newer_one_is_dropped() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_retries: 0,
+        ..config()
+    });
+    let old = b.handle_write(t0(), state("a")).unwrap();
+    b.handle_flush();
+    let batch = b.poll_batch(t0()).unwrap();
+    let new = b
+        .handle_write(t0(), WriteOp::RemoveState("a".into()))
+        .unwrap();
+    b.handle_batch_result(t0(), batch.id, Err(StoreError::Backend("x".into())));
+    b.handle_flush();
+    let next = b.poll_batch(t0() + Duration::from_secs(1)).unwrap();
+    assert_eq!(next.writes, vec![WriteOp::RemoveState("a".into())]);
+    assert_eq!(
+        b.handle_batch_result(t0(), next.id, Ok(())),
+        BatchOutcome::Applied(vec![old, new])
+    );
+}
+
+#[test]
+fn close_refuses_new_writes_and_drains() {
+    let mut b = BufferMachine::new(config());
+    b.handle_write(t0(), state("a")).unwrap();
+    b.handle_close();
+    assert_eq!(b.handle_write(t0(), state("b")), Err(Refusal::Closed));
+    let batch = b.poll_batch(t0()).expect("close flushes at once");
+    b.handle_batch_result(t0(), batch.id, Ok(()));
+    assert!(b.is_drained());
+    assert!(b.take_unapplied().is_empty());
+}
+
+#[test]
+fn close_with_a_failing_delegate_returns_every_unapplied_write_in_order() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_retries: 1,
+        ..config()
+    });
+    b.handle_write(t0(), state("a")).unwrap();
+    b.handle_write(t0(), state("b")).unwrap();
+    b.handle_flush();
+    let batch = b.poll_batch(t0()).unwrap();
+    b.handle_write(t0(), state("c")).unwrap();
+    b.handle_close();
+    let err = StoreError::Backend("down".into());
+    assert_eq!(
+        b.handle_batch_result(t0(), batch.id, Err(err.clone())),
+        BatchOutcome::Retrying
+    );
+    let retry = b.poll_batch(t0() + Duration::from_secs(1)).unwrap();
+    assert!(matches!(
+        b.handle_batch_result(t0(), retry.id, Err(err)),
+        BatchOutcome::Failed { .. }
+    ));
+    assert!(b.close_failed());
+    assert!(
+        b.poll_batch(t0() + Duration::from_secs(9)).is_none(),
+        "flushing stops"
+    );
+    assert_eq!(b.take_unapplied(), vec![state("a"), state("b"), state("c")]);
+}
+
+#[test]
+fn time_going_backwards_neither_panics_nor_stalls() {
+    let mut b = BufferMachine::new(config());
+    b.handle_write(t0(), state("a")).unwrap();
+    let earlier = t0() - Duration::from_secs(3600);
+    assert!(b.poll_batch(earlier).is_none());
+    assert!(b.poll_timeout().is_some_and(|t| t <= earlier + 10 * MS));
+    assert!(b.poll_batch(earlier + 10 * MS).is_some());
+}
+
+#[test]
+fn stale_batch_results_change_nothing() {
+    let mut b = BufferMachine::new(config());
+    b.handle_write(t0(), state("a")).unwrap();
+    b.handle_flush();
+    let batch = b.poll_batch(t0()).unwrap();
+    assert_eq!(
+        b.handle_batch_result(t0(), batch.id + 1, Ok(())),
+        BatchOutcome::Unknown
+    );
+    assert_eq!(b.held(), 1);
+}
+
+#[test]
+fn plan_groups_session_runs_for_bulk_and_keeps_their_order() {
+    let writes = vec![
+        session("s1", "a1", None),
+        state("x"),
+        session("s2", "a2", None),
+        WriteOp::DeleteSessionByToken(Secret::new("a1")),
+        WriteOp::DeleteSessionByToken(Secret::new("a2")),
+        WriteOp::DeleteSessionById("s3".into()),
+        session("s4", "a4", None),
+    ];
+    let steps = plan(&writes, true);
+    assert_eq!(steps.len(), 5);
+    assert!(matches!(&steps[0], Step::Single(WriteOp::StoreState(_))));
+    assert!(matches!(&steps[1], Step::BulkStoreSessions(v) if v.len() == 2));
+    assert!(matches!(&steps[2], Step::BulkDeleteSessions(v) if v.len() == 2));
+    assert!(matches!(
+        &steps[3],
+        Step::Single(WriteOp::DeleteSessionById(_))
+    ));
+    assert!(matches!(&steps[4], Step::BulkStoreSessions(v) if v.len() == 1));
+    assert_eq!(plan(&writes, false).len(), writes.len());
+}
+
+#[test]
+fn debug_shows_no_key_or_token() {
+    let mut b = BufferMachine::new(config());
+    b.handle_write(
+        t0(),
+        session("sid-secret", "tok-secret", Some("ref-secret")),
+    )
+    .unwrap();
+    b.handle_write(
+        t0(),
+        WriteOp::DeleteSessionByToken(Secret::new("del-secret")),
+    )
+    .unwrap();
+    let text = format!("{b:?} {:?}", b.held_writes().collect::<Vec<_>>());
+    assert!(!text.contains("secret"), "{text}");
+}
+
+/// A small deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn random_write(rng: &mut Rng) -> WriteOp {
+    let k = |rng: &mut Rng| format!("k{}", rng.below(3));
+    match rng.below(10) {
+        0 => state(&k(rng)),
+        1 => WriteOp::RemoveState(k(rng)),
+        2 => WriteOp::StoreAuthCode(Arc::new(AuthCodeRecord::new(
+            k(rng),
+            "sid",
+            t0() + Duration::from_secs(60),
+            t0(),
+        ))),
+        3 => WriteOp::DeleteAuthCode(k(rng)),
+        4 => WriteOp::StoreClient(Arc::new(ClientRecord::new(k(rng), t0()))),
+        5 => WriteOp::DeleteClient(k(rng)),
+        6 | 7 => {
+            let refresh = rng.below(3);
+            let refresh = (refresh < 2).then(|| format!("r{refresh}"));
+            session(
+                &format!("id{}", rng.below(3)),
+                &format!("a{}", rng.below(3)),
+                refresh.as_deref(),
+            )
+        }
+        8 => WriteOp::DeleteSessionByToken(Secret::new(format!("a{}", rng.below(3)))),
+        _ => WriteOp::DeleteSessionById(format!("id{}", rng.below(3))),
+    }
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    futures_lite::future::block_on(f)
+}
+
+/// Applies a batch's plan; with `fail_after`, applies only that many steps and
+/// reports a failure (a partial application, as a crash in the middle of a
+/// batch without a transaction would leave).
+fn apply_batch(
+    store: &MemoryTokenStore,
+    batch: &Batch,
+    bulk: bool,
+    fail_after: Option<usize>,
+) -> Result<(), StoreError> {
+    for (i, step) in plan(&batch.writes, bulk).into_iter().enumerate() {
+        if fail_after == Some(i) {
+            return Err(StoreError::Backend("injected".into()));
+        }
+        run(apply(store, step))?;
+    }
+    if fail_after.is_some() {
+        return Err(StoreError::Backend("injected after the last step".into()));
+    }
+    Ok(())
+}
+
+/// The property the design rests on: whatever the interleaving of writes,
+/// flushes and failures (partial ones included), the delegate ends exactly as if
+/// every accepted write had been applied one by one.
+#[test]
+fn coalesced_flushes_equal_one_by_one_application() {
+    for seed in 1..=300u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let clock = ManualClock::new(t0());
+        let reference = MemoryTokenStore::new(clock.clone());
+        let buffered = MemoryTokenStore::new(clock.clone());
+        let bulk = seed % 2 == 0;
+        let mut b = BufferMachine::new(BufferConfig {
+            max_pending: 1_000,
+            max_retries: 1,
+            ..config()
+        });
+        let mut now = t0();
+        for _ in 0..60 {
+            now = now + Duration::from_millis(rng.below(8));
+            let write = random_write(&mut rng);
+            run(apply(&reference, Step::Single(write.clone()))).unwrap();
+            b.handle_write(now, write).unwrap();
+            if rng.below(4) == 0 {
+                b.handle_flush();
+            }
+            if let Some(batch) = b.poll_batch(now) {
+                let fail = (rng.below(5) == 0).then(|| rng.below(4) as usize);
+                let result = apply_batch(&buffered, &batch, bulk, fail);
+                b.handle_batch_result(now, batch.id, result);
+            }
+        }
+        b.handle_close();
+        let mut guard = 0;
+        while !b.is_drained() {
+            now = now + Duration::from_secs(1);
+            if let Some(batch) = b.poll_batch(now) {
+                let result = apply_batch(&buffered, &batch, bulk, None);
+                b.handle_batch_result(now, batch.id, result);
+            }
+            guard += 1;
+            assert!(guard < 100, "seed {seed}: the buffer does not drain");
+        }
+        assert_eq!(buffered.contents(), reference.contents(), "seed {seed}");
+    }
+}
