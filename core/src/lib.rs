@@ -59,5 +59,5 @@ pub use record::{
     TokenEndpointAuthMethod, UserInfo, by_access, by_refresh, validate_key,
 };
 pub use secret::Secret;
-pub use store::{BoxFuture, BulkSessionStore, CleanupCounts, TokenStore};
+pub use store::{BatchWriteStore, BoxFuture, BulkSessionStore, CleanupCounts, TokenStore};
 pub use time::{Clock, CoarseSystemClock, ManualClock, SystemClock, Timestamp};

@@ -1,5 +1,6 @@
 //! The [`TokenStore`] contract and the optional [`BulkSessionStore`] capability.
 
+use crate::buffer::WriteOp;
 use crate::{AuthCodeRecord, ClientRecord, StateRecord, StoreError, StoredSession, TokenHash};
 use std::future::Future;
 use std::pin::Pin;
@@ -152,6 +153,25 @@ pub trait TokenStore: Send + Sync {
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
         None
     }
+
+    /// The atomic-batch capability, when this store has one (feature detection at
+    /// run time): the write buffer then applies a whole flush of mixed writes in
+    /// one call (for SQLite, one transaction).
+    fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
+        None
+    }
+}
+
+/// Optional: applies a batch of mixed writes atomically; see
+/// [`TokenStore::batch_writer`].
+///
+/// The outcome equals applying every write one by one in order, and either all of
+/// them take effect or none does. Every write is validated before anything
+/// changes; an invalid one fails the whole batch with its
+/// [`StoreError::InvalidInput`].
+pub trait BatchWriteStore: Send + Sync {
+    /// Applies `writes` in order, atomically.
+    fn apply_batch(&self, writes: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// Optional bulk operations on sessions; see [`TokenStore::bulk`].
@@ -284,5 +304,8 @@ impl<S: TokenStore + ?Sized> TokenStore for Arc<S> {
     }
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
         (**self).bulk()
+    }
+    fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
+        (**self).batch_writer()
     }
 }
