@@ -6,13 +6,16 @@
 //! adapter applies the batches it hands out.
 
 mod op;
+mod overlay;
 
 pub use op::{Step, WriteOp, apply, plan};
+pub use overlay::{OneTime, Read, ReadTicket, SessionKey};
 
-use crate::{StoreError, Timestamp};
+use crate::{AuthCodeRecord, ClientRecord, StateRecord, StoreError, StoredSession, Timestamp};
 use op::Slot;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings of the write buffer.
@@ -159,6 +162,12 @@ pub struct BufferMachine {
     close_failed: bool,
     last_now: Timestamp,
     metrics: BufferMetrics,
+    /// Outstanding delegate reads: ticket id to the oldest unapplied write when
+    /// the read began.
+    reads: BTreeMap<u64, u64>,
+    next_read: u64,
+    /// Writes applied while a read that may not have seen them was out.
+    retained: BTreeMap<u64, WriteOp>,
 }
 
 /// Counters of the write buffer (numbers only).
@@ -200,6 +209,9 @@ impl BufferMachine {
             close_failed: false,
             last_now: Timestamp::MIN,
             metrics: BufferMetrics::default(),
+            reads: BTreeMap::new(),
+            next_read: 1,
+            retained: BTreeMap::new(),
         }
     }
 
@@ -376,12 +388,192 @@ impl BufferMachine {
     }
 
     /// The pending and in-flight writes, oldest first (for read-your-writes).
-    pub fn held_writes(&self) -> impl Iterator<Item = &WriteOp> {
+    pub fn held_writes(&self) -> impl Iterator<Item = &WriteOp> + Clone {
         let flight = self
             .in_flight
             .iter()
             .flat_map(|f| f.entries.iter().map(|(_, e)| &e.op));
         flight.chain(self.queue.values().map(|e| &e.op))
+    }
+
+    /// Decides a session read from the buffer's writes, or asks for the delegate.
+    pub fn read_session(&mut self, now: Timestamp, key: &SessionKey) -> Read<StoredSession> {
+        match overlay::session_after(self.held_writes(), key, None) {
+            Ok((held, _)) => Read::Known(self.visible_session(now, held, key)),
+            Err(()) => Read::Ask(self.issue_read()),
+        }
+    }
+
+    /// The answer to a session read, given what the delegate answered.
+    pub fn resolve_session(
+        &mut self,
+        now: Timestamp,
+        ticket: ReadTicket,
+        key: &SessionKey,
+        answer: Option<Arc<StoredSession>>,
+    ) -> Option<Arc<StoredSession>> {
+        let (held, from_writes) =
+            overlay::session_after(self.writes_since(ticket.start), key, Some(answer))
+                .expect("the delegate's answer is known");
+        self.redeem(ticket);
+        if from_writes {
+            self.visible_session(now, held, key)
+        } else {
+            held
+        }
+    }
+
+    /// Decides an authorization-code read from the buffer's writes, or asks.
+    pub fn read_auth_code(&mut self, now: Timestamp, code: &str) -> Read<AuthCodeRecord> {
+        match overlay::last_code(self.held_writes(), code) {
+            Some(found) => Read::Known(self.live_code(now, found)),
+            None => Read::Ask(self.issue_read()),
+        }
+    }
+
+    /// The answer to a code read, given what the delegate answered.
+    pub fn resolve_auth_code(
+        &mut self,
+        now: Timestamp,
+        ticket: ReadTicket,
+        code: &str,
+        answer: Option<Arc<AuthCodeRecord>>,
+    ) -> Option<Arc<AuthCodeRecord>> {
+        let found = overlay::last_code(self.writes_since(ticket.start), code);
+        self.redeem(ticket);
+        match found {
+            Some(found) => self.live_code(now, found),
+            None => answer,
+        }
+    }
+
+    /// Decides a client read from the buffer's writes, or asks.
+    pub fn read_client(&mut self, client_id: &str) -> Read<ClientRecord> {
+        match overlay::last_client(self.held_writes(), client_id) {
+            Some(found) => Read::Known(found),
+            None => Read::Ask(self.issue_read()),
+        }
+    }
+
+    /// The answer to a client read, given what the delegate answered.
+    pub fn resolve_client(
+        &mut self,
+        ticket: ReadTicket,
+        client_id: &str,
+        answer: Option<Arc<ClientRecord>>,
+    ) -> Option<Arc<ClientRecord>> {
+        let found = overlay::last_client(self.writes_since(ticket.start), client_id);
+        self.redeem(ticket);
+        found.unwrap_or(answer)
+    }
+
+    /// A ticket for `list_clients` (the delegate is always asked).
+    pub fn read_clients(&mut self) -> ReadTicket {
+        self.issue_read()
+    }
+
+    /// The client list, given the delegate's.
+    pub fn resolve_clients(
+        &mut self,
+        ticket: ReadTicket,
+        listed: Vec<Arc<ClientRecord>>,
+    ) -> Vec<Arc<ClientRecord>> {
+        let clients = overlay::clients_after(self.writes_since(ticket.start), listed);
+        self.redeem(ticket);
+        clients
+    }
+
+    /// Gives back a ticket whose delegate read failed or was dropped.
+    pub fn abandon_read(&mut self, ticket: ReadTicket) {
+        self.redeem(ticket);
+    }
+
+    /// Decides `consume_state` when the state's last write is still in the
+    /// buffer (queueing its removal at the delegate); otherwise the delegate
+    /// decides.
+    pub fn consume_state(
+        &mut self,
+        now: Timestamp,
+        key: &str,
+    ) -> OneTime<Option<Arc<StateRecord>>> {
+        let Some(found) = overlay::last_state(self.held_writes(), key) else {
+            return OneTime::AskDelegate;
+        };
+        if found.is_some() {
+            self.handle_internal_write(now, WriteOp::RemoveState(key.to_owned()));
+        }
+        OneTime::Decided(found.filter(|s| !s.is_expired(now)))
+    }
+
+    /// Decides `try_delete_auth_code` when the code's last write is still in the
+    /// buffer (queueing the delete); otherwise the delegate decides.
+    pub fn try_delete_auth_code(&mut self, now: Timestamp, code: &str) -> OneTime<bool> {
+        let Some(found) = overlay::last_code(self.held_writes(), code) else {
+            return OneTime::AskDelegate;
+        };
+        if found.is_some() {
+            self.handle_internal_write(now, WriteOp::DeleteAuthCode(code.to_owned()));
+        }
+        OneTime::Decided(found.is_some_and(|c| !c.is_expired(now)))
+    }
+
+    /// Delegate reads in flight.
+    pub fn reads_in_flight(&self) -> usize {
+        self.reads.len()
+    }
+
+    fn visible_session(
+        &mut self,
+        now: Timestamp,
+        held: Option<Arc<StoredSession>>,
+        key: &SessionKey,
+    ) -> Option<Arc<StoredSession>> {
+        let dead_token = held.as_ref().map(|s| s.access_token.clone());
+        let (answer, dead) = overlay::visible_session(held, key, now);
+        if let (true, Some(token)) = (dead, dead_token) {
+            // The delegate deletes a dead session on read; so does the buffer.
+            self.handle_internal_write(now, WriteOp::DeleteSessionByToken(token));
+        }
+        answer
+    }
+
+    fn live_code(
+        &mut self,
+        now: Timestamp,
+        found: Option<Arc<AuthCodeRecord>>,
+    ) -> Option<Arc<AuthCodeRecord>> {
+        match found {
+            Some(c) if c.is_expired(now) => {
+                // The delegate removes an expired code on read; so does the buffer.
+                self.handle_internal_write(now, WriteOp::DeleteAuthCode(c.code.clone()));
+                None
+            }
+            other => other,
+        }
+    }
+
+    fn issue_read(&mut self) -> ReadTicket {
+        let id = self.next_read;
+        self.next_read += 1;
+        let start = self.oldest_unapplied().unwrap_or(self.next_seq);
+        self.reads.insert(id, start);
+        ReadTicket { id, start }
+    }
+
+    fn redeem(&mut self, ticket: ReadTicket) {
+        self.reads.remove(&ticket.id);
+        match self.reads.values().min() {
+            None => self.retained.clear(),
+            Some(&oldest) => self.retained = self.retained.split_off(&oldest),
+        }
+    }
+
+    /// Writes a read that began at `start` may not have seen, in order.
+    fn writes_since(&self, start: u64) -> impl Iterator<Item = &WriteOp> + Clone {
+        self.retained
+            .range(start..)
+            .map(|(_, w)| w)
+            .chain(self.held_writes())
     }
 
     fn due(&self, now: Timestamp) -> bool {
@@ -415,6 +607,13 @@ impl BufferMachine {
 
     fn applied(&mut self) -> BatchOutcome {
         let f = self.in_flight.take().expect("checked in flight");
+        if let Some(&oldest_read) = self.reads.values().min() {
+            for (seq, e) in &f.entries {
+                if *seq >= oldest_read {
+                    self.retained.insert(*seq, e.op.clone());
+                }
+            }
+        }
         self.cooldown_until = None;
         self.metrics.applied_batches += 1;
         self.metrics.applied_writes += f.entries.len() as u64;

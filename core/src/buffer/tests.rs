@@ -340,7 +340,11 @@ fn debug_shows_no_key_or_token() {
         WriteOp::DeleteSessionByToken(Secret::new("del-secret")),
     )
     .unwrap();
-    let text = format!("{b:?} {:?}", b.held_writes().collect::<Vec<_>>());
+    let keys = [
+        SessionKey::Id("sid-secret".into()),
+        SessionKey::Access(crate::TokenHash::of("tok-secret")),
+    ];
+    let text = format!("{b:?} {:?} {keys:?}", b.held_writes().collect::<Vec<_>>());
     assert!(!text.contains("secret"), "{text}");
 }
 
@@ -455,5 +459,255 @@ fn coalesced_flushes_equal_one_by_one_application() {
             assert!(guard < 100, "seed {seed}: the buffer does not drain");
         }
         assert_eq!(buffered.contents(), reference.contents(), "seed {seed}");
+    }
+}
+
+mod read_your_writes {
+    use super::*;
+    use crate::{TokenHash, TokenStore};
+
+    /// The buffered side: the machine plus the delegate its batches go to.
+    struct Buffered {
+        machine: BufferMachine,
+        delegate: MemoryTokenStore,
+        bulk: bool,
+    }
+
+    impl Buffered {
+        /// Hands out and applies every due batch (failing some).
+        fn pump(&mut self, now: Timestamp, rng: &mut Rng) {
+            while let Some(batch) = self.machine.poll_batch(now) {
+                let fail = (rng.below(6) == 0).then(|| rng.below(3) as usize);
+                let result = apply_batch(&self.delegate, &batch, self.bulk, fail);
+                self.machine.handle_batch_result(now, batch.id, result);
+            }
+        }
+    }
+
+    fn short_session(rng: &mut Rng, now: Timestamp) -> WriteOp {
+        let mut s = StoredSession::new(
+            format!("id{}", rng.below(3)),
+            UserInfo::new("p", "u", "n"),
+            format!("a{}", rng.below(3)),
+            now + Duration::from_millis(rng.below(40)),
+            now,
+        );
+        if rng.below(3) > 0 {
+            s.refresh_token = Some(Secret::new(format!("r{}", rng.below(2))));
+            s.refresh_expires_at =
+                (rng.below(2) == 0).then(|| now + Duration::from_millis(rng.below(80)));
+        }
+        s.issued_at = Some(now - Duration::from_secs(1));
+        WriteOp::StoreSession(Arc::new(s))
+    }
+
+    fn short_code(rng: &mut Rng, now: Timestamp) -> WriteOp {
+        let c = AuthCodeRecord::new(
+            format!("k{}", rng.below(3)),
+            "sid",
+            now + Duration::from_millis(rng.below(30)),
+            now,
+        );
+        WriteOp::StoreAuthCode(Arc::new(c))
+    }
+
+    fn short_state(rng: &mut Rng, now: Timestamp) -> WriteOp {
+        let s = StateRecord::new(
+            format!("k{}", rng.below(3)),
+            now + Duration::from_millis(rng.below(30)),
+            now,
+        );
+        WriteOp::StoreState(Arc::new(s))
+    }
+
+    fn session_key(rng: &mut Rng) -> (SessionKey, String) {
+        match rng.below(3) {
+            0 => {
+                let t = format!("a{}", rng.below(3));
+                (SessionKey::Access(TokenHash::of(&t)), t)
+            }
+            1 => {
+                let id = format!("id{}", rng.below(3));
+                (SessionKey::Id(id.clone()), id)
+            }
+            _ => {
+                let t = format!("r{}", rng.below(2));
+                (SessionKey::Refresh(TokenHash::of(&t)), t)
+            }
+        }
+    }
+
+    async fn reference_session(
+        store: &MemoryTokenStore,
+        key: &SessionKey,
+        raw: &str,
+    ) -> Option<Arc<StoredSession>> {
+        match key {
+            SessionKey::Access(_) => store.load_session_by_token(raw).await,
+            SessionKey::Id(_) => store.load_session_by_id(raw).await,
+            SessionKey::Refresh(_) => store.load_session_by_refresh_token(raw).await,
+        }
+        .unwrap()
+    }
+
+    /// A read through the buffer; batches may be applied while it is in flight,
+    /// before or after the delegate answers.
+    fn buffered_session(
+        b: &mut Buffered,
+        now: Timestamp,
+        key: &SessionKey,
+        raw: &str,
+        rng: &mut Rng,
+    ) -> Option<Arc<StoredSession>> {
+        let ticket = match b.machine.read_session(now, key) {
+            Read::Known(answer) => return answer,
+            Read::Ask(ticket) => ticket,
+        };
+        if rng.below(2) == 0 {
+            b.machine.handle_flush();
+            b.pump(now, rng);
+        }
+        let answer = run(reference_session(&b.delegate, key, raw));
+        if rng.below(2) == 0 {
+            b.machine.handle_flush();
+            b.pump(now, rng);
+        }
+        b.machine.resolve_session(now, ticket, key, answer)
+    }
+
+    fn buffered_code(
+        b: &mut Buffered,
+        now: Timestamp,
+        code: &str,
+        rng: &mut Rng,
+    ) -> Option<Arc<AuthCodeRecord>> {
+        let ticket = match b.machine.read_auth_code(now, code) {
+            Read::Known(answer) => return answer,
+            Read::Ask(ticket) => ticket,
+        };
+        if rng.below(2) == 0 {
+            b.machine.handle_flush();
+            b.pump(now, rng);
+        }
+        let answer = run(b.delegate.load_auth_code(code)).unwrap();
+        b.machine.resolve_auth_code(now, ticket, code, answer)
+    }
+
+    fn buffered_clients(b: &mut Buffered, now: Timestamp, rng: &mut Rng) -> Vec<Arc<ClientRecord>> {
+        let ticket = b.machine.read_clients();
+        let listed = run(b.delegate.list_clients()).unwrap();
+        if rng.below(2) == 0 {
+            b.machine.handle_flush();
+            b.pump(now, rng);
+        }
+        b.machine.resolve_clients(ticket, listed)
+    }
+
+    /// Every answer through the buffer equals the reference's, at every step,
+    /// and the final contents agree.
+    #[test]
+    fn reads_and_one_time_operations_see_every_accepted_write() {
+        for seed in 1..=300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+            let clock = ManualClock::new(t0());
+            let reference = MemoryTokenStore::new(clock.clone());
+            let config = BufferConfig {
+                max_pending: 1_000,
+                max_retries: 1,
+                ..config()
+            };
+            let mut b = Buffered {
+                machine: BufferMachine::new(config),
+                delegate: MemoryTokenStore::new(clock.clone()),
+                bulk: seed % 2 == 0,
+            };
+            for step in 0..80 {
+                clock.advance(Duration::from_millis(rng.below(6)));
+                let now = crate::Clock::now(&clock);
+                let ctx = format!("seed {seed} step {step}");
+                match rng.below(12) {
+                    0..=3 => {
+                        let write = match rng.below(4) {
+                            0 => short_session(&mut rng, now),
+                            1 => short_code(&mut rng, now),
+                            2 => short_state(&mut rng, now),
+                            _ => random_write(&mut rng),
+                        };
+                        run(apply(&reference, Step::Single(write.clone()))).unwrap();
+                        b.machine.handle_write(now, write).unwrap();
+                    }
+                    4 | 5 => {
+                        let (key, raw) = session_key(&mut rng);
+                        let expected = run(reference_session(&reference, &key, &raw));
+                        assert_eq!(
+                            buffered_session(&mut b, now, &key, &raw, &mut rng),
+                            expected,
+                            "{ctx}: session {key:?}"
+                        );
+                    }
+                    6 => {
+                        let code = format!("k{}", rng.below(3));
+                        let expected = run(reference.load_auth_code(&code)).unwrap();
+                        assert_eq!(
+                            buffered_code(&mut b, now, &code, &mut rng),
+                            expected,
+                            "{ctx}: code"
+                        );
+                    }
+                    7 => {
+                        let expected = run(reference.list_clients()).unwrap();
+                        assert_eq!(
+                            buffered_clients(&mut b, now, &mut rng),
+                            expected,
+                            "{ctx}: clients"
+                        );
+                    }
+                    8 => {
+                        let key = format!("k{}", rng.below(3));
+                        let expected = run(reference.consume_state(&key)).unwrap();
+                        let got = match b.machine.consume_state(now, &key) {
+                            OneTime::Decided(x) => x,
+                            OneTime::AskDelegate => run(b.delegate.consume_state(&key)).unwrap(),
+                        };
+                        assert_eq!(got, expected, "{ctx}: consume");
+                    }
+                    9 => {
+                        let code = format!("k{}", rng.below(3));
+                        let expected = run(reference.try_delete_auth_code(&code)).unwrap();
+                        let got = match b.machine.try_delete_auth_code(now, &code) {
+                            OneTime::Decided(x) => x,
+                            OneTime::AskDelegate => {
+                                run(b.delegate.try_delete_auth_code(&code)).unwrap()
+                            }
+                        };
+                        assert_eq!(got, expected, "{ctx}: try_delete");
+                    }
+                    10 => {
+                        b.machine.handle_flush();
+                    }
+                    _ => {}
+                }
+                b.pump(now, &mut rng);
+                assert_eq!(b.machine.reads_in_flight(), 0);
+            }
+            b.machine.handle_close();
+            for _ in 0..100 {
+                if b.machine.is_drained() {
+                    break;
+                }
+                clock.advance(Duration::from_secs(1));
+                let now = crate::Clock::now(&clock);
+                if let Some(batch) = b.machine.poll_batch(now) {
+                    let result = apply_batch(&b.delegate, &batch, b.bulk, None);
+                    b.machine.handle_batch_result(now, batch.id, result);
+                }
+            }
+            assert!(b.machine.is_drained(), "seed {seed}: not drained");
+            assert_eq!(
+                b.delegate.contents(),
+                reference.contents(),
+                "seed {seed}: contents"
+            );
+        }
     }
 }

@@ -1,0 +1,210 @@
+//! Read-your-writes: how pending, in-flight and recently applied writes change
+//! what the delegate answers.
+//!
+//! A read first looks at the writes the buffer holds. If one of them names the
+//! key, the answer follows from the writes alone. Otherwise the delegate is
+//! asked, with a [`ReadTicket`] recording the oldest write not yet applied when
+//! the read began; the delegate's answer is then passed through every write from
+//! that one on (pending, in flight, or applied while the read was in flight, which
+//! the machine retains for as long as such a ticket is out). Passing an answer
+//! through a write the delegate had already seen changes nothing, so the result
+//! is right whichever of them the delegate saw.
+
+use super::WriteOp;
+use crate::{
+    AuthCodeRecord, ClientRecord, SessionVisibility, StateRecord, StoredSession, Timestamp,
+    TokenHash,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Permission to resolve one delegate read; give it back to the matching
+/// `resolve_*` method, or to `abandon_read` if the delegate failed.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a read ticket must be given back (resolve or abandon)"]
+pub struct ReadTicket {
+    pub(crate) id: u64,
+    pub(crate) start: u64,
+}
+
+/// The answer to a read, or what to do to get it.
+#[derive(Debug)]
+pub enum Read<T> {
+    /// Decided by the buffer's writes: answer this, without asking the delegate.
+    Known(Option<Arc<T>>),
+    /// Ask the delegate, then pass its answer and the ticket to `resolve_*`.
+    Ask(ReadTicket),
+}
+
+/// The decision for a one-time operation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OneTime<T> {
+    /// Decided by the buffer (the record was still in it); answer this.
+    Decided(T),
+    /// Not in the buffer: the delegate decides.
+    AskDelegate,
+}
+
+/// What a session read is keyed by. Its `Debug` shows only the variant.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SessionKey {
+    /// By the access token's hash.
+    Access(TokenHash),
+    /// By session id.
+    Id(String),
+    /// By the refresh token's hash.
+    Refresh(TokenHash),
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Self::Access(_) => "Access",
+            Self::Id(_) => "Id",
+            Self::Refresh(_) => "Refresh",
+        };
+        write!(f, "SessionKey::{name}(..)")
+    }
+}
+
+fn has_key(s: &StoredSession, key: &SessionKey) -> bool {
+    match key {
+        SessionKey::Access(h) => s.access_hash() == *h,
+        SessionKey::Id(id) => s.session_id == *id,
+        SessionKey::Refresh(h) => s.refresh_hash() == Some(*h),
+    }
+}
+
+/// Whether `op` names `key` (it decides who holds the key afterwards).
+fn names_session(op: &WriteOp, key: &SessionKey) -> bool {
+    match (op, key) {
+        (WriteOp::StoreSession(s), _) => has_key(s, key),
+        (WriteOp::DeleteSessionByToken(t), SessionKey::Access(h)) => {
+            TokenHash::of(t.expose()) == *h
+        }
+        (WriteOp::DeleteSessionById(i), SessionKey::Id(id)) => i == id,
+        _ => false,
+    }
+}
+
+/// Whether applying `op` removes `held` from the store.
+fn removes_session(op: &WriteOp, held: &StoredSession) -> bool {
+    match op {
+        WriteOp::StoreSession(s) => {
+            s.access_hash() == held.access_hash()
+                || s.session_id == held.session_id
+                || (s.refresh_token.is_some() && s.refresh_hash() == held.refresh_hash())
+        }
+        WriteOp::DeleteSessionByToken(t) => TokenHash::of(t.expose()) == held.access_hash(),
+        WriteOp::DeleteSessionById(id) => *id == held.session_id,
+        _ => false,
+    }
+}
+
+/// The session holding `key` after `writes`, starting from `before` (what the
+/// delegate answered, if it was asked): `Err(())` when no write names the key
+/// and `before` is needed but unknown.
+pub(crate) fn session_after<'a>(
+    writes: impl Iterator<Item = &'a WriteOp> + Clone,
+    key: &SessionKey,
+    before: Option<Option<Arc<StoredSession>>>,
+) -> Result<(Option<Arc<StoredSession>>, bool), ()> {
+    let last_naming = writes
+        .clone()
+        .enumerate()
+        .filter(|(_, w)| names_session(w, key))
+        .last();
+    let (mut holder, skip, from_writes) = match last_naming {
+        Some((i, WriteOp::StoreSession(s))) => (Some(s.clone()), i + 1, true),
+        Some((i, _)) => (None, i + 1, true),
+        None => (before.ok_or(())?, 0, false),
+    };
+    for w in writes.skip(skip) {
+        if holder.as_ref().is_some_and(|h| removes_session(w, h)) {
+            holder = None;
+        }
+    }
+    Ok((holder, from_writes))
+}
+
+/// Applies the delegate's visibility rule to a session the writes hold: the
+/// answer, and whether the delegate would delete it on this read.
+pub(crate) fn visible_session(
+    s: Option<Arc<StoredSession>>,
+    key: &SessionKey,
+    now: Timestamp,
+) -> (Option<Arc<StoredSession>>, bool) {
+    let Some(s) = s else {
+        return (None, false);
+    };
+    let visibility = match key {
+        SessionKey::Refresh(_) => s.visibility_by_refresh(now),
+        _ => s.visibility_by_access(now),
+    };
+    match visibility {
+        SessionVisibility::Live if s.issued_at == Some(s.created_at) => (Some(s), false),
+        // Loads hand back `issued_at = created_at`, as every store does.
+        SessionVisibility::Live => (Some(Arc::new(StoredSession::clone(&s).normalized())), false),
+        SessionVisibility::Hidden => (None, false),
+        SessionVisibility::Dead => (None, true),
+    }
+}
+
+/// The last write naming state `key`, if any.
+pub(crate) fn last_state<'a>(
+    writes: impl Iterator<Item = &'a WriteOp>,
+    key: &str,
+) -> Option<Option<Arc<StateRecord>>> {
+    writes.fold(None, |acc, w| match w {
+        WriteOp::StoreState(r) if r.state == key => Some(Some(r.clone())),
+        WriteOp::RemoveState(k) if k == key => Some(None),
+        _ => acc,
+    })
+}
+
+/// The last write naming code `key`, if any.
+pub(crate) fn last_code<'a>(
+    writes: impl Iterator<Item = &'a WriteOp>,
+    key: &str,
+) -> Option<Option<Arc<AuthCodeRecord>>> {
+    writes.fold(None, |acc, w| match w {
+        WriteOp::StoreAuthCode(r) if r.code == key => Some(Some(r.clone())),
+        WriteOp::DeleteAuthCode(k) if k == key => Some(None),
+        _ => acc,
+    })
+}
+
+/// The last write naming client `key`, if any.
+pub(crate) fn last_client<'a>(
+    writes: impl Iterator<Item = &'a WriteOp>,
+    key: &str,
+) -> Option<Option<Arc<ClientRecord>>> {
+    writes.fold(None, |acc, w| match w {
+        WriteOp::StoreClient(r) if r.client_id == key => Some(Some(r.clone())),
+        WriteOp::DeleteClient(k) if k == key => Some(None),
+        _ => acc,
+    })
+}
+
+/// The delegate's client list with `writes` applied, ordered by client id.
+pub(crate) fn clients_after<'a>(
+    writes: impl Iterator<Item = &'a WriteOp>,
+    listed: Vec<Arc<ClientRecord>>,
+) -> Vec<Arc<ClientRecord>> {
+    let mut clients: BTreeMap<String, Arc<ClientRecord>> = listed
+        .into_iter()
+        .map(|c| (c.client_id.clone(), c))
+        .collect();
+    for w in writes {
+        match w {
+            WriteOp::StoreClient(r) => {
+                clients.insert(r.client_id.clone(), r.clone());
+            }
+            WriteOp::DeleteClient(k) => {
+                clients.remove(k);
+            }
+            _ => {}
+        }
+    }
+    clients.into_values().collect()
+}
