@@ -22,6 +22,10 @@
 //! - **Bulk**: [`TokenStore::bulk`](tokenstore_core::TokenStore::bulk) returns
 //!   the [`BulkSessionStore`](tokenstore_core::BulkSessionStore) capability:
 //!   many sessions stored or deleted in one transaction.
+//! - **Atomic batches**: [`TokenStore::batch_writer`](tokenstore_core::TokenStore::batch_writer)
+//!   returns the [`BatchWriteStore`](tokenstore_core::BatchWriteStore)
+//!   capability: any mix of writes (states, codes, sessions, clients; stores
+//!   and deletes) in one transaction, so a write buffer's flush costs one commit.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -58,6 +62,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod batch;
 mod builder;
 mod bulk;
 mod client;

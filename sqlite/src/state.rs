@@ -22,6 +22,7 @@ const INSERT: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
 );
 const CONSUME: &str = concat!("DELETE FROM states WHERE state = ?1 RETURNING ", columns!());
+const REMOVE: &str = "DELETE FROM states WHERE state = ?1";
 const ALL: &str = concat!("SELECT ", columns!(), " FROM states ORDER BY state");
 const DELETE_EXPIRED: &str = concat!(
     "DELETE FROM states WHERE ",
@@ -63,6 +64,14 @@ pub(crate) fn consume(
         return Ok(None);
     }
     from_row(row).map(Some)
+}
+
+/// Removes a state whatever its expiry or contents (a consume whose answer
+/// nobody reads).
+pub(crate) fn remove(ctx: Ctx<'_>, state: &str) -> Result<(), StoreError> {
+    let mut stmt = ctx.conn.prepare_cached(REMOVE).map_err(backend)?;
+    stmt.execute([state]).map_err(backend)?;
+    Ok(())
 }
 
 /// Every state, expired ones included, ordered by value.

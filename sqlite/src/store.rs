@@ -13,15 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokenstore_core::{
-    AuthCodeRecord, BulkSessionStore, CleanupCounts, ClientRecord, Clock, Contents, StateRecord,
-    StoreError, StoredSession, TokenHash, TokenStore, validate_key,
+    AuthCodeRecord, BatchWriteStore, BulkSessionStore, CleanupCounts, ClientRecord, Clock,
+    Contents, StateRecord, StoreError, StoredSession, TokenHash, TokenStore, validate_key,
 };
 
 /// A [`TokenStore`] in an SQLite file with mxcp 0.12.3's schema.
 ///
 /// Made by [`SqliteTokenStore::builder`]. All SQLite work runs on one dedicated
 /// connection thread, so the store works on any async runtime. It has the bulk
-/// capability ([`TokenStore::bulk`]). See the [crate docs](crate) for an example.
+/// capability ([`TokenStore::bulk`]) and the atomic-batch capability
+/// ([`TokenStore::batch_writer`]). See the [crate docs](crate) for an example.
 pub struct SqliteTokenStore {
     worker: Worker,
     clock: Arc<dyn Clock>,
@@ -260,6 +261,10 @@ impl TokenStore for SqliteTokenStore {
     }
 
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
+        Some(self)
+    }
+
+    fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
         Some(self)
     }
 }
