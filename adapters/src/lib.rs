@@ -8,6 +8,9 @@
 //! - [`CachingTokenStore`]: a read cache (per-entry TTL from the record's own
 //!   expiry, capped and skewed; negative caching; invalidation on every write;
 //!   bounded memory; counters without PII).
+//! - [`BufferedTokenStore`]: a write buffer (coalescing, flush on size or delay,
+//!   group commit with [`Ack::Durable`], one transaction per flush on SQLite,
+//!   read-your-writes, drain on close, no silent loss).
 //!
 //! Every decision is made by a sans-IO machine in [`tokenstore_core`] (re-exported
 //! here); this crate holds them behind a lock and does the I/O they ask for. The
@@ -35,10 +38,12 @@
 //! ```
 #![deny(missing_docs)]
 
+mod buffered;
 mod cached;
 pub mod runtime;
 mod sync;
 
+pub use buffered::{Ack, BufferedTokenStore};
 pub use cached::CachingTokenStore;
 pub use tokenstore_core::*;
 

@@ -66,6 +66,13 @@ pub enum StoreError {
     /// The message names the problem, never the secret.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// `close()` could not apply every buffered write; they were kept, not dropped
+    /// (the write buffer hands them back).
+    #[error("{count} buffered writes could not be applied before close")]
+    WritesNotApplied {
+        /// How many.
+        count: usize,
+    },
     /// The backend failed (I/O, SQLite error, a worker that went away).
     ///
     /// The message describes the failure, never the data.

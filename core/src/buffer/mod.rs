@@ -8,7 +8,7 @@
 mod op;
 mod overlay;
 
-pub use op::{Step, WriteOp, apply, plan};
+pub use op::{Step, WriteOp, apply, apply_batch, plan};
 pub use overlay::{OneTime, Read, ReadTicket, SessionKey};
 
 use crate::{AuthCodeRecord, ClientRecord, StateRecord, StoreError, StoredSession, Timestamp};
@@ -51,6 +51,15 @@ impl Default for BufferConfig {
 /// The sequence number of an accepted write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seq(pub u64);
+
+/// A write that was not accepted, handed back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Why.
+    pub reason: Refusal,
+    /// The write, to try again later.
+    pub op: WriteOp,
+}
 
 /// Why a write was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,17 +230,18 @@ impl BufferMachine {
     }
 
     /// Accepts a write, coalescing it with an older pending write it supersedes.
-    pub fn handle_write(&mut self, now: Timestamp, op: WriteOp) -> Result<Seq, Refusal> {
+    pub fn handle_write(&mut self, now: Timestamp, op: WriteOp) -> Result<Seq, Refused> {
         self.observe(now);
-        if self.closing {
+        let reason = if self.closing {
             self.metrics.refused_closed += 1;
-            return Err(Refusal::Closed);
-        }
-        if self.held() >= self.config.max_pending.max(1) {
+            Refusal::Closed
+        } else if self.held() >= self.config.max_pending.max(1) {
             self.metrics.refused_full += 1;
-            return Err(Refusal::Full);
-        }
-        Ok(self.enqueue(now, op))
+            Refusal::Full
+        } else {
+            return Ok(self.enqueue(now, op));
+        };
+        Err(Refused { reason, op })
     }
 
     /// Queues a write the buffer itself needs (the removal behind a consumed
@@ -352,6 +362,11 @@ impl BufferMachine {
     /// Whether nothing is pending or in flight.
     pub fn is_drained(&self) -> bool {
         self.queue.is_empty() && self.in_flight.is_none()
+    }
+
+    /// Whether close began and has finished: drained, or stopped by a failure.
+    pub fn closing_done(&self) -> bool {
+        self.closing && (self.is_drained() || self.close_failed)
     }
 
     /// Whether close began and a batch then failed for good: flushing stopped,

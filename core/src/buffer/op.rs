@@ -147,6 +147,23 @@ pub fn plan(writes: &[WriteOp], bulk: bool) -> Vec<Step> {
     steps
 }
 
+/// Applies a whole batch to `store` by the best path it offers: one atomic call
+/// when it has the [`BatchWriteStore`](crate::BatchWriteStore) capability (one
+/// SQLite transaction), otherwise the [`plan`] with bulk calls where it has the
+/// bulk capability, and single calls for the rest.
+pub async fn apply_batch<S: crate::TokenStore + ?Sized>(
+    store: &S,
+    writes: Vec<WriteOp>,
+) -> Result<(), crate::StoreError> {
+    if let Some(batch) = store.batch_writer() {
+        return batch.apply_batch(writes).await;
+    }
+    for step in plan(&writes, store.bulk().is_some()) {
+        apply(store, step).await?;
+    }
+    Ok(())
+}
+
 /// Applies one step to `store`: the one piece of I/O a flush does, shared by the
 /// adapters, the tests and the fuzzers. A bulk step on a store without the bulk
 /// capability falls back to the loop of single calls.

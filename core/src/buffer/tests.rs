@@ -161,10 +161,13 @@ fn full_buffer_refuses_until_a_batch_finishes() {
     for i in 0..8 {
         b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
     }
-    assert_eq!(b.handle_write(t0(), state("x")), Err(Refusal::Full));
+    assert_eq!(
+        b.handle_write(t0(), state("x")).map_err(|r| r.reason),
+        Err(Refusal::Full)
+    );
     let batch = b.poll_batch(t0()).unwrap();
     assert_eq!(
-        b.handle_write(t0(), state("x")),
+        b.handle_write(t0(), state("x")).map_err(|r| r.reason),
         Err(Refusal::Full),
         "in flight still counts"
     );
@@ -243,7 +246,13 @@ fn close_refuses_new_writes_and_drains() {
     let mut b = BufferMachine::new(config());
     b.handle_write(t0(), state("a")).unwrap();
     b.handle_close();
-    assert_eq!(b.handle_write(t0(), state("b")), Err(Refusal::Closed));
+    assert_eq!(
+        b.handle_write(t0(), state("b")),
+        Err(Refused {
+            reason: Refusal::Closed,
+            op: state("b")
+        })
+    );
     let batch = b.poll_batch(t0()).expect("close flushes at once");
     b.handle_batch_result(t0(), batch.id, Ok(()));
     assert!(b.is_drained());

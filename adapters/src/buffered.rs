@@ -1,0 +1,600 @@
+//! [`BufferedTokenStore`]: the write buffer's async driver.
+//!
+//! Every decision (acceptance, coalescing, triggers, retries, read-your-writes,
+//! drain) is made by [`BufferMachine`]; this file takes the lock, runs the flush
+//! worker on the [`Runtime`], calls the delegate and reports results.
+
+use crate::runtime::Runtime;
+use crate::sync::{Event, Mutex};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokenstore_core::buffer::{
+    BatchOutcome, BufferConfig, BufferMachine, BufferMetrics, OneTime, Read, ReadTicket, Refusal,
+    Seq, SessionKey, WriteOp, apply_batch,
+};
+use tokenstore_core::{
+    AuthCodeRecord, CleanupCounts, ClientRecord, Clock, Secret, StateRecord, StoreError,
+    StoredSession, SystemClock, Timestamp, TokenHash, TokenStore, validate_key,
+};
+
+/// When a buffered write call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ack {
+    /// Once the write is accepted: fastest; a crash can lose what was queued.
+    #[default]
+    Queued,
+    /// Once the batch holding the write is committed (group commit: concurrent
+    /// writers share a batch, and each gets that batch's error).
+    Durable,
+}
+
+/// A write buffer in front of any [`TokenStore`].
+///
+/// Writes are queued in a [`BufferMachine`], coalesced, and applied by one flush
+/// worker in batches (through the delegate's atomic-batch or bulk capability
+/// when it has one). Reads and one-time calls are never queued behind writes, and
+/// see this process's pending writes. [`flush`](Self::flush) and
+/// [`close`](TokenStore::close) report errors; a close that cannot apply every
+/// write keeps them for [`take_unapplied`](Self::take_unapplied).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tokenstore::buffer::BufferConfig;
+/// use tokenstore::runtime::TokioRuntime;
+/// use tokenstore::{Ack, BufferedTokenStore, MemoryTokenStore, StateRecord, SystemClock};
+/// use tokenstore::{Clock, TokenStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = BufferedTokenStore::new(
+///     MemoryTokenStore::new(SystemClock),
+///     BufferConfig::default(),
+///     Ack::Queued,
+///     TokioRuntime::current(),
+/// );
+/// let now = SystemClock.now();
+/// let state = StateRecord::new("st-1", now + std::time::Duration::from_secs(600), now);
+/// store.store_state(Arc::new(state)).await?; // queued
+/// assert!(store.consume_state("st-1").await?.is_some()); // read-your-writes
+/// store.close().await?; // drains
+/// # Ok::<(), tokenstore::StoreError>(())
+/// # }).unwrap();
+/// ```
+pub struct BufferedTokenStore<S> {
+    shared: Arc<Shared<S>>,
+}
+
+struct Shared<S> {
+    inner: S,
+    clock: Arc<dyn Clock>,
+    runtime: Arc<dyn Runtime>,
+    ack: Ack,
+    state: Mutex<State>,
+    /// Wakes the flush worker (a write, a flush request, close).
+    wake: Event,
+    /// Notified after every batch result (space freed, acknowledgements, drain).
+    changed: Event,
+}
+
+struct State {
+    machine: BufferMachine,
+    /// Outcomes for `Durable` writers, by sequence number.
+    durable: HashMap<u64, Option<Result<(), StoreError>>>,
+    /// Bumped at every failed batch, with the oldest write it covered.
+    failures: u64,
+    last_failure: Option<(Seq, StoreError)>,
+    unapplied: Vec<WriteOp>,
+}
+
+impl<S: TokenStore + 'static> BufferedTokenStore<S> {
+    /// Wraps `inner`, flushing on `runtime`, telling time with the system clock.
+    pub fn new(inner: S, config: BufferConfig, ack: Ack, runtime: impl Runtime) -> Self {
+        Self::with_clock(inner, config, ack, runtime, SystemClock)
+    }
+
+    /// Wraps `inner` with a given clock (a test's or a simulation's).
+    pub fn with_clock(
+        inner: S,
+        config: BufferConfig,
+        ack: Ack,
+        runtime: impl Runtime,
+        clock: impl Clock + 'static,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            inner,
+            clock: Arc::new(clock),
+            runtime: Arc::new(runtime),
+            ack,
+            state: Mutex::new(State {
+                machine: BufferMachine::new(config),
+                durable: HashMap::new(),
+                failures: 0,
+                last_failure: None,
+                unapplied: Vec::new(),
+            }),
+            wake: Event::new(),
+            changed: Event::new(),
+        });
+        shared
+            .runtime
+            .spawn(Box::pin(worker(Arc::downgrade(&shared))));
+        Self { shared }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.shared.inner
+    }
+
+    /// The buffer's counters.
+    pub fn metrics(&self) -> BufferMetrics {
+        self.shared.state.lock().machine.metrics()
+    }
+
+    /// Writes held (pending and in flight).
+    pub fn pending(&self) -> usize {
+        self.shared.state.lock().machine.held()
+    }
+
+    /// Applies every write accepted before this call; the first error of a batch
+    /// holding one of them is returned (the writes stay queued).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (target, failures) = {
+            let mut state = self.shared.state.lock();
+            (state.machine.handle_flush(), state.failures)
+        };
+        self.shared.wake.notify(usize::MAX);
+        loop {
+            let listener = {
+                let state = self.shared.state.lock();
+                if state.machine.is_flushed(target) {
+                    return Ok(());
+                }
+                if let (true, Some((oldest, error))) =
+                    (state.failures != failures, &state.last_failure)
+                    && *oldest <= target
+                {
+                    return Err(error.clone());
+                }
+                self.shared.changed.listen()
+            };
+            listener.await;
+        }
+    }
+
+    /// The writes a failed `close()` could not apply, in order (taking them).
+    pub fn take_unapplied(&self) -> Vec<WriteOp> {
+        std::mem::take(&mut self.shared.state.lock().unapplied)
+    }
+
+    /// Queues a write, waiting while the buffer is full; with [`Ack::Durable`],
+    /// also waits for its batch.
+    async fn write(&self, mut op: WriteOp) -> Result<(), StoreError> {
+        let seq = loop {
+            let listener = {
+                let mut state = self.shared.state.lock();
+                let now = self.shared.clock.now();
+                match state.machine.handle_write(now, op) {
+                    Ok(seq) => {
+                        if self.shared.ack == Ack::Durable {
+                            state.durable.insert(seq.0, None);
+                        }
+                        break seq;
+                    }
+                    Err(refused) if refused.reason == Refusal::Closed => {
+                        return Err(StoreError::Closed);
+                    }
+                    Err(refused) => {
+                        op = refused.op;
+                        self.shared.changed.listen()
+                    }
+                }
+            };
+            self.shared.wake.notify(usize::MAX);
+            listener.await;
+        };
+        self.shared.wake.notify(usize::MAX);
+        match self.shared.ack {
+            Ack::Queued => Ok(()),
+            Ack::Durable => self.durable(seq).await,
+        }
+    }
+
+    async fn durable(&self, seq: Seq) -> Result<(), StoreError> {
+        let _forget = DurableGuard {
+            shared: &self.shared,
+            seq,
+        };
+        loop {
+            let listener = {
+                let mut state = self.shared.state.lock();
+                if let Some(Some(outcome)) = state.durable.get(&seq.0) {
+                    let outcome = outcome.clone();
+                    state.durable.remove(&seq.0);
+                    return outcome;
+                }
+                self.shared.changed.listen()
+            };
+            listener.await;
+        }
+    }
+
+    /// Runs a read: answered by the buffer, or by the delegate with the buffer's
+    /// writes laid over its answer.
+    async fn read<T, Fut>(
+        &self,
+        decide: impl FnOnce(&mut BufferMachine, Timestamp) -> Read<T>,
+        fetch: impl FnOnce() -> Fut,
+        resolve: impl FnOnce(
+            &mut BufferMachine,
+            Timestamp,
+            ReadTicket,
+            Option<Arc<T>>,
+        ) -> Option<Arc<T>>,
+    ) -> Result<Option<Arc<T>>, StoreError>
+    where
+        Fut: Future<Output = Result<Option<Arc<T>>, StoreError>>,
+    {
+        let now = self.shared.clock.now();
+        let decided = decide(&mut self.shared.state.lock().machine, now);
+        let ticket = match decided {
+            Read::Known(answer) => {
+                self.shared.wake.notify(usize::MAX);
+                return Ok(answer);
+            }
+            Read::Ask(ticket) => ticket,
+        };
+        let mut guard = ReadGuard {
+            shared: &self.shared,
+            ticket: Some(ticket),
+        };
+        let answer = fetch().await;
+        let ticket = guard.ticket.take().expect("ticket is taken once");
+        let mut state = self.shared.state.lock();
+        match answer {
+            Ok(answer) => {
+                let now = self.shared.clock.now();
+                let resolved = resolve(&mut state.machine, now, ticket, answer);
+                drop(state);
+                self.shared.wake.notify(usize::MAX);
+                Ok(resolved)
+            }
+            Err(error) => {
+                state.machine.abandon_read(ticket);
+                Err(error)
+            }
+        }
+    }
+
+    /// A one-time call: decided by the buffer when the record is still in it.
+    async fn one_time<T, Fut>(
+        &self,
+        decide: impl FnOnce(&mut BufferMachine, Timestamp) -> OneTime<T>,
+        delegate: impl FnOnce() -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let now = self.shared.clock.now();
+        let decided = decide(&mut self.shared.state.lock().machine, now);
+        match decided {
+            OneTime::Decided(answer) => {
+                self.shared.wake.notify(usize::MAX);
+                Ok(answer)
+            }
+            OneTime::AskDelegate => delegate().await,
+        }
+    }
+
+    async fn session(
+        &self,
+        key: SessionKey,
+        fetch: impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>>,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        let key2 = key.clone();
+        self.read(
+            |m, now| m.read_session(now, &key),
+            || fetch,
+            |m, now, t, a| m.resolve_session(now, t, &key2, a),
+        )
+        .await
+    }
+}
+
+/// Gives a read ticket back if the read is dropped before the delegate answered.
+struct ReadGuard<'a, S> {
+    shared: &'a Shared<S>,
+    ticket: Option<ReadTicket>,
+}
+
+impl<S> Drop for ReadGuard<'_, S> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.shared.state.lock().machine.abandon_read(ticket);
+        }
+    }
+}
+
+/// Stops tracking a durable write's outcome if its writer goes away.
+struct DurableGuard<'a, S> {
+    shared: &'a Shared<S>,
+    seq: Seq,
+}
+
+impl<S> Drop for DurableGuard<'_, S> {
+    fn drop(&mut self) {
+        self.shared.state.lock().durable.remove(&self.seq.0);
+    }
+}
+
+/// The flush worker: applies due batches, arms one timer, exits when the store
+/// is gone or closed and drained.
+async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        let (batch, timeout, listener, done) = {
+            let mut state = shared.state.lock();
+            let now = shared.clock.now();
+            let batch = state.machine.poll_batch(now);
+            let done = state.machine.closing_done();
+            (
+                batch,
+                state.machine.poll_timeout(),
+                shared.wake.listen(),
+                done,
+            )
+        };
+        if let Some(batch) = batch {
+            let result = apply_batch(&shared.inner, batch.writes).await;
+            report(&shared, batch.id, result);
+            continue;
+        }
+        if done {
+            shared.changed.notify(usize::MAX);
+            return;
+        }
+        let now = shared.clock.now();
+        let runtime = shared.runtime.clone();
+        drop(shared);
+        match timeout {
+            Some(at) => {
+                let sleep = runtime.sleep(
+                    at.saturating_duration_since(now)
+                        .max(Duration::from_micros(100)),
+                );
+                futures_lite::future::or(listener, sleep).await;
+            }
+            None => listener.await,
+        }
+    }
+}
+
+fn report<S>(shared: &Shared<S>, id: u64, result: Result<(), StoreError>) {
+    {
+        let mut state = shared.state.lock();
+        let now = shared.clock.now();
+        match state.machine.handle_batch_result(now, id, result) {
+            BatchOutcome::Applied(seqs) => settle(&mut state, &seqs, &Ok(())),
+            BatchOutcome::Failed { seqs, error } => {
+                tracing::warn!(writes = seqs.len(), %error, "a buffered batch failed after its retries");
+                settle(&mut state, &seqs, &Err(error.clone()));
+                state.failures += 1;
+                state.last_failure = seqs.first().map(|s| (*s, error));
+            }
+            BatchOutcome::Retrying => tracing::debug!("a buffered batch failed; retrying"),
+            BatchOutcome::Unknown => {}
+        }
+    }
+    shared.changed.notify(usize::MAX);
+}
+
+fn settle(state: &mut State, seqs: &[Seq], outcome: &Result<(), StoreError>) {
+    for seq in seqs {
+        if let Some(slot) = state.durable.get_mut(&seq.0) {
+            *slot = Some(outcome.clone());
+        }
+    }
+}
+
+impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
+    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
+        record.validate()?;
+        self.write(WriteOp::StoreState(record)).await
+    }
+
+    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
+        validate_key("state", state)?;
+        let inner = &self.shared.inner;
+        self.one_time(
+            |m, now| m.consume_state(now, state),
+            || inner.consume_state(state),
+        )
+        .await
+    }
+
+    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
+        record.validate()?;
+        self.write(WriteOp::StoreAuthCode(record)).await
+    }
+
+    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
+        validate_key("code", code)?;
+        self.read(
+            |m, now| m.read_auth_code(now, code),
+            || self.shared.inner.load_auth_code(code),
+            |m, now, t, a| m.resolve_auth_code(now, t, code, a),
+        )
+        .await
+    }
+
+    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
+        validate_key("code", code)?;
+        self.write(WriteOp::DeleteAuthCode(code.to_owned())).await
+    }
+
+    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
+        validate_key("code", code)?;
+        let inner = &self.shared.inner;
+        self.one_time(
+            |m, now| m.try_delete_auth_code(now, code),
+            || inner.try_delete_auth_code(code),
+        )
+        .await
+    }
+
+    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
+        record.validate()?;
+        self.write(WriteOp::StoreSession(record)).await
+    }
+
+    async fn load_session_by_token(
+        &self,
+        access_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("access_token", access_token)?;
+        let key = SessionKey::Access(TokenHash::of(access_token));
+        self.session(key, self.shared.inner.load_session_by_token(access_token))
+            .await
+    }
+
+    async fn load_session_by_id(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("session_id", session_id)?;
+        let key = SessionKey::Id(session_id.to_owned());
+        self.session(key, self.shared.inner.load_session_by_id(session_id))
+            .await
+    }
+
+    async fn load_session_by_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        validate_key("refresh_token", refresh_token)?;
+        let key = SessionKey::Refresh(TokenHash::of(refresh_token));
+        self.session(
+            key,
+            self.shared
+                .inner
+                .load_session_by_refresh_token(refresh_token),
+        )
+        .await
+    }
+
+    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
+        validate_key("access_token", access_token)?;
+        self.write(WriteOp::DeleteSessionByToken(Secret::new(access_token)))
+            .await
+    }
+
+    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
+        validate_key("session_id", session_id)?;
+        self.write(WriteOp::DeleteSessionById(session_id.to_owned()))
+            .await
+    }
+
+    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
+        record.validate()?;
+        self.write(WriteOp::StoreClient(record)).await
+    }
+
+    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
+        validate_key("client_id", client_id)?;
+        self.read(
+            |m, _| m.read_client(client_id),
+            || self.shared.inner.load_client(client_id),
+            |m, _, t, a| m.resolve_client(t, client_id, a),
+        )
+        .await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
+        let ticket = self.shared.state.lock().machine.read_clients();
+        let mut guard = ReadGuard {
+            shared: &self.shared,
+            ticket: Some(ticket),
+        };
+        let listed = self.shared.inner.list_clients().await;
+        let ticket = guard.ticket.take().expect("ticket is taken once");
+        let mut state = self.shared.state.lock();
+        match listed {
+            Ok(listed) => Ok(state.machine.resolve_clients(ticket, listed)),
+            Err(error) => {
+                state.machine.abandon_read(ticket);
+                Err(error)
+            }
+        }
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        validate_key("client_id", client_id)?;
+        self.write(WriteOp::DeleteClient(client_id.to_owned()))
+            .await
+    }
+
+    /// Flushes first, so that what cleanup removes and counts is exactly what
+    /// one-by-one application would hold.
+    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
+        self.flush().await?;
+        self.shared.inner.cleanup_expired().await
+    }
+
+    /// Stops accepting writes, drains the buffer, then closes the delegate. If a
+    /// batch fails for good, the writes left are kept for
+    /// [`take_unapplied`](BufferedTokenStore::take_unapplied) and the error is
+    /// [`StoreError::WritesNotApplied`].
+    async fn close(&self) -> Result<(), StoreError> {
+        self.shared.state.lock().machine.handle_close();
+        self.shared.wake.notify(usize::MAX);
+        let unapplied = loop {
+            let listener = {
+                let mut state = self.shared.state.lock();
+                if state.machine.is_drained() {
+                    break 0;
+                }
+                if state.machine.close_failed() {
+                    let left = state.machine.take_unapplied();
+                    let count = left.len();
+                    state.unapplied.extend(left);
+                    break count;
+                }
+                self.shared.changed.listen()
+            };
+            listener.await;
+        };
+        self.shared.wake.notify(usize::MAX);
+        let closed = self.shared.inner.close().await;
+        match unapplied {
+            0 => closed,
+            count => Err(StoreError::WritesNotApplied { count }),
+        }
+    }
+}
+
+impl<S> Drop for BufferedTokenStore<S> {
+    fn drop(&mut self) {
+        let state = self.shared.state.lock();
+        let pending = state.machine.held();
+        if pending > 0 {
+            tracing::error!(
+                pending,
+                "BufferedTokenStore dropped without close(): these writes may never be applied"
+            );
+        }
+        drop(state);
+        self.shared.wake.notify(usize::MAX);
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for BufferedTokenStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferedTokenStore")
+            .field("inner", &self.shared.inner)
+            .field("ack", &self.shared.ack)
+            .field("machine", &self.shared.state.lock().machine)
+            .finish_non_exhaustive()
+    }
+}
