@@ -19,11 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokenstore::cache::CacheConfig;
+use tokenstore::buffer::{BufferConfig, BufferMetrics};
+use tokenstore::cache::{CacheConfig, CacheMetrics};
+use tokenstore::runtime::{Runtime, TokioRuntime};
 use tokenstore::sqlite::{SqliteTokenStore, Synchronous};
 use tokenstore::{
-    AuthCodeRecord, CachingTokenStore, ClientRecord, Clock, Secret, StateRecord, StoreError,
-    StoredSession, SystemClock, Timestamp, TokenStore, UserInfo,
+    Ack, AuthCodeRecord, BufferedTokenStore, CachingTokenStore, ClientRecord, Clock, Secret,
+    StateRecord, StoreError, StoredSession, SystemClock, Timestamp, TokenStore, UserInfo,
 };
 
 #[derive(Parser, Debug, Clone)]
@@ -47,9 +49,14 @@ struct Args {
     #[arg(long)]
     db_dir: Option<PathBuf>,
     /// Stacks to run, comma separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "bare,cached")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "bare,cached,buffered,durable,cached-buffered"
+    )]
     stacks: Vec<Stack>,
-    /// Async runtime.
+    /// Async runtime (smol needs `--features smol`).
     #[arg(long, value_enum, default_value_t = Rt::Tokio)]
     runtime: Rt,
     /// SQLite `synchronous` mode.
@@ -66,6 +73,12 @@ enum Stack {
     Bare,
     /// CachingTokenStore over SqliteTokenStore.
     Cached,
+    /// BufferedTokenStore (Ack::Queued) over SqliteTokenStore.
+    Buffered,
+    /// BufferedTokenStore (Ack::Durable: group commit) over SqliteTokenStore.
+    Durable,
+    /// CachingTokenStore over BufferedTokenStore (Queued) over SqliteTokenStore.
+    CachedBuffered,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -92,6 +105,10 @@ const OPS: [&str; 6] = [
 
 fn main() {
     let args = Args::parse();
+    if matches!(args.runtime, Rt::Smol) && !cfg!(feature = "smol") {
+        eprintln!("error: --runtime smol needs the smol feature: add `--features smol`");
+        std::process::exit(2);
+    }
     let tmp = tempfile::tempdir().expect("temporary directory");
     let dir = args
         .db_dir
@@ -143,6 +160,7 @@ struct Report {
     elapsed: Duration,
     latencies: BTreeMap<&'static str, Vec<u32>>,
     hit_ratio: Option<f64>,
+    avg_batch: Option<f64>,
     commits: u64,
     violations: u64,
     verified_live: u64,
@@ -150,26 +168,15 @@ struct Report {
 }
 
 fn run_stack(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError> {
-    let path = dir.join(format!("oauth_{stack:?}.sqlite").to_lowercase());
+    let path = dir.join(format!("oauth_{}.sqlite", name(stack)));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    eprintln!("running {stack:?} ...");
+    eprintln!("running {} ...", name(stack));
     let args2 = args.clone();
     let job = async move {
         let sqlite = Arc::new(open(&path, args2.synchronous).await?);
-        let (outcome, hit_ratio) = match stack {
-            Stack::Bare => (drive(&args2, sqlite.clone()).await?, None),
-            Stack::Cached => {
-                let cached = Arc::new(CachingTokenStore::new(
-                    sqlite.clone(),
-                    CacheConfig::default(),
-                ));
-                let outcome = drive(&args2, cached.clone()).await?;
-                let m = cached.metrics().sessions;
-                (outcome, Some(m.hits as f64 / m.lookups.max(1) as f64))
-            }
-        };
+        let (outcome, hit_ratio, avg_batch) = run_on(&args2, stack, sqlite.clone()).await?;
         let commits = sqlite.stats().commits;
         sqlite.close().await?;
         let (live, revoked, bad) = verify(&path, &outcome.expected).await?;
@@ -179,6 +186,7 @@ fn run_stack(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError
             elapsed: outcome.elapsed,
             latencies: outcome.latencies,
             hit_ratio,
+            avg_batch,
             commits,
             violations: outcome.violations + bad,
             verified_live: live,
@@ -193,6 +201,67 @@ fn run_stack(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError
             .expect("tokio runtime")
             .block_on(job),
         Rt::Smol => smol::block_on(job),
+    }
+}
+
+type Figures = (Outcome, Option<f64>, Option<f64>);
+
+/// Builds `stack` over `sqlite`, drives the workload, and closes the stack (a
+/// buffer drains) so the database holds everything afterwards.
+async fn run_on(
+    args: &Args,
+    stack: Stack,
+    sqlite: Arc<SqliteTokenStore>,
+) -> Result<Figures, StoreError> {
+    let cache = || CacheConfig::default();
+    let buffer = |ack| {
+        BufferedTokenStore::new(
+            sqlite.clone(),
+            BufferConfig::default(),
+            ack,
+            runtime(args.runtime),
+        )
+    };
+    let hits = |m: CacheMetrics| Some(m.sessions.hits as f64 / m.sessions.lookups.max(1) as f64);
+    let batch = |m: BufferMetrics| Some(m.applied_writes as f64 / m.applied_batches.max(1) as f64);
+    Ok(match stack {
+        Stack::Bare => (drive(args, sqlite.clone()).await?, None, None),
+        Stack::Cached => {
+            let store = Arc::new(CachingTokenStore::new(sqlite.clone(), cache()));
+            let outcome = drive(args, store.clone()).await?;
+            (outcome, hits(store.metrics()), None)
+        }
+        Stack::Buffered | Stack::Durable => {
+            let ack = if stack == Stack::Durable {
+                Ack::Durable
+            } else {
+                Ack::Queued
+            };
+            let store = Arc::new(buffer(ack));
+            let outcome = drive(args, store.clone()).await?;
+            store.close().await?;
+            (outcome, None, batch(store.metrics()))
+        }
+        Stack::CachedBuffered => {
+            let store = Arc::new(CachingTokenStore::new(buffer(Ack::Queued), cache()));
+            let outcome = drive(args, store.clone()).await?;
+            store.close().await?;
+            (
+                outcome,
+                hits(store.metrics()),
+                batch(store.inner().metrics()),
+            )
+        }
+    })
+}
+
+fn runtime(rt: Rt) -> Arc<dyn Runtime> {
+    match rt {
+        Rt::Tokio => Arc::new(TokioRuntime::current()),
+        #[cfg(feature = "smol")]
+        Rt::Smol => Arc::new(tokenstore::runtime::SmolRuntime),
+        #[cfg(not(feature = "smol"))]
+        Rt::Smol => unreachable!("checked in main"),
     }
 }
 
@@ -607,6 +676,12 @@ async fn verify(path: &Path, expected: &Expected) -> Result<(u64, u64, u64), Sto
     Ok((live, revoked, bad))
 }
 
+fn name(stack: Stack) -> String {
+    stack
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -620,20 +695,18 @@ fn print_table(reports: &[Report]) {
         .find(|r| r.stack == Stack::Bare)
         .map(|r| r.ops as f64 / r.elapsed.as_secs_f64());
     println!();
-    print!("{:<8} {:>9} {:>7}", "stack", "ops/s", "speedup");
+    print!("{:<15} {:>9} {:>7}", "stack", "ops/s", "speedup");
     for op in OPS {
         print!(" {:>15}", format!("{op} p50/p99"));
     }
-    println!(" {:>6} {:>8} {:>10}", "hit%", "commits", "violations");
+    println!(
+        " {:>6} {:>6} {:>8} {:>10}",
+        "hit%", "batch", "commits", "violations"
+    );
     for r in reports {
         let rate = r.ops as f64 / r.elapsed.as_secs_f64();
         let speedup = bare.map_or("-".to_string(), |b| format!("{:.2}x", rate / b));
-        print!(
-            "{:<8} {:>9.0} {:>7}",
-            format!("{:?}", r.stack).to_lowercase(),
-            rate,
-            speedup
-        );
+        print!("{:<15} {:>9.0} {:>7}", name(r.stack), rate, speedup);
         for op in OPS {
             let mut l = r.latencies.get(op).cloned().unwrap_or_default();
             l.sort_unstable();
@@ -645,12 +718,19 @@ fn print_table(reports: &[Report]) {
         let hit = r
             .hit_ratio
             .map_or("-".to_string(), |h| format!("{:.1}", h * 100.0));
-        println!(" {:>6} {:>8} {:>10}", hit, r.commits, r.violations);
+        let batch = r.avg_batch.map_or("-".to_string(), |b| format!("{b:.1}"));
+        println!(
+            " {:>6} {:>6} {:>8} {:>10}",
+            hit, batch, r.commits, r.violations
+        );
     }
     for r in reports {
         println!(
-            "{:?}: checked the database afterwards: {} live sessions load, {} revoked tokens refused, {} violations",
-            r.stack, r.verified_live, r.verified_revoked, r.violations
+            "{}: checked the database afterwards: {} live sessions load, {} revoked tokens refused, {} violations",
+            name(r.stack),
+            r.verified_live,
+            r.verified_revoked,
+            r.violations
         );
     }
 }
@@ -669,12 +749,13 @@ fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
                 })
                 .collect();
             serde_json::json!({
-                "stack": format!("{:?}", r.stack).to_lowercase(),
+                "stack": name(r.stack),
                 "ops": r.ops,
                 "seconds": r.elapsed.as_secs_f64(),
                 "ops_per_second": r.ops as f64 / r.elapsed.as_secs_f64(),
                 "latency": lat,
                 "cache_hit_ratio": r.hit_ratio,
+                "average_flush_batch": r.avg_batch,
                 "sqlite_commits": r.commits,
                 "violations": r.violations,
             })

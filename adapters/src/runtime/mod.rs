@@ -53,3 +53,15 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// A future that completes after `duration`.
     fn sleep(&self, duration: Duration) -> Task;
 }
+
+/// A shared runtime is a runtime (so one can be chosen at run time as
+/// `Arc<dyn Runtime>`).
+impl<R: Runtime + ?Sized> Runtime for std::sync::Arc<R> {
+    fn spawn(&self, task: Task) {
+        (**self).spawn(task);
+    }
+
+    fn sleep(&self, duration: Duration) -> Task {
+        (**self).sleep(duration)
+    }
+}
