@@ -3,6 +3,7 @@
 //! The connection thread makes the store runtime-agnostic, so a plain
 //! `futures_lite::future::block_on` drives every test.
 
+mod batch;
 mod bulk;
 mod common;
 mod corrupt;
@@ -10,3 +11,4 @@ mod encryption;
 mod model;
 mod schema;
 mod semantics;
+mod writes;

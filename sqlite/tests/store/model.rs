@@ -12,10 +12,10 @@ use tokenstore_core::{
 use tokenstore_sqlite::SqliteTokenStore;
 
 /// A small deterministic generator (SplitMix64), so a failing seed replays.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -23,22 +23,22 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
-    fn key(&mut self, prefix: &str, pool: u64) -> String {
+    pub(crate) fn key(&mut self, prefix: &str, pool: u64) -> String {
         format!("{prefix}{}", self.below(pool))
     }
 
     /// A time around `now`: up to 10 minutes before or 20 minutes after, to the
     /// microsecond.
-    fn time(&mut self, now: Timestamp) -> Timestamp {
+    pub(crate) fn time(&mut self, now: Timestamp) -> Timestamp {
         let offset = self.below(1_800_000_000) as i64 - 600_000_000;
         Timestamp::from_unix_micros(now.as_unix_micros() + offset)
     }
 
-    fn maybe_time(&mut self, now: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn maybe_time(&mut self, now: Timestamp) -> Option<Timestamp> {
         (self.below(4) > 0).then(|| self.time(now))
     }
 }
