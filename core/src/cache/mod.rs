@@ -108,6 +108,7 @@ pub enum FillOutcome {
     Refused,
 }
 
+#[derive(Clone)]
 struct SessionEntry {
     record: Arc<StoredSession>,
     /// Serve by access token or id before this.
@@ -119,6 +120,16 @@ struct SessionEntry {
 struct Entry<T> {
     record: Arc<T>,
     deadline: Timestamp,
+}
+
+// Not derived: a derive would ask `T: Clone`, and only the `Arc` is cloned.
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Self {
+            record: self.record.clone(),
+            deadline: self.deadline,
+        }
+    }
 }
 
 /// The read-cache machine.

@@ -5,6 +5,11 @@
 //! bits, and evicts the first entry it finds unvisited. A hit only sets a bit, so
 //! lookups never reorder anything. Everything here is deterministic: eviction
 //! order depends only on the sequence of calls.
+//!
+//! A hit must touch as little memory as possible: each key's index entry holds
+//! its own copy of the value (an `Arc` and deadlines) and its own visited bit, so
+//! a hit reads one hash bucket and nothing else. An entry counts as visited when
+//! any of its keys was. The order list holds only keys and links.
 
 use foldhash::HashMap;
 use foldhash::HashMapExt;
@@ -12,21 +17,26 @@ use std::hash::Hash;
 
 const NIL: u32 = u32::MAX;
 
-struct Node<K, V> {
+struct Node<K> {
     keys: Vec<K>,
-    value: V,
-    visited: bool,
     /// Towards the newest entry.
     newer: u32,
     /// Towards the oldest entry.
     older: u32,
 }
 
+/// What one key finds: the entry's slot, the value, and the key's visited bit.
+struct Indexed<V> {
+    slot: u32,
+    visited: bool,
+    value: V,
+}
+
 /// Entries with several keys each, at most `capacity` of them.
 pub(crate) struct Table<K, V> {
-    nodes: Vec<Option<Node<K, V>>>,
+    nodes: Vec<Option<Node<K>>>,
     free: Vec<u32>,
-    index: HashMap<K, u32>,
+    index: HashMap<K, Indexed<V>>,
     newest: u32,
     oldest: u32,
     hand: u32,
@@ -34,7 +44,7 @@ pub(crate) struct Table<K, V> {
     capacity: usize,
 }
 
-impl<K: Hash + Eq + Clone, V> Table<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             nodes: Vec::new(),
@@ -54,18 +64,16 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
 
     /// The value reachable by `key`, marking it visited.
     pub(crate) fn get(&mut self, key: &K) -> Option<&V> {
-        let slot = *self.index.get(key)?;
-        let node = self.node_mut(slot);
-        node.visited = true;
-        Some(&node.value)
+        let found = self.index.get_mut(key)?;
+        found.visited = true;
+        Some(&found.value)
     }
 
     /// Removes the entry reachable by `key` (with all its keys); returns its keys
     /// and value.
     pub(crate) fn remove(&mut self, key: &K) -> Option<(Vec<K>, V)> {
-        let slot = *self.index.get(key)?;
-        let node = self.unlink(slot);
-        Some((node.keys, node.value))
+        let slot = self.index.get(key)?.slot;
+        Some(self.unlink(slot))
     }
 
     /// Inserts an entry under `keys`, first removing every entry reachable by any
@@ -81,28 +89,26 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         let evicted = (self.len >= self.capacity).then(|| self.evict());
         let slot = self.alloc(Node {
             keys,
-            value,
-            visited: false,
             newer: NIL,
             older: self.newest,
         });
-        self.link_newest(slot);
+        self.link_newest(slot, value);
         evicted
     }
 
-    fn node(&self, slot: u32) -> &Node<K, V> {
+    fn node(&self, slot: u32) -> &Node<K> {
         self.nodes[slot as usize]
             .as_ref()
             .expect("linked slot is occupied")
     }
 
-    fn node_mut(&mut self, slot: u32) -> &mut Node<K, V> {
+    fn node_mut(&mut self, slot: u32) -> &mut Node<K> {
         self.nodes[slot as usize]
             .as_mut()
             .expect("linked slot is occupied")
     }
 
-    fn alloc(&mut self, node: Node<K, V>) -> u32 {
+    fn alloc(&mut self, node: Node<K>) -> u32 {
         match self.free.pop() {
             Some(slot) => {
                 self.nodes[slot as usize] = Some(node);
@@ -115,9 +121,17 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         }
     }
 
-    fn link_newest(&mut self, slot: u32) {
+    fn link_newest(&mut self, slot: u32, value: V) {
         for key in self.node(slot).keys.clone() {
-            self.index.insert(key, slot);
+            let value = value.clone();
+            self.index.insert(
+                key,
+                Indexed {
+                    slot,
+                    visited: false,
+                    value,
+                },
+            );
         }
         if self.newest != NIL {
             let newest = self.newest;
@@ -130,12 +144,13 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         self.len += 1;
     }
 
-    fn unlink(&mut self, slot: u32) -> Node<K, V> {
+    fn unlink(&mut self, slot: u32) -> (Vec<K>, V) {
         let node = self.nodes[slot as usize]
             .take()
             .expect("linked slot is occupied");
+        let mut value = None;
         for key in &node.keys {
-            self.index.remove(key);
+            value = self.index.remove(key).map(|i| i.value).or(value);
         }
         if self.hand == slot {
             self.hand = node.newer;
@@ -150,7 +165,22 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         }
         self.free.push(slot);
         self.len -= 1;
-        node
+        (node.keys, value.expect("every linked entry is indexed"))
+    }
+
+    /// Whether any key of the entry at `slot` was visited; clears the bits.
+    fn take_visited(&mut self, slot: u32) -> bool {
+        let mut visited = false;
+        for key in &self.nodes[slot as usize]
+            .as_ref()
+            .expect("linked slot is occupied")
+            .keys
+        {
+            if let Some(i) = self.index.get_mut(key) {
+                visited |= std::mem::take(&mut i.visited);
+            }
+        }
+        visited
     }
 
     /// Walks the hand from old to new, sparing visited entries once; returns the
@@ -165,15 +195,13 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             if slot == NIL {
                 slot = self.oldest;
             }
-            let node = self.node_mut(slot);
-            if !node.visited {
+            if !self.take_visited(slot) {
                 break;
             }
-            node.visited = false;
-            slot = node.newer;
+            slot = self.node(slot).newer;
         }
         self.hand = self.node(slot).newer;
-        self.unlink(slot).keys
+        self.unlink(slot).0
     }
 }
 
