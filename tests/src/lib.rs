@@ -31,6 +31,7 @@ mod cached;
 pub mod compare;
 pub mod contract;
 mod factory;
+pub mod probe;
 mod runtime;
 pub mod sample;
 mod sqlite;
