@@ -27,6 +27,7 @@
 //! Tests are deterministic: time moves only through the fixture's manual clock,
 //! and nothing sleeps.
 
+pub mod cache;
 mod cached;
 pub mod compare;
 pub mod contract;

@@ -168,6 +168,108 @@ macro_rules! __contract_tests {
     };
 }
 
+/// Emits the read cache's suite ([`cache`](crate::cache)) over the delegate
+/// made by `$factory`, on one runtime: a module `$name` holding one module per
+/// family and one `#[test]` per body.
+///
+/// ```ignore
+/// tokenstore_tests::cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
+/// // => cache_memory_tokio::reads::session_by_token_miss_then_hit, ...
+/// ```
+#[macro_export]
+macro_rules! cache_suite {
+    ($name:ident, $factory:ty, $runtime:ty $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__cache_test_list!(__cache_tests, $factory, $runtime);
+        }
+    };
+}
+
+/// Calls `$crate::$callback! { ($args) family { test, ... } ... }` with every
+/// cache suite body.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cache_test_list {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! {
+            ($($args)*)
+            reads {
+                session_by_token_miss_then_hit,
+                session_by_id_miss_then_hit,
+                session_by_refresh_miss_then_hit,
+                one_fill_serves_every_key,
+                auth_code_miss_then_hit,
+                client_miss_then_hit,
+                uncached_calls_pass_through,
+                contract_config_caches,
+                delegate_errors_are_not_cached,
+            }
+            expiry {
+                session_served_until_access_expiry_minus_skew,
+                session_served_until_refresh_expiry_minus_skew,
+                access_expired_not_served_by_token_or_id,
+                ttl_cap_bounds_session_lifetime,
+                ttl_cap_bounds_client_lifetime,
+                auth_code_served_until_expiry_minus_skew,
+                record_inside_skew_window_not_cached,
+                never_serves_expired_records,
+                clock_resolution_widens_skew,
+                expired_state_never_served,
+            }
+            negatives {
+                unknown_keys_are_cached,
+                negative_entry_expires_after_negative_ttl,
+                store_session_clears_negatives,
+                store_code_and_client_clear_negatives,
+                rotation_clears_negatives_of_new_tokens,
+            }
+            invalidation {
+                store_replaces_cached_session,
+                rotation_hides_old_tokens,
+                shared_refresh_token_evicts_other_session,
+                delete_by_token_leaves_no_stale_read,
+                delete_by_id_leaves_no_stale_read,
+                bulk_writes_leave_no_stale_read,
+                store_code_replaces_cached,
+                delete_code_leaves_no_stale_read,
+                try_delete_code_reaches_delegate,
+                consume_state_reaches_delegate,
+                client_writes_leave_no_stale_read,
+            }
+            staleness {
+                backend_delete_seen_within_ttl_cap,
+                backend_rotation_seen_within_ttl_cap,
+                backend_store_seen_after_negative_ttl,
+                backend_code_and_client_writes_seen_within_ttl_cap,
+            }
+        }
+    };
+}
+
+/// Emits one module per cache family and one `#[test]` per body.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cache_tests {
+    (($factory:ty, $runtime:ty) $($family:ident { $($test:ident),* $(,)? })*) => {
+        $(
+            mod $family {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    #[test]
+                    fn $test() {
+                        <$runtime as $crate::Runtime>::block_on(
+                            $crate::cache::$family::$test::<$factory, $runtime>(),
+                        );
+                    }
+                )*
+            }
+        )*
+    };
+}
+
 /// Lists every body as `"family::test"` (for the unit test below).
 #[doc(hidden)]
 #[macro_export]
@@ -179,8 +281,30 @@ macro_rules! __contract_test_names {
 
 #[cfg(test)]
 mod tests {
-    /// Every `pub async fn` in the contract modules, as `"family::test"`.
-    fn bodies() -> Vec<String> {
+    /// Every function of `sources` declared by a line starting with `prefix`
+    /// (`"pub async fn "` or `"pub fn "`), as `"family::test"`.
+    fn bodies(sources: &[(&str, &str)], prefix: &str) -> Vec<String> {
+        let mut all = Vec::new();
+        for (family, source) in sources {
+            for line in source.lines() {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    let name = rest.split(['<', '(']).next().unwrap_or(rest);
+                    all.push(format!("{family}::{name}"));
+                }
+            }
+        }
+        all.sort();
+        all
+    }
+
+    fn sorted(listed: &[&str]) -> Vec<String> {
+        let mut listed: Vec<String> = listed.iter().map(|s| (*s).to_owned()).collect();
+        listed.sort();
+        listed
+    }
+
+    #[test]
+    fn every_body_is_listed_once() {
         let sources = [
             ("states", include_str!("contract/states.rs")),
             ("auth_codes", include_str!("contract/auth_codes.rs")),
@@ -193,25 +317,21 @@ mod tests {
             ("bulk", include_str!("contract/bulk.rs")),
             ("model", include_str!("contract/model.rs")),
         ];
-        let mut all = Vec::new();
-        for (family, source) in sources {
-            for line in source.lines() {
-                if let Some(rest) = line.strip_prefix("pub async fn ") {
-                    let name = rest.split('<').next().unwrap_or(rest);
-                    all.push(format!("{family}::{name}"));
-                }
-            }
-        }
-        all.sort();
-        all
+        let listed = sorted(crate::__contract_test_list!(__contract_test_names,));
+        assert_eq!(listed, bodies(&sources, "pub async fn "));
+        assert!(listed.len() >= 60, "only {} tests", listed.len());
     }
 
     #[test]
-    fn every_body_is_listed_once() {
-        let listed: &[&str] = crate::__contract_test_list!(__contract_test_names,);
-        let mut listed: Vec<String> = listed.iter().map(|s| (*s).to_owned()).collect();
-        listed.sort();
-        assert_eq!(listed, bodies());
-        assert!(listed.len() >= 60, "only {} tests", listed.len());
+    fn every_cache_body_is_listed_once() {
+        let sources = [
+            ("reads", include_str!("cache/reads.rs")),
+            ("expiry", include_str!("cache/expiry.rs")),
+            ("negatives", include_str!("cache/negatives.rs")),
+            ("invalidation", include_str!("cache/invalidation.rs")),
+            ("staleness", include_str!("cache/staleness.rs")),
+        ];
+        let listed = sorted(crate::__cache_test_list!(__contract_test_names,));
+        assert_eq!(listed, bodies(&sources, "pub async fn "));
     }
 }

@@ -1,0 +1,176 @@
+//! The read cache's own suite: what [`CachingTokenStore`] adds to the contract
+//! (hits, lifetimes, negative entries, invalidation, staleness).
+//!
+//! Each body is `pub async fn name<F: Factory, R: Runtime>()`, where `F` makes
+//! the *delegate*; the body builds a [`CacheFixture`]: the cache over a
+//! [`CountingStore`] (so the body sees every call that reaches the delegate)
+//! over a [`GatedStore`] (so a body can hold a delegate read half way) over
+//! the shared backend (so a body can also write behind the cache's back).
+//! [`cache_suite!`](crate::cache_suite) turns each into a `#[test]`.
+//!
+//! Time moves only through the fixture's [`ManualClock`], shared by the cache
+//! and its delegate.
+
+pub mod expiry;
+pub mod invalidation;
+pub mod negatives;
+pub mod reads;
+pub mod staleness;
+
+use crate::probe::{Calls, CountingStore, Gate, GatedStore};
+use crate::{Factory, T0};
+use std::sync::Arc;
+use std::time::Duration;
+use tokenstore::CachingTokenStore;
+use tokenstore::cache::{CacheConfig, CacheMetrics};
+use tokenstore_core::{
+    AuthCodeRecord, ClientRecord, Clock, Contents, ManualClock, StoredSession, Timestamp,
+    TokenStore,
+};
+
+/// The suite's longest entry lifetime: ten minutes.
+pub const TTL_CAP: Duration = Duration::from_secs(600);
+/// The suite's skew: five seconds.
+pub const SKEW: Duration = Duration::from_secs(5);
+/// The suite's negative lifetime: twenty seconds.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(20);
+
+/// The configuration every body starts from: [`TTL_CAP`], [`SKEW`],
+/// [`NEGATIVE_TTL`] (all distinct, so a boundary tells which one applied) and
+/// the default capacities.
+pub fn config() -> CacheConfig {
+    CacheConfig {
+        ttl_cap: TTL_CAP,
+        skew: SKEW,
+        negative_ttl: NEGATIVE_TTL,
+        ..CacheConfig::default()
+    }
+}
+
+/// The stack under test: the cache over the counting and gated probes over a
+/// backend the test shares.
+pub type Stack<S> = CachingTokenStore<CountingStore<GatedStore<Arc<S>>>>;
+
+/// A cache over a fresh delegate from `F`, both on one [`ManualClock`] at
+/// [`T0`].
+pub struct CacheFixture<F: Factory> {
+    /// The clock of the cache and of the backend.
+    pub clock: ManualClock,
+    /// The cache, shared so spawned tasks can call it.
+    pub store: Arc<Stack<F::Store>>,
+    /// The backend, for writes behind the cache's back.
+    pub backend: Arc<F::Store>,
+    // Declared last, so dropped after the stores.
+    guard: F::Guard,
+}
+
+impl<F: Factory> CacheFixture<F> {
+    /// A fresh stack with [`config`].
+    pub async fn new() -> Self {
+        Self::with_config(config()).await
+    }
+
+    /// A fresh stack with `config`.
+    pub async fn with_config(config: CacheConfig) -> Self {
+        let clock = ManualClock::new(T0);
+        let (backend, guard) = F::make(clock.clone()).await;
+        let backend = Arc::new(backend);
+        let probes = CountingStore::new(GatedStore::new(backend.clone()));
+        let store = CachingTokenStore::with_clock(probes, config, clock.clone());
+        Self {
+            clock,
+            store: Arc::new(store),
+            backend,
+            guard,
+        }
+    }
+
+    /// The calls that reached the delegate so far.
+    pub fn calls(&self) -> Calls {
+        self.store.inner().calls()
+    }
+
+    /// The gate of the delegate's `load_session_by_token`.
+    pub fn gate(&self) -> &Gate {
+        self.store.inner().inner().gate()
+    }
+
+    /// The cache's counters.
+    pub fn metrics(&self) -> CacheMetrics {
+        self.store.metrics()
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Sets the clock.
+    pub fn set_time(&self, t: Timestamp) {
+        self.clock.set(t);
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Everything the backend holds.
+    pub async fn contents(&self) -> Contents {
+        F::contents(&self.backend, &self.guard).await
+    }
+
+    /// Stores a copy of `session` through the cache.
+    pub async fn put(&self, session: &StoredSession) {
+        self.store
+            .store_session(Arc::new(session.clone()))
+            .await
+            .expect("store_session");
+    }
+
+    /// Loads by access token through the cache.
+    pub async fn by_token(&self, token: &str) -> Option<Arc<StoredSession>> {
+        self.store
+            .load_session_by_token(token)
+            .await
+            .expect("load_session_by_token")
+    }
+
+    /// Loads by session id through the cache.
+    pub async fn by_id(&self, id: &str) -> Option<Arc<StoredSession>> {
+        self.store
+            .load_session_by_id(id)
+            .await
+            .expect("load_session_by_id")
+    }
+
+    /// Loads by refresh token through the cache.
+    pub async fn by_refresh(&self, token: &str) -> Option<Arc<StoredSession>> {
+        self.store
+            .load_session_by_refresh_token(token)
+            .await
+            .expect("load_session_by_refresh_token")
+    }
+
+    /// Loads a code through the cache.
+    pub async fn code(&self, code: &str) -> Option<Arc<AuthCodeRecord>> {
+        self.store
+            .load_auth_code(code)
+            .await
+            .expect("load_auth_code")
+    }
+
+    /// Loads a client through the cache.
+    pub async fn client(&self, id: &str) -> Option<Arc<ClientRecord>> {
+        self.store.load_client(id).await.expect("load_client")
+    }
+}
+
+impl<F: Factory> std::fmt::Debug for CacheFixture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheFixture")
+            .field("clock", &self.clock)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
