@@ -174,7 +174,7 @@ macro_rules! __contract_tests {
 ///
 /// ```ignore
 /// tokenstore_tests::cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
-/// // => cache_memory_tokio::reads::session_by_token_miss_then_hit, ...
+/// // => cache_memory_tokio::races::single_flight_hundred_misses, ...
 /// ```
 #[macro_export]
 macro_rules! cache_suite {
@@ -183,6 +183,18 @@ macro_rules! cache_suite {
             #[allow(unused_imports)]
             use super::*;
             $crate::__cache_test_list!(__cache_tests, $factory, $runtime);
+        }
+    };
+}
+
+/// Emits the machine-level bodies of [`cache::machine`](crate::cache::machine)
+/// once, as plain `#[test]`s in a module `$name` (they need no runtime and no
+/// delegate).
+#[macro_export]
+macro_rules! cache_machine_suite {
+    ($name:ident $(,)?) => {
+        mod $name {
+            $crate::__cache_machine_test_list!(__cache_machine_tests,);
         }
     };
 }
@@ -244,6 +256,43 @@ macro_rules! __cache_test_list {
                 backend_store_seen_after_negative_ttl,
                 backend_code_and_client_writes_seen_within_ttl_cap,
             }
+            races {
+                stale_fill_after_rotation_refused,
+                stale_fill_after_delete_refused,
+                stale_negative_fill_after_store_refused,
+                single_flight_hundred_misses,
+                single_flight_hundred_misses_of_unknown,
+                cancelled_read_releases_its_key,
+            }
+            capacity {
+                session_capacity_bounds_entries,
+                code_and_client_capacity_bound_entries,
+                negative_capacity_bounds_flood,
+            }
+            metrics {
+                metrics_add_up_after_mixed_workload,
+                debug_shows_no_identifiers,
+            }
+        }
+    };
+}
+
+/// Calls `$crate::$callback! { ($args) machine { test, ... } }` with every
+/// machine-level body.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cache_machine_test_list {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! {
+            ($($args)*)
+            machine {
+                stale_fill_after_delete_refused,
+                stale_fill_after_rotation_refused,
+                stale_negative_fill_refused,
+                unrelated_or_earlier_writes_do_not_refuse,
+                second_miss_on_a_key_waits,
+                negative_flood_stays_bounded,
+            }
         }
     };
 }
@@ -266,6 +315,22 @@ macro_rules! __cache_tests {
                     }
                 )*
             }
+        )*
+    };
+}
+
+/// Emits one `#[test]` per machine-level body.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cache_machine_tests {
+    (() $($family:ident { $($test:ident),* $(,)? })*) => {
+        $(
+            $(
+                #[test]
+                fn $test() {
+                    $crate::cache::$family::$test();
+                }
+            )*
         )*
     };
 }
@@ -330,8 +395,14 @@ mod tests {
             ("negatives", include_str!("cache/negatives.rs")),
             ("invalidation", include_str!("cache/invalidation.rs")),
             ("staleness", include_str!("cache/staleness.rs")),
+            ("races", include_str!("cache/races.rs")),
+            ("capacity", include_str!("cache/capacity.rs")),
+            ("metrics", include_str!("cache/metrics.rs")),
         ];
         let listed = sorted(crate::__cache_test_list!(__contract_test_names,));
         assert_eq!(listed, bodies(&sources, "pub async fn "));
+        let machine = [("machine", include_str!("cache/machine.rs"))];
+        let listed = sorted(crate::__cache_machine_test_list!(__contract_test_names,));
+        assert_eq!(listed, bodies(&machine, "pub fn "));
     }
 }

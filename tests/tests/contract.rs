@@ -4,7 +4,8 @@
 //! `cached_<backend>_<runtime>` is the read cache over that backend.
 
 use tokenstore_tests::{
-    Cached, MemoryFactory, Smol, SqliteFactory, Tokio, cache_suite, contract_suite,
+    Cached, MemoryFactory, Smol, SqliteFactory, Tokio, cache_machine_suite, cache_suite,
+    contract_suite,
 };
 
 contract_suite!(memory_tokio, MemoryFactory, Tokio);
@@ -20,3 +21,4 @@ cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
 cache_suite!(cache_memory_smol, MemoryFactory, Smol);
 cache_suite!(cache_sqlite_tokio, SqliteFactory, Tokio);
 cache_suite!(cache_sqlite_smol, SqliteFactory, Smol);
+cache_machine_suite!(cache_machine);

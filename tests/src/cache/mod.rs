@@ -1,26 +1,34 @@
 //! The read cache's own suite: what [`CachingTokenStore`] adds to the contract
-//! (hits, lifetimes, negative entries, invalidation, staleness).
+//! (hits, lifetimes, invalidation, staleness, races, bounds, counters).
 //!
 //! Each body is `pub async fn name<F: Factory, R: Runtime>()`, where `F` makes
 //! the *delegate*; the body builds a [`CacheFixture`]: the cache over a
 //! [`CountingStore`] (so the body sees every call that reaches the delegate)
 //! over a [`GatedStore`] (so a body can hold a delegate read half way) over
 //! the shared backend (so a body can also write behind the cache's back).
-//! [`cache_suite!`](crate::cache_suite) turns each into a `#[test]`.
+//! [`cache_suite!`](crate::cache_suite) turns each into a `#[test]`; the few
+//! bodies of [`machine`] drive [`CacheMachine`](tokenstore::cache::CacheMachine)
+//! directly and need no runtime.
 //!
 //! Time moves only through the fixture's [`ManualClock`], shared by the cache
 //! and its delegate.
 
+pub mod capacity;
 pub mod expiry;
 pub mod invalidation;
+pub mod machine;
+pub mod metrics;
 pub mod negatives;
+pub mod races;
 pub mod reads;
 pub mod staleness;
 
 use crate::probe::{Calls, CountingStore, Gate, GatedStore};
 use crate::{Factory, T0};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokenstore::CachingTokenStore;
 use tokenstore::cache::{CacheConfig, CacheMetrics};
 use tokenstore_core::{
@@ -173,4 +181,37 @@ impl<F: Factory> std::fmt::Debug for CacheFixture<F> {
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
+}
+
+/// Waits, yielding, until `done()` holds: for a point only concurrent tasks
+/// can reach (for example, "99 readers are waiting"), observed through a
+/// counter rather than guessed with a sleep. Panics after a minute, so a bug
+/// fails the test instead of hanging it.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < give_up, "gave up waiting until {what}");
+        std::thread::yield_now();
+        smol::future::yield_now().await;
+    }
+}
+
+/// Runs `future`, adding one to `parked` the first time it returns `Pending`
+/// (that is, once it is parked on something: a gate, a listener, a channel).
+///
+/// A reader of a key another reader is filling parks on the cache's listener
+/// and on nothing before it, so "every reader has parked" tells the test that
+/// they all wait, whatever the counters say.
+pub async fn count_parked<F: Future>(future: F, parked: Arc<AtomicUsize>) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut noted = false;
+    std::future::poll_fn(move |cx| {
+        let poll = future.as_mut().poll(cx);
+        if poll.is_pending() && !noted {
+            noted = true;
+            parked.fetch_add(1, Ordering::SeqCst);
+        }
+        poll
+    })
+    .await
 }
