@@ -110,19 +110,40 @@ impl<S: TokenStore> CachingTokenStore<S> {
         Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
     {
         let now = self.clock.now();
-        let first = self.machine.lock().lookup(now, &key);
-        match first {
-            Lookup::Hit(cached) => Ok(unwrap(cached)),
-            Lookup::NegativeHit => Ok(None),
-            Lookup::Closed => Err(StoreError::Closed),
-            Lookup::Miss(ticket) => Box::pin(self.fetch_and_fill(now, ticket, &fetch, fill)).await,
-            Lookup::Wait => Box::pin(self.read_after_wait(key, fetch, fill, unwrap)).await,
+        match self.decide(now, &key, unwrap) {
+            Ok(answer) => answer,
+            Err(Next::Fetch(ticket)) => {
+                Box::pin(self.fetch_and_fill(now, ticket, &fetch, fill)).await
+            }
+            Err(Next::Wait(listener)) => {
+                Box::pin(self.read_after_wait(listener, key, fetch, fill, unwrap)).await
+            }
+        }
+    }
+
+    /// One lookup under the lock: the answer, or what to do next. On `Wait`, the
+    /// listener is created under the lock: the fill waited for needs the lock to
+    /// land, so its notification cannot be missed.
+    fn decide<T>(
+        &self,
+        now: Timestamp,
+        key: &CacheKey,
+        unwrap: fn(Cached) -> Option<Arc<T>>,
+    ) -> Result<Result<Option<Arc<T>>, StoreError>, Next> {
+        let mut machine = self.machine.lock();
+        match machine.lookup(now, key) {
+            Lookup::Hit(cached) => Ok(Ok(unwrap(cached))),
+            Lookup::NegativeHit => Ok(Ok(None)),
+            Lookup::Closed => Ok(Err(StoreError::Closed)),
+            Lookup::Miss(ticket) => Err(Next::Fetch(ticket)),
+            Lookup::Wait => Err(Next::Wait(self.filled.listen())),
         }
     }
 
     /// Another caller is filling `key`: wait for a fill, then look up again.
     async fn read_after_wait<T, Fut>(
         &self,
+        mut listener: EventListener,
         key: CacheKey,
         fetch: impl Fn() -> Fut + Send,
         fill: FillFn<T>,
@@ -133,22 +154,14 @@ impl<S: TokenStore> CachingTokenStore<S> {
         Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
     {
         loop {
+            listener.await;
             let now = self.clock.now();
-            let next = {
-                let mut machine = self.machine.lock();
-                match machine.lookup(now, &key) {
-                    Lookup::Hit(cached) => return Ok(unwrap(cached)),
-                    Lookup::NegativeHit => return Ok(None),
-                    Lookup::Closed => return Err(StoreError::Closed),
-                    Lookup::Miss(ticket) => Next::Fetch(ticket),
-                    // Listening under the lock: the fill we wait for needs the lock
-                    // to land, so its notification cannot be missed.
-                    Lookup::Wait => Next::Wait(self.filled.listen()),
+            match self.decide(now, &key, unwrap) {
+                Ok(answer) => return answer,
+                Err(Next::Fetch(ticket)) => {
+                    return self.fetch_and_fill(now, ticket, &fetch, fill).await;
                 }
-            };
-            match next {
-                Next::Fetch(ticket) => return self.fetch_and_fill(now, ticket, &fetch, fill).await,
-                Next::Wait(listener) => listener.await,
+                Err(Next::Wait(next)) => listener = next,
             }
         }
     }

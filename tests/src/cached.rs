@@ -22,7 +22,7 @@ pub fn contract_cache_config() -> CacheConfig {
 /// [`CachingTokenStore`] with [`contract_cache_config`] over a fresh store of
 /// `F`, telling time with the same [`ManualClock`] as its delegate.
 ///
-/// ```ignore
+/// ```text
 /// contract_suite!(cached_memory_tokio, Cached<MemoryFactory>, Tokio);
 /// ```
 pub struct Cached<F>(PhantomData<F>);

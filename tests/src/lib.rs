@@ -17,7 +17,7 @@
 //!
 //! `tests/contract.rs` instantiates the suite:
 //!
-//! ```ignore
+//! ```text
 //! use tokenstore_tests::{MemoryFactory, Smol, Tokio, contract_suite};
 //!
 //! contract_suite!(memory_tokio, MemoryFactory, Tokio);

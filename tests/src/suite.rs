@@ -6,7 +6,7 @@
 /// Emits the whole contract suite for one factory on one runtime: a module
 /// `$name` holding one module per family and one `#[test]` per body.
 ///
-/// ```ignore
+/// ```text
 /// tokenstore_tests::contract_suite!(memory_tokio, MemoryFactory, Tokio);
 /// // => memory_tokio::sessions::rotation_invalidates_old_tokens, ...
 /// ```
@@ -172,7 +172,7 @@ macro_rules! __contract_tests {
 /// made by `$factory`, on one runtime: a module `$name` holding one module per
 /// family and one `#[test]` per body.
 ///
-/// ```ignore
+/// ```text
 /// tokenstore_tests::cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
 /// // => cache_memory_tokio::races::single_flight_hundred_misses, ...
 /// ```

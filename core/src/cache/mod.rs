@@ -261,7 +261,7 @@ impl CacheMachine {
             refresh_deadline: self.deadline(now, record.refresh_expires_at),
             record,
         };
-        if entry.deadline_for(&ticket.key) <= now {
+        if entry.deadline_for(&ticket.key) <= now || self.config.session_capacity == 0 {
             return FillOutcome::NotCached;
         }
         self.clear_negatives(&keys);
@@ -284,7 +284,7 @@ impl CacheMachine {
             return self.refused(&ticket);
         }
         let deadline = self.deadline(now, Some(record.expires_at));
-        if deadline <= now {
+        if deadline <= now || self.config.auth_code_capacity == 0 {
             return FillOutcome::NotCached;
         }
         self.clear_negatives(&keys);
@@ -307,7 +307,7 @@ impl CacheMachine {
             return self.refused(&ticket);
         }
         let deadline = self.deadline(now, None);
-        if deadline <= now {
+        if deadline <= now || self.config.client_capacity == 0 {
             return FillOutcome::NotCached;
         }
         self.clear_negatives(&keys);

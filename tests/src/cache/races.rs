@@ -102,7 +102,11 @@ async fn hundred_concurrent_loads<F: Factory, R: Runtime>(
     })
     .await;
     assert_eq!(fx.calls().load_session_by_token, 1, "one delegate call");
-    assert!(fx.metrics().sessions.waits >= READERS - 1);
+    assert_eq!(
+        fx.metrics().sessions.waits,
+        READERS - 1,
+        "one wait per parked reader"
+    );
     fx.gate().open();
     let mut answers = Vec::new();
     for task in tasks {
@@ -133,7 +137,7 @@ pub async fn single_flight_hundred_misses<F: Factory, R: Runtime>() {
     assert_eq!(fx.calls().load_session_by_token, 1);
     let m = fx.metrics().sessions;
     assert_eq!((m.misses, m.hits, m.fills), (1, READERS - 1, 1));
-    assert!(m.waits >= READERS - 1, "{m:?}");
+    assert_eq!(m.waits, READERS - 1, "one wait per reader: {m:?}");
     assert_answered_reads(&m, READERS);
     assert_eq!(fx.gate().unannounced(), 0, "no other call reached the gate");
 }
@@ -150,7 +154,7 @@ pub async fn single_flight_hundred_misses_of_unknown<F: Factory, R: Runtime>() {
         (m.misses, m.negative_hits, m.negative_fills),
         (1, READERS - 1, 1)
     );
-    assert!(m.waits >= READERS - 1, "{m:?}");
+    assert_eq!(m.waits, READERS - 1, "one wait per reader: {m:?}");
     assert_answered_reads(&m, READERS);
 }
 
