@@ -27,6 +27,7 @@
 //! Tests are deterministic: time moves only through the fixture's manual clock,
 //! and nothing sleeps.
 
+mod buffered;
 pub mod cache;
 mod cached;
 pub mod compare;
@@ -38,6 +39,7 @@ pub mod sample;
 mod sqlite;
 mod suite;
 
+pub use buffered::{Buffered, contract_buffer_config};
 pub use cached::{Cached, contract_cache_config};
 pub use factory::{Factory, Fixture, MemoryFactory, T0};
 pub use runtime::{Runtime, Smol, Task, Tokio, WORKER_THREADS};

@@ -47,6 +47,7 @@ impl Runtime for Tokio {
     fn block_on<F: Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
+            .enable_time()
             .build()
             .expect("build a tokio runtime")
             .block_on(future)

@@ -1,10 +1,12 @@
 //! The contract suite, instantiated per backend and per runtime.
 //!
 //! Test names say where they run: `memory_tokio::sessions::rotation_invalidates_old_tokens`;
-//! `cached_<backend>_<runtime>` is the read cache over that backend.
+//! `cached_<backend>_<runtime>` is the read cache over that backend,
+//! `buffered_` / `durable_` the write buffer (`Ack::Queued` / `Ack::Durable`),
+//! `cached_buffered_` the cache over the buffer.
 
 use tokenstore_tests::{
-    Cached, MemoryFactory, Smol, SqliteFactory, Tokio, cache_machine_suite, cache_suite,
+    Buffered, Cached, MemoryFactory, Smol, SqliteFactory, Tokio, cache_machine_suite, cache_suite,
     contract_suite,
 };
 
@@ -16,6 +18,24 @@ contract_suite!(cached_memory_tokio, Cached<MemoryFactory>, Tokio);
 contract_suite!(cached_memory_smol, Cached<MemoryFactory>, Smol);
 contract_suite!(cached_sqlite_tokio, Cached<SqliteFactory>, Tokio);
 contract_suite!(cached_sqlite_smol, Cached<SqliteFactory>, Smol);
+contract_suite!(buffered_memory_tokio, Buffered<MemoryFactory, false>, Tokio);
+contract_suite!(buffered_memory_smol, Buffered<MemoryFactory, false>, Smol);
+contract_suite!(durable_memory_tokio, Buffered<MemoryFactory, true>, Tokio);
+contract_suite!(durable_memory_smol, Buffered<MemoryFactory, true>, Smol);
+contract_suite!(buffered_sqlite_tokio, Buffered<SqliteFactory, false>, Tokio);
+contract_suite!(buffered_sqlite_smol, Buffered<SqliteFactory, false>, Smol);
+contract_suite!(durable_sqlite_tokio, Buffered<SqliteFactory, true>, Tokio);
+contract_suite!(durable_sqlite_smol, Buffered<SqliteFactory, true>, Smol);
+contract_suite!(
+    cached_buffered_sqlite_tokio,
+    Cached<Buffered<SqliteFactory, false>>,
+    Tokio
+);
+contract_suite!(
+    cached_buffered_sqlite_smol,
+    Cached<Buffered<SqliteFactory, false>>,
+    Smol
+);
 
 cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
 cache_suite!(cache_memory_smol, MemoryFactory, Smol);
