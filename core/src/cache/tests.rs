@@ -401,14 +401,27 @@ fn close_drops_entries_and_refuses_lookups() {
 
 #[test]
 fn zero_capacity_disables_caching_of_a_kind() {
-    let config = CacheConfig { session_capacity: 0, client_capacity: 0, ..CacheConfig::default() };
+    let config = CacheConfig {
+        session_capacity: 0,
+        client_capacity: 0,
+        ..CacheConfig::default()
+    };
     let mut cache = CacheMachine::new(config);
     let ticket = miss(&mut cache, t0(), by_access("acc"));
     let s = session("sid", "acc", None, t0() + HOUR);
-    assert_eq!(cache.fill_session(t0(), ticket, Some(s)), FillOutcome::NotCached);
+    assert_eq!(
+        cache.fill_session(t0(), ticket, Some(s)),
+        FillOutcome::NotCached
+    );
     let ticket = miss(&mut cache, t0(), CacheKey::Client("c".into()));
     let c = Arc::new(ClientRecord::new("c", t0()));
-    assert_eq!(cache.fill_client(t0(), ticket, Some(c)), FillOutcome::NotCached);
+    assert_eq!(
+        cache.fill_client(t0(), ticket, Some(c)),
+        FillOutcome::NotCached
+    );
     let m = cache.metrics();
-    assert_eq!((m.sessions.fills, m.clients.fills, m.session_entries), (0, 0, 0));
+    assert_eq!(
+        (m.sessions.fills, m.clients.fills, m.session_entries),
+        (0, 0, 0)
+    );
 }
