@@ -11,6 +11,14 @@
 /// // => memory_tokio::sessions::rotation_invalidates_old_tokens, ...
 /// ```
 ///
+/// A stack without the bulk capability is declared so, and gets one test
+/// that checks `bulk()` is `None` instead of the bulk family (whose bodies
+/// require the capability):
+///
+/// ```text
+/// tokenstore_tests::contract_suite!(buffered_memory_tokio, Buffered<MemoryFactory, false>, Tokio, without bulk);
+/// ```
+///
 /// The factory and runtime types are resolved where the macro is called.
 #[macro_export]
 macro_rules! contract_suite {
@@ -19,6 +27,15 @@ macro_rules! contract_suite {
             #[allow(unused_imports)]
             use super::*;
             $crate::__contract_test_list!(__contract_tests, $factory, $runtime);
+            $crate::__contract_bulk_list!(__contract_tests, $factory, $runtime);
+        }
+    };
+    ($name:ident, $factory:ty, $runtime:ty, without bulk $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__contract_test_list!(__contract_tests, $factory, $runtime);
+            $crate::__contract_tests! { ($factory, $runtime) bulk { not_advertised } }
         }
     };
 }
@@ -129,6 +146,22 @@ macro_rules! __contract_test_list {
                 concurrent_rotations_leave_one,
                 reads_unaffected_by_other_writes,
             }
+            model {
+                scripts_match_reference_model,
+                long_script_matches_reference_model,
+            }
+        }
+    };
+}
+
+/// Calls `$crate::$callback!` with the bodies of the bulk family, emitted only
+/// for stacks that advertise the bulk capability.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_bulk_list {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! {
+            ($($args)*)
             bulk {
                 store_matches_single_calls,
                 stored_sessions_load_by_every_key,
@@ -137,10 +170,6 @@ macro_rules! __contract_test_list {
                 cleanup_matches_single_cleanup,
                 store_with_invalid_session_rejected_whole,
                 empty_batches_change_nothing,
-            }
-            model {
-                scripts_match_reference_model,
-                long_script_matches_reference_model,
             }
         }
     };
@@ -382,7 +411,10 @@ mod tests {
             ("bulk", include_str!("contract/bulk.rs")),
             ("model", include_str!("contract/model.rs")),
         ];
-        let listed = sorted(crate::__contract_test_list!(__contract_test_names,));
+        let mut listed: Vec<&str> = crate::__contract_test_list!(__contract_test_names,).to_vec();
+        listed.extend(crate::__contract_bulk_list!(__contract_test_names,));
+        listed.push("bulk::not_advertised");
+        let listed = sorted(&listed);
         assert_eq!(listed, bodies(&sources, "pub async fn "));
         assert!(listed.len() >= 60, "only {} tests", listed.len());
     }

@@ -18,23 +18,25 @@ contract_suite!(cached_memory_tokio, Cached<MemoryFactory>, Tokio);
 contract_suite!(cached_memory_smol, Cached<MemoryFactory>, Smol);
 contract_suite!(cached_sqlite_tokio, Cached<SqliteFactory>, Tokio);
 contract_suite!(cached_sqlite_smol, Cached<SqliteFactory>, Smol);
-contract_suite!(buffered_memory_tokio, Buffered<MemoryFactory, false>, Tokio);
-contract_suite!(buffered_memory_smol, Buffered<MemoryFactory, false>, Smol);
-contract_suite!(durable_memory_tokio, Buffered<MemoryFactory, true>, Tokio);
-contract_suite!(durable_memory_smol, Buffered<MemoryFactory, true>, Smol);
-contract_suite!(buffered_sqlite_tokio, Buffered<SqliteFactory, false>, Tokio);
-contract_suite!(buffered_sqlite_smol, Buffered<SqliteFactory, false>, Smol);
-contract_suite!(durable_sqlite_tokio, Buffered<SqliteFactory, true>, Tokio);
-contract_suite!(durable_sqlite_smol, Buffered<SqliteFactory, true>, Smol);
+contract_suite!(buffered_memory_tokio, Buffered<MemoryFactory, false>, Tokio, without bulk);
+contract_suite!(buffered_memory_smol, Buffered<MemoryFactory, false>, Smol, without bulk);
+contract_suite!(durable_memory_tokio, Buffered<MemoryFactory, true>, Tokio, without bulk);
+contract_suite!(durable_memory_smol, Buffered<MemoryFactory, true>, Smol, without bulk);
+contract_suite!(buffered_sqlite_tokio, Buffered<SqliteFactory, false>, Tokio, without bulk);
+contract_suite!(buffered_sqlite_smol, Buffered<SqliteFactory, false>, Smol, without bulk);
+contract_suite!(durable_sqlite_tokio, Buffered<SqliteFactory, true>, Tokio, without bulk);
+contract_suite!(durable_sqlite_smol, Buffered<SqliteFactory, true>, Smol, without bulk);
 contract_suite!(
     cached_buffered_sqlite_tokio,
     Cached<Buffered<SqliteFactory, false>>,
-    Tokio
+    Tokio,
+    without bulk
 );
 contract_suite!(
     cached_buffered_sqlite_smol,
     Cached<Buffered<SqliteFactory, false>>,
-    Smol
+    Smol,
+    without bulk
 );
 
 cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);

@@ -1,8 +1,9 @@
 //! The optional bulk capability: a bulk call leaves the store exactly as the
 //! loop of single calls in the same order would.
 //!
-//! Each body returns early, passing, when the store has no bulk capability
-//! (`store.bulk()` is `None`).
+//! These bodies run only on stacks that advertise the capability
+//! (`contract_suite!` without `without bulk`), and fail if it is missing;
+//! stacks without it get [`not_advertised`] instead.
 
 use super::{MIXED_AGE, MIXED_REMOVED, by_id, by_refresh, by_token, put, seed_mixed};
 use crate::compare::{assert_contents_eq, assert_session_eq, session_ids};
@@ -10,6 +11,26 @@ use crate::sample::{DAY, HOUR, full_session, live_session, session};
 use crate::{Factory, Fixture, Runtime, T0};
 use std::sync::Arc;
 use tokenstore_core::{InvalidInput, Secret, StoreError, StoredSession, TokenHash, TokenStore};
+
+const ADVERTISED: &str = "this stack advertises the bulk capability";
+
+/// For stacks without the capability: `bulk()` says so, and the stack is still
+/// a whole store (a write and a read go through).
+pub async fn not_advertised<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    assert!(
+        fx.store.bulk().is_none(),
+        "the stack was declared without bulk"
+    );
+    put(&fx, &live_session("sess-nb", "at-nb", None, T0)).await;
+    assert_eq!(
+        by_token(&fx, "at-nb")
+            .await
+            .map(|s| s.session_id.clone())
+            .as_deref(),
+        Some("sess-nb")
+    );
+}
 
 /// Sessions already stored before a batch, in both twin stores.
 fn existing() -> Vec<StoredSession> {
@@ -64,9 +85,7 @@ fn arcs(sessions: Vec<StoredSession>) -> Vec<Arc<StoredSession>> {
 /// every replacement inside the batch and against stored sessions applied.
 pub async fn store_matches_single_calls<F: Factory, R: Runtime>() {
     let (bulk_fx, loop_fx) = twins::<F>().await;
-    let Some(bulk) = bulk_fx.store.bulk() else {
-        return;
-    };
+    let bulk = bulk_fx.store.bulk().expect(ADVERTISED);
     bulk.bulk_store_sessions(arcs(replacing_batch()))
         .await
         .unwrap();
@@ -86,7 +105,7 @@ pub async fn store_matches_single_calls<F: Factory, R: Runtime>() {
 /// Sessions from a bulk store load by every key, normalized.
 pub async fn stored_sessions_load_by_every_key<F: Factory, R: Runtime>() {
     let fx = Fixture::<F>::new().await;
-    let Some(bulk) = fx.store.bulk() else { return };
+    let bulk = fx.store.bulk().expect(ADVERTISED);
     let mut batch: Vec<StoredSession> = (0..20)
         .map(|i| {
             full_session(
@@ -118,9 +137,7 @@ pub async fn stored_sessions_load_by_every_key<F: Factory, R: Runtime>() {
 /// counts only the sessions it deleted (not unknown, repeated or refresh hashes).
 pub async fn delete_matches_single_calls<F: Factory, R: Runtime>() {
     let (bulk_fx, loop_fx) = twins::<F>().await;
-    let Some(bulk) = bulk_fx.store.bulk() else {
-        return;
-    };
+    let bulk = bulk_fx.store.bulk().expect(ADVERTISED);
     let tokens = ["at-e1", "at-unknown", "rt-e2", "at-e3", "at-e1"];
     let hashes = tokens.iter().map(|t| TokenHash::of(t)).collect();
     let deleted = bulk.bulk_delete_sessions_by_hash(hashes).await.unwrap();
@@ -139,7 +156,7 @@ pub async fn delete_matches_single_calls<F: Factory, R: Runtime>() {
 /// listed sessions.
 pub async fn delete_hundred_thousand_hashes<F: Factory, R: Runtime>() {
     let fx = Fixture::<F>::new().await;
-    let Some(bulk) = fx.store.bulk() else { return };
+    let bulk = fx.store.bulk().expect(ADVERTISED);
     let stored: Vec<StoredSession> = (0..1000)
         .map(|i| {
             live_session(
@@ -174,9 +191,7 @@ pub async fn delete_hundred_thousand_hashes<F: Factory, R: Runtime>() {
 /// counts, same contents.
 pub async fn cleanup_matches_single_cleanup<F: Factory, R: Runtime>() {
     let (bulk_fx, loop_fx) = (Fixture::<F>::new().await, Fixture::<F>::new().await);
-    let Some(bulk) = bulk_fx.store.bulk() else {
-        return;
-    };
+    let bulk = bulk_fx.store.bulk().expect(ADVERTISED);
     seed_mixed(&bulk_fx).await;
     seed_mixed(&loop_fx).await;
     bulk_fx.advance(MIXED_AGE);
@@ -202,7 +217,7 @@ pub async fn cleanup_matches_single_cleanup<F: Factory, R: Runtime>() {
 /// even the valid sessions before it.
 pub async fn store_with_invalid_session_rejected_whole<F: Factory, R: Runtime>() {
     let (fx, _) = twins::<F>().await;
-    let Some(bulk) = fx.store.bulk() else { return };
+    let bulk = fx.store.bulk().expect(ADVERTISED);
     let before = fx.contents().await;
     let mut empty_refresh = live_session("sess-bad", "at-bad", None, T0);
     empty_refresh.refresh_token = Some(Secret::new(""));
@@ -235,7 +250,7 @@ pub async fn store_with_invalid_session_rejected_whole<F: Factory, R: Runtime>()
 /// Empty batches succeed and change nothing.
 pub async fn empty_batches_change_nothing<F: Factory, R: Runtime>() {
     let (fx, _) = twins::<F>().await;
-    let Some(bulk) = fx.store.bulk() else { return };
+    let bulk = fx.store.bulk().expect(ADVERTISED);
     let before = fx.contents().await;
     bulk.bulk_store_sessions(Vec::new()).await.unwrap();
     assert_eq!(
