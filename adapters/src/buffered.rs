@@ -82,9 +82,6 @@ struct State {
     machine: BufferMachine,
     /// Outcomes for `Durable` writers, by sequence number.
     durable: HashMap<u64, Option<Result<(), StoreError>>>,
-    /// Bumped at every failed batch, with the oldest write it covered.
-    failures: u64,
-    last_failure: Option<(Seq, StoreError)>,
     unapplied: Vec<WriteOp>,
 }
 
@@ -110,8 +107,6 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
             state: Mutex::new(State {
                 machine: BufferMachine::new(config),
                 durable: HashMap::new(),
-                failures: 0,
-                last_failure: None,
                 unapplied: Vec::new(),
             }),
             wake: Event::new(),
@@ -141,22 +136,13 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
     /// Applies every write accepted before this call; the first error of a batch
     /// holding one of them is returned (the writes stay queued).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let (target, failures) = {
-            let mut state = self.shared.state.lock();
-            (state.machine.handle_flush(), state.failures)
-        };
+        let flush = self.shared.state.lock().machine.handle_flush();
         self.shared.wake.notify(usize::MAX);
         loop {
             let listener = {
                 let state = self.shared.state.lock();
-                if state.machine.is_flushed(target) {
-                    return Ok(());
-                }
-                if let (true, Some((oldest, error))) =
-                    (state.failures != failures, &state.last_failure)
-                    && *oldest <= target
-                {
-                    return Err(error.clone());
+                if let Some(outcome) = state.machine.flush_status(&flush) {
+                    return outcome;
                 }
                 self.shared.changed.listen()
             };
@@ -379,9 +365,7 @@ fn report<S>(shared: &Shared<S>, id: u64, result: Result<(), StoreError>) {
             BatchOutcome::Applied(seqs) => settle(&mut state, &seqs, &Ok(())),
             BatchOutcome::Failed { seqs, error } => {
                 tracing::warn!(writes = seqs.len(), %error, "a buffered batch failed after its retries");
-                settle(&mut state, &seqs, &Err(error.clone()));
-                state.failures += 1;
-                state.last_failure = seqs.first().map(|s| (*s, error));
+                settle(&mut state, &seqs, &Err(error));
             }
             BatchOutcome::Retrying => tracing::debug!("a buffered batch failed; retrying"),
             BatchOutcome::Unknown => {}

@@ -70,6 +70,14 @@ pub enum Refusal {
     Closed,
 }
 
+/// A flush in progress; see [`BufferMachine::flush_status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushTicket {
+    /// The newest write the flush covers.
+    pub target: Seq,
+    failures_before: u64,
+}
+
 /// A batch to apply to the delegate, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
@@ -129,8 +137,7 @@ struct InFlight {
 /// 3. Arm one timer for [`poll_timeout`](Self::poll_timeout) and poll when it
 ///    fires.
 /// 4. `flush()`: [`handle_flush`](Self::handle_flush), then poll until
-///    [`is_flushed`](Self::is_flushed) with the returned target (or a batch
-///    covering it failed). `close()`: [`handle_close`](Self::handle_close), then
+///    [`flush_status`](Self::flush_status) answers. `close()`: [`handle_close`](Self::handle_close), then
 ///    poll until [`is_drained`](Self::is_drained) or a batch fails for good, and
 ///    return [`take_unapplied`](Self::take_unapplied).
 ///
@@ -171,6 +178,8 @@ pub struct BufferMachine {
     close_failed: bool,
     last_now: Timestamp,
     metrics: BufferMetrics,
+    /// The oldest write of the last batch that failed for good, and its error.
+    last_failure: Option<(Seq, StoreError)>,
     /// Outstanding delegate reads: ticket id to the oldest unapplied write when
     /// the read began.
     reads: BTreeMap<u64, u64>,
@@ -218,6 +227,7 @@ impl BufferMachine {
             close_failed: false,
             last_now: Timestamp::MIN,
             metrics: BufferMetrics::default(),
+            last_failure: None,
             reads: BTreeMap::new(),
             next_read: 1,
             retained: BTreeMap::new(),
@@ -276,12 +286,33 @@ impl BufferMachine {
         Seq(seq)
     }
 
-    /// Asks for everything accepted so far to be flushed; returns the target to
-    /// pass to [`is_flushed`](Self::is_flushed).
-    pub fn handle_flush(&mut self) -> Seq {
+    /// Asks for everything accepted so far to be flushed; returns what to pass
+    /// to [`flush_status`](Self::flush_status).
+    pub fn handle_flush(&mut self) -> FlushTicket {
         let target = self.next_seq - 1;
         self.flush_until = Some(self.flush_until.map_or(target, |t| t.max(target)));
-        Seq(target)
+        FlushTicket {
+            target: Seq(target),
+            failures_before: self.metrics.failed_batches,
+        }
+    }
+
+    /// Where a flush stands: `Some(Ok(()))` once every write it covers was
+    /// applied, `Some(Err(..))` when a batch holding one of them failed for good
+    /// since the flush began (the writes stay queued), `None` while it goes on.
+    pub fn flush_status(&self, flush: &FlushTicket) -> Option<Result<(), StoreError>> {
+        if self.is_flushed(flush.target) {
+            return Some(Ok(()));
+        }
+        match &self.last_failure {
+            Some((oldest, error))
+                if self.metrics.failed_batches != flush.failures_before
+                    && *oldest <= flush.target =>
+            {
+                Some(Err(error.clone()))
+            }
+            _ => None,
+        }
     }
 
     /// Begins closing: no new writes, and everything pending is flushed.
@@ -663,6 +694,7 @@ impl BufferMachine {
             .flat_map(|(_, e)| e.covers.iter().map(|&s| Seq(s)))
             .collect();
         seqs.sort_unstable();
+        self.last_failure = seqs.first().map(|s| (*s, error.clone()));
         self.requeue(f.entries);
         if self.closing {
             self.close_failed = true;

@@ -720,3 +720,24 @@ mod read_your_writes {
         }
     }
 }
+
+#[test]
+fn flush_status_reports_applied_or_the_failure_of_a_covered_batch() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_retries: 0,
+        ..config()
+    });
+    b.handle_write(t0(), state("a")).unwrap();
+    let flush = b.handle_flush();
+    assert_eq!(b.flush_status(&flush), None);
+    let batch = b.poll_batch(t0()).unwrap();
+    let err = StoreError::Backend("disk".into());
+    b.handle_batch_result(t0(), batch.id, Err(err.clone()));
+    assert_eq!(b.flush_status(&flush), Some(Err(err)));
+    // A flush begun after that failure waits for the retry instead.
+    let again = b.handle_flush();
+    assert_eq!(b.flush_status(&again), None);
+    let retry = b.poll_batch(t0() + Duration::from_secs(1)).unwrap();
+    b.handle_batch_result(t0(), retry.id, Ok(()));
+    assert_eq!(b.flush_status(&again), Some(Ok(())));
+}
