@@ -115,6 +115,19 @@ struct Entry {
     accepted_at: Timestamp,
 }
 
+impl InFlight {
+    /// Every write the batch covers (its own and those they superseded), in order.
+    fn covered(&self) -> Vec<Seq> {
+        let mut seqs: Vec<Seq> = self
+            .entries
+            .iter()
+            .flat_map(|(_, e)| e.covers.iter().map(|&s| Seq(s)))
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+}
+
 struct InFlight {
     id: u64,
     entries: Vec<(u64, Entry)>,
@@ -359,7 +372,7 @@ impl BufferMachine {
         if let Some(f) = &self.in_flight {
             return f.retry_at;
         }
-        let oldest = self.queue.values().map(|e| e.accepted_at).min()?;
+        let oldest = self.oldest_accepted()?;
         if self.close_failed {
             return None;
         }
@@ -622,8 +635,13 @@ impl BufferMachine {
             .chain(self.held_writes())
     }
 
+    /// When the oldest pending write was accepted.
+    fn oldest_accepted(&self) -> Option<Timestamp> {
+        self.queue.values().map(|e| e.accepted_at).min()
+    }
+
     fn due(&self, now: Timestamp) -> bool {
-        let Some(oldest) = self.queue.values().map(|e| e.accepted_at).min() else {
+        let Some(oldest) = self.oldest_accepted() else {
             return false;
         };
         if self.close_failed || self.cooldown_until.is_some_and(|c| now < c) {
@@ -663,12 +681,7 @@ impl BufferMachine {
         self.cooldown_until = None;
         self.metrics.applied_batches += 1;
         self.metrics.applied_writes += f.entries.len() as u64;
-        let mut seqs: Vec<Seq> = f
-            .entries
-            .iter()
-            .flat_map(|(_, e)| e.covers.iter().map(|&s| Seq(s)))
-            .collect();
-        seqs.sort_unstable();
+        let seqs = f.covered();
         if self.is_drained() || self.flush_until.is_some_and(|t| self.is_flushed(Seq(t))) {
             self.flush_until = None;
         }
@@ -688,12 +701,7 @@ impl BufferMachine {
         }
         self.metrics.failed_batches += 1;
         let f = self.in_flight.take().expect("checked in flight");
-        let mut seqs: Vec<Seq> = f
-            .entries
-            .iter()
-            .flat_map(|(_, e)| e.covers.iter().map(|&s| Seq(s)))
-            .collect();
-        seqs.sort_unstable();
+        let seqs = f.covered();
         self.last_failure = seqs.first().map(|s| (*s, error.clone()));
         self.requeue(f.entries);
         if self.closing {

@@ -150,15 +150,25 @@ pub(crate) fn visible_session(
     }
 }
 
+/// The outcome of the last write for which `names` answers: `Some(Some(r))`
+/// when it stores `r`, `Some(None)` when it removes, `None` when no write names
+/// the key.
+fn last_naming<'a, T>(
+    writes: impl Iterator<Item = &'a WriteOp>,
+    names: impl Fn(&WriteOp) -> Option<Option<Arc<T>>>,
+) -> Option<Option<Arc<T>>> {
+    writes.fold(None, |acc, w| names(w).or(acc))
+}
+
 /// The last write naming state `key`, if any.
 pub(crate) fn last_state<'a>(
     writes: impl Iterator<Item = &'a WriteOp>,
     key: &str,
 ) -> Option<Option<Arc<StateRecord>>> {
-    writes.fold(None, |acc, w| match w {
+    last_naming(writes, |w| match w {
         WriteOp::StoreState(r) if r.state == key => Some(Some(r.clone())),
         WriteOp::RemoveState(k) if k == key => Some(None),
-        _ => acc,
+        _ => None,
     })
 }
 
@@ -167,10 +177,10 @@ pub(crate) fn last_code<'a>(
     writes: impl Iterator<Item = &'a WriteOp>,
     key: &str,
 ) -> Option<Option<Arc<AuthCodeRecord>>> {
-    writes.fold(None, |acc, w| match w {
+    last_naming(writes, |w| match w {
         WriteOp::StoreAuthCode(r) if r.code == key => Some(Some(r.clone())),
         WriteOp::DeleteAuthCode(k) if k == key => Some(None),
-        _ => acc,
+        _ => None,
     })
 }
 
@@ -179,10 +189,10 @@ pub(crate) fn last_client<'a>(
     writes: impl Iterator<Item = &'a WriteOp>,
     key: &str,
 ) -> Option<Option<Arc<ClientRecord>>> {
-    writes.fold(None, |acc, w| match w {
+    last_naming(writes, |w| match w {
         WriteOp::StoreClient(r) if r.client_id == key => Some(Some(r.clone())),
         WriteOp::DeleteClient(k) if k == key => Some(None),
-        _ => acc,
+        _ => None,
     })
 }
 
