@@ -66,13 +66,7 @@ pub(crate) fn load(ctx: Ctx<'_>, client_id: &str) -> Result<Option<ClientRecord>
 
 /// Every client, ordered by id; one corrupt row fails the whole call.
 pub(crate) fn all(ctx: Ctx<'_>) -> Result<Vec<ClientRecord>, StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(ALL).map_err(backend)?;
-    let mut rows = stmt.query([]).map_err(backend)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(backend)? {
-        out.push(from_row(ctx, row)?);
-    }
-    Ok(out)
+    ctx.collect(ALL, |row| from_row(ctx, row))
 }
 
 /// Deletes a client if present.

@@ -100,20 +100,12 @@ pub(crate) fn try_delete(ctx: Ctx<'_>, code: &str, now: Timestamp) -> Result<boo
 
 /// Every code, expired ones included, ordered by code.
 pub(crate) fn all(ctx: Ctx<'_>) -> Result<Vec<AuthCodeRecord>, StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(ALL).map_err(backend)?;
-    let mut rows = stmt.query([]).map_err(backend)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(backend)? {
-        out.push(from_row(row)?);
-    }
-    Ok(out)
+    ctx.collect(ALL, from_row)
 }
 
 /// Removes every expired code; returns how many.
 pub(crate) fn delete_expired(ctx: Ctx<'_>, now: Timestamp) -> Result<u64, StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(DELETE_EXPIRED).map_err(backend)?;
-    let n = stmt.execute([cutoff(now)]).map_err(backend)?;
-    Ok(n as u64)
+    ctx.execute(DELETE_EXPIRED, [cutoff(now)])
 }
 
 fn from_row(row: &Row<'_>) -> Result<AuthCodeRecord, StoreError> {

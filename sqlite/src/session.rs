@@ -269,12 +269,7 @@ pub(crate) fn delete_dead(ctx: Ctx<'_>, now: Timestamp) -> Result<u64, StoreErro
 
 /// Every session, dead ones included, ordered by access-token hash.
 pub(crate) fn all(ctx: Ctx<'_>) -> Result<Vec<StoredSession>, StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(ALL).map_err(backend)?;
-    let mut rows = stmt.query([]).map_err(backend)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(backend)? {
-        out.push(from_row(ctx, row)?);
-    }
+    let mut out = ctx.collect(ALL, |row| from_row(ctx, row))?;
     out.sort_by_key(StoredSession::access_hash);
     Ok(out)
 }

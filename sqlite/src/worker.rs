@@ -26,6 +26,34 @@ pub(crate) struct Ctx<'a> {
     pub(crate) codec: &'a Codec,
 }
 
+impl Ctx<'_> {
+    /// Every row `sql` (without parameters) returns, decoded by `decode`.
+    pub(crate) fn collect<T>(
+        self,
+        sql: &str,
+        decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(backend)?;
+        let mut rows = stmt.query([]).map_err(backend)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(backend)? {
+            out.push(decode(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs `sql` once; how many rows it changed.
+    pub(crate) fn execute(
+        self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<u64, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(backend)?;
+        let n = stmt.execute(params).map_err(backend)?;
+        Ok(n as u64)
+    }
+}
+
 /// The connection thread's state, lent to each job.
 pub(crate) struct Db {
     conn: Connection,
