@@ -27,7 +27,9 @@ pub enum Ack {
     #[default]
     Queued,
     /// Once the batch holding the write is committed (group commit: concurrent
-    /// writers share a batch, and each gets that batch's error).
+    /// writers share a batch, and each gets that batch's error). A durable write
+    /// starts a flush as soon as the worker is idle, whatever `max_delay` is;
+    /// writes arriving while a batch commits gather for the next one.
     Durable,
 }
 
@@ -162,7 +164,11 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
             let listener = {
                 let mut state = self.shared.state.lock();
                 let now = self.shared.clock.now();
-                match state.machine.handle_write(now, op) {
+                let accepted = match self.shared.ack {
+                    Ack::Queued => state.machine.handle_write(now, op),
+                    Ack::Durable => state.machine.handle_durable_write(now, op),
+                };
+                match accepted {
                     Ok(seq) => {
                         if self.shared.ack == Ack::Durable {
                             state.durable.insert(seq.0, None);

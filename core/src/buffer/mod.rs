@@ -267,6 +267,18 @@ impl BufferMachine {
         Err(Refused { reason, op })
     }
 
+    /// Accepts a write whose caller waits until it is committed
+    /// (`Ack::Durable`): like [`handle_write`](Self::handle_write), but the write
+    /// is due at once, whatever `max_delay` says. This is group commit: while
+    /// one batch is in flight, durable writes gather in the queue, and the next
+    /// [`poll_batch`](Self::poll_batch) takes them all in one batch. A lone
+    /// writer therefore waits for its own commit only, never for a timer.
+    pub fn handle_durable_write(&mut self, now: Timestamp, op: WriteOp) -> Result<Seq, Refused> {
+        let seq = self.handle_write(now, op)?;
+        self.flush_until = Some(self.flush_until.map_or(seq.0, |t| t.max(seq.0)));
+        Ok(seq)
+    }
+
     /// Queues a write the buffer itself needs (the removal behind a consumed
     /// pending state, or a delete a read implies); never refused.
     pub fn handle_internal_write(&mut self, now: Timestamp, op: WriteOp) -> Seq {

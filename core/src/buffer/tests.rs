@@ -741,3 +741,40 @@ fn flush_status_reports_applied_or_the_failure_of_a_covered_batch() {
     b.handle_batch_result(t0(), retry.id, Ok(()));
     assert_eq!(b.flush_status(&again), Some(Ok(())));
 }
+
+#[test]
+fn durable_writes_are_due_at_once_and_gather_while_a_batch_is_in_flight() {
+    let mut b = BufferMachine::new(config());
+    // A queued write waits for its delay; a durable one makes the queue due now.
+    b.handle_write(t0(), state("queued")).unwrap();
+    assert!(b.poll_batch(t0()).is_none());
+    b.handle_durable_write(t0(), state("d1")).unwrap();
+    let first = b.poll_batch(t0()).expect("a durable write is due at once");
+    assert_eq!(first.writes.len(), 2);
+    // Group commit: three durable writers arrive while the batch is in flight.
+    for k in ["d2", "d3", "d4"] {
+        b.handle_durable_write(t0(), state(k)).unwrap();
+    }
+    assert!(
+        b.poll_batch(t0()).is_none(),
+        "one batch in flight at a time"
+    );
+    b.handle_batch_result(t0(), first.id, Ok(()));
+    let second = b.poll_batch(t0()).expect("the gathered writes are due");
+    assert_eq!(second.writes.len(), 3);
+    b.handle_batch_result(t0(), second.id, Ok(()));
+    // Nothing durable is left: a later queued write waits for its delay again.
+    b.handle_write(t0(), state("late")).unwrap();
+    assert!(b.poll_batch(t0()).is_none());
+    assert_eq!(b.poll_timeout(), Some(t0() + 10 * MS));
+}
+
+#[test]
+fn a_refused_durable_write_changes_nothing() {
+    let mut b = BufferMachine::new(config());
+    b.handle_close();
+    let refused = b.handle_durable_write(t0(), state("x")).unwrap_err();
+    assert_eq!(refused.reason, Refusal::Closed);
+    assert!(b.is_drained());
+    assert!(b.poll_batch(t0()).is_none());
+}
