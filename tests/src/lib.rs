@@ -44,3 +44,9 @@ pub use cached::{Cached, contract_cache_config};
 pub use factory::{Factory, Fixture, MemoryFactory, T0};
 pub use runtime::{Runtime, Smol, Task, Tokio, WORKER_THREADS};
 pub use sqlite::{SqliteFactory, TEST_KEY};
+
+/// The README's Rust blocks, compiled as doctests of this crate (which has every
+/// feature of `tokenstore` on, smol's included); `no_run` blocks only compile.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
