@@ -1,0 +1,565 @@
+//! Write benchmark: `store_session` throughput with 1, 8 and 64 concurrent
+//! writers on the bare `SqliteTokenStore`, on `BufferedTokenStore` with
+//! `Ack::Queued` and with `Ack::Durable` (`max_delay` 0 and the default), and on
+//! raw rusqlite writing the same rows in batches of the buffer's measured
+//! average size, all measured side by side in one run and printed as ratios.
+//!
+//! Every configuration starts from a copy of one file holding 20,000 sessions,
+//! in WAL mode with `synchronous = FULL`, and Fernet encryption on. Writers run
+//! on a tokio multi-thread runtime with 2 workers for a fixed time, each writing
+//! new login sessions (an access and a refresh token) as fast as its calls
+//! return; a buffered run's clock stops when `flush()` returns, so its rows/s
+//! counts committed rows only.
+//!
+//! The raw peer is one rusqlite connection on the same kind of file doing, per
+//! row, what `SqliteTokenStore` does: SHA-256 of both tokens, Fernet sealing of
+//! both, `user_info` as JSON, the replacement `DELETE` of any row sharing a key,
+//! and the `INSERT`, with one `BEGIN IMMEDIATE` transaction per batch. A
+//! plaintext variant (no sealing) shows what encryption costs. A last section
+//! measures leaner schemas on the raw peer (without tokenstore's refresh-token
+//! index, and also without mxcp's `UNIQUE` on `session_id`) to show what they
+//! would gain; the real schema is unchanged.
+//!
+//! Run: `cargo bench -p tokenstore --bench write` (release mode). Set
+//! `TOKENSTORE_BENCH_QUICK=1` for a short smoke run.
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokenstore::buffer::BufferConfig;
+use tokenstore::runtime::TokioRuntime;
+use tokenstore::sqlite::{SqliteTokenStore, Synchronous, generate_key};
+use tokenstore::{
+    Ack, BufferedTokenStore, Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore,
+    UserInfo,
+};
+
+/// Sessions in the table before every measured run.
+const PREFILL: u64 = 20_000;
+const REFRESH_INDEX: &str = "tokenstore_sessions_refresh_token_hash";
+const DELETE_SHARING: &str = "DELETE FROM sessions \
+    WHERE access_token_hash = ?1 OR session_id = ?2 OR refresh_token_hash = ?3";
+const INSERT: &str = "INSERT INTO sessions (access_token_hash, access_token_encrypted, \
+    refresh_token_hash, refresh_token_encrypted, session_id, provider, user_info, \
+    provider_access_token, provider_refresh_token, provider_expires_at, access_expires_at, \
+    refresh_expires_at, created_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, NULL, ?8, ?9, ?10)";
+
+/// The stacks under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Stack {
+    Bare,
+    Queued,
+    /// `Ack::Durable` with `max_delay` = 0.
+    DurableNow,
+    /// `Ack::Durable` with the default `BufferConfig` (`max_delay` 5 ms).
+    DurableDefault,
+}
+
+impl Stack {
+    const ALL: [Self; 4] = [
+        Self::Bare,
+        Self::Queued,
+        Self::DurableNow,
+        Self::DurableDefault,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Bare => "bare",
+            Self::Queued => "queued",
+            Self::DurableNow => "durable d=0",
+            Self::DurableDefault => "durable d=5ms",
+        }
+    }
+}
+
+/// What one measured run did.
+struct Run {
+    rows: u64,
+    elapsed: Duration,
+    commits: u64,
+    /// Applied writes per applied batch (buffered stacks).
+    avg_batch: Option<f64>,
+    /// Per-call latencies (recorded with one writer only).
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// The files of one benchmark run: a prefilled template and fresh copies of it.
+struct Files {
+    dir: tempfile::TempDir,
+    template: PathBuf,
+    key: String,
+    copies: AtomicU64,
+}
+
+impl Files {
+    /// A fresh copy of the template (20,000 sessions).
+    fn fresh(&self) -> PathBuf {
+        let n = self.copies.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.path().join(format!("run-{n}.sqlite"));
+        std::fs::copy(&self.template, &path).expect("copy the template");
+        path
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("TOKENSTORE_BENCH_QUICK").is_some();
+    let budget = if quick {
+        Duration::from_millis(400)
+    } else {
+        Duration::from_secs(3)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let files = rt.block_on(prepare());
+    println!(
+        "store_session writes: {PREFILL} sessions before each run, WAL, synchronous=FULL, Fernet on, \
+         tokio 2 workers, {} ms of writing per run",
+        budget.as_millis()
+    );
+    println!(
+        "raw = rusqlite, same rows and per-row work, one BEGIN IMMEDIATE per batch of the stack's \
+         average batch size (bare: 1)"
+    );
+    println!(
+        "{:>3} {:<14} | {:>8} {:>8} | {:>9} {:>8} {:>9} | {:>9} {:>8} {:>7}",
+        "wr",
+        "stack",
+        "rows/s",
+        "vs bare",
+        "raw rows/s",
+        "vs raw",
+        "raw plain",
+        "avg batch",
+        "commits",
+        "rows"
+    );
+    let mut raw_cache: HashMap<(usize, bool), f64> = HashMap::new();
+    let mut raw_rate = |batch: usize, encrypted: bool| -> f64 {
+        *raw_cache.entry((batch, encrypted)).or_insert_with(|| {
+            raw_rows_per_sec(
+                &files,
+                Lean::AsShipped,
+                true,
+                batch,
+                encrypted,
+                budget.max(Duration::from_millis(800)),
+            )
+        })
+    };
+    let mut one_writer: HashMap<Stack, Vec<Duration>> = HashMap::new();
+    let mut durable_64 = None;
+    for writers in [1usize, 8, 64] {
+        let mut bare_rate = None;
+        for stack in Stack::ALL {
+            let run = rt.block_on(run_stack(&files, stack, writers, budget));
+            let rate = run.rate();
+            let bare = *bare_rate.get_or_insert(rate);
+            let batch = run.avg_batch.map_or(1, |b| (b.round() as usize).max(1));
+            let raw = raw_rate(batch, true);
+            let plain = raw_rate(batch, false);
+            println!(
+                "{:>3} {:<14} | {:>8.0} {:>7.2}x | {:>9.0} {:>7.0}% {:>9.0} | {:>9} {:>8} {:>7}",
+                writers,
+                stack.label(),
+                rate,
+                rate / bare,
+                raw,
+                100.0 * rate / raw,
+                plain,
+                run.avg_batch.map_or("-".to_owned(), |b| format!("{b:.1}")),
+                run.commits,
+                run.rows
+            );
+            if writers == 1 {
+                one_writer.insert(stack, run.latencies);
+            }
+            if writers == 64 && stack == Stack::DurableNow {
+                durable_64 = Some(batch);
+            }
+        }
+    }
+    print_latencies(&mut one_writer);
+    lean_schemas(&files, durable_64.unwrap_or(256), budget);
+}
+
+/// Prints p50/p99 per call with one writer, and Durable's overhead over bare.
+fn print_latencies(runs: &mut HashMap<Stack, Vec<Duration>>) {
+    println!("\none writer, per-call latency of store_session (µs):");
+    let mut bare = None;
+    for stack in Stack::ALL {
+        let Some(lat) = runs.get_mut(&stack) else {
+            continue;
+        };
+        lat.sort();
+        let (p50, p99) = (percentile(lat, 0.50), percentile(lat, 0.99));
+        let base = *bare.get_or_insert((p50, p99));
+        println!(
+            "  {:<14} p50 {:>8.1}  p99 {:>8.1}  ({:+.0}% / {:+.0}% vs bare; {} calls)",
+            stack.label(),
+            p50,
+            p99,
+            100.0 * (p50 / base.0 - 1.0),
+            100.0 * (p99 / base.1 - 1.0),
+            lat.len()
+        );
+    }
+    println!("  (target: durable adds at most 20% over bare)");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// The template file: `PREFILL` sessions stored through tokenstore's bulk path.
+async fn prepare() -> Files {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template = dir.path().join("template.sqlite");
+    let key = generate_key();
+    let store = open(&template, &key).await;
+    let now = SystemClock.now();
+    let bulk = store.bulk().expect("sqlite has bulk");
+    for start in (0..PREFILL).step_by(5_000) {
+        let chunk = (start..(start + 5_000).min(PREFILL))
+            .map(|n| session(n, now))
+            .collect();
+        bulk.bulk_store_sessions(chunk).await.expect("prefill");
+    }
+    store.close().await.expect("close the template");
+    Files {
+        dir,
+        template,
+        key,
+        copies: AtomicU64::new(0),
+    }
+}
+
+async fn open(path: &Path, key: &str) -> SqliteTokenStore {
+    SqliteTokenStore::builder(path)
+        .encryption_key(key)
+        .synchronous(Synchronous::Full)
+        .open()
+        .await
+        .expect("open sqlite")
+}
+
+/// A login: a new session with an access and a refresh token.
+fn session(n: u64, now: Timestamp) -> Arc<StoredSession> {
+    let mut user = UserInfo::new("github", format!("user-{n}"), format!("login-{n}"));
+    user.email = Some(format!("user{n}@example.com"));
+    user.provider_scopes_granted = vec!["openid".into(), "email".into()];
+    let mix = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut s = StoredSession::new(
+        format!("sid-{n:010}"),
+        user,
+        format!("at-{n:010}-{mix:016x}{:016x}", mix.rotate_left(17)),
+        now + Duration::from_secs(3_600),
+        now,
+    );
+    s.refresh_token = Some(Secret::new(format!(
+        "rt-{n:010}-{:016x}",
+        mix.rotate_left(31)
+    )));
+    s.refresh_expires_at = Some(now + Duration::from_secs(86_400));
+    Arc::new(s)
+}
+
+/// One measured run of `stack` with `writers` concurrent writers on a fresh file.
+async fn run_stack(files: &Files, stack: Stack, writers: usize, budget: Duration) -> Run {
+    let sqlite = Arc::new(open(&files.fresh(), &files.key).await);
+    let commits_before = sqlite.stats().commits;
+    let config = match stack {
+        Stack::DurableNow => BufferConfig {
+            max_delay: Duration::ZERO,
+            ..BufferConfig::default()
+        },
+        _ => BufferConfig::default(),
+    };
+    let (rows, elapsed, latencies, avg_batch) = match stack {
+        Stack::Bare => {
+            let start = Instant::now();
+            let (rows, lat) = drive(sqlite.clone(), writers, budget, start).await;
+            (rows, start.elapsed(), lat, None)
+        }
+        Stack::Queued | Stack::DurableNow | Stack::DurableDefault => {
+            let ack = if stack == Stack::Queued {
+                Ack::Queued
+            } else {
+                Ack::Durable
+            };
+            let buffered = Arc::new(BufferedTokenStore::new(
+                sqlite.clone(),
+                config,
+                ack,
+                TokioRuntime::current(),
+            ));
+            let start = Instant::now();
+            let (rows, lat) = drive(buffered.clone(), writers, budget, start).await;
+            buffered.flush().await.expect("flush");
+            let elapsed = start.elapsed();
+            let m = buffered.metrics();
+            assert_eq!(m.applied_writes, rows, "every accepted write was applied");
+            buffered.close().await.expect("close the buffer");
+            let avg = m.applied_writes as f64 / m.applied_batches.max(1) as f64;
+            (rows, elapsed, lat, Some(avg))
+        }
+    };
+    let commits = sqlite.stats().commits - commits_before;
+    sqlite.close().await.expect("close sqlite");
+    Run {
+        rows,
+        elapsed,
+        commits,
+        avg_batch,
+        latencies,
+    }
+}
+
+/// `writers` tasks storing new sessions until `budget` has passed since
+/// `start`; returns the rows written and, with one writer, every call's latency.
+async fn drive<S: TokenStore + 'static>(
+    store: Arc<S>,
+    writers: usize,
+    budget: Duration,
+    start: Instant,
+) -> (u64, Vec<Duration>) {
+    let next = Arc::new(AtomicU64::new(PREFILL));
+    let now = SystemClock.now();
+    let record = writers == 1;
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (store, next) = (store.clone(), next.clone());
+            tokio::spawn(async move {
+                let (mut rows, mut lat) = (0u64, Vec::new());
+                while start.elapsed() < budget {
+                    let s = session(next.fetch_add(1, Ordering::Relaxed), now);
+                    let t = Instant::now();
+                    store.store_session(s).await.expect("store_session");
+                    if record {
+                        lat.push(t.elapsed());
+                    }
+                    rows += 1;
+                }
+                (rows, lat)
+            })
+        })
+        .collect();
+    let (mut rows, mut latencies) = (0, Vec::new());
+    for task in tasks {
+        let (r, l) = task.await.expect("writer task");
+        rows += r;
+        latencies.extend(l);
+    }
+    (rows, latencies)
+}
+
+/// Schema variants for the raw peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lean {
+    /// tokenstore's schema: mxcp's tables plus the refresh-token index.
+    AsShipped,
+    /// mxcp's schema alone (the refresh-token index dropped).
+    NoRefreshIndex,
+    /// Also without mxcp's `UNIQUE` on `session_id` (and so its index).
+    NoSecondaryIndex,
+}
+
+impl Lean {
+    fn label(self) -> &'static str {
+        match self {
+            Self::AsShipped => "as shipped (pk + session_id unique + refresh idx)",
+            Self::NoRefreshIndex => "no refresh-token index (mxcp's own)",
+            Self::NoSecondaryIndex => "also no session_id UNIQUE (pk only)",
+        }
+    }
+
+    fn apply(self, conn: &Connection) {
+        if self == Self::AsShipped {
+            return;
+        }
+        conn.execute_batch(&format!("DROP INDEX {REFRESH_INDEX}"))
+            .expect("drop index");
+        if self == Self::NoSecondaryIndex {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE sessions_lean (
+                    access_token_hash TEXT PRIMARY KEY,
+                    access_token_encrypted TEXT NOT NULL,
+                    refresh_token_hash TEXT,
+                    refresh_token_encrypted TEXT,
+                    session_id TEXT NOT NULL,
+                    provider TEXT NOT NULL,
+                    user_info TEXT NOT NULL,
+                    provider_access_token TEXT,
+                    provider_refresh_token TEXT,
+                    provider_expires_at REAL,
+                    access_expires_at REAL,
+                    refresh_expires_at REAL,
+                    created_at REAL NOT NULL);
+                 INSERT INTO sessions_lean SELECT * FROM sessions;
+                 DROP TABLE sessions;
+                 ALTER TABLE sessions_lean RENAME TO sessions;
+                 COMMIT;",
+            )
+            .expect("rebuild without UNIQUE");
+        }
+    }
+}
+
+/// mxcp's `UserInfo` as JSON, field for field.
+#[derive(Serialize)]
+struct UserJson<'a> {
+    provider: &'a str,
+    user_id: &'a str,
+    username: &'a str,
+    email: Option<&'a str>,
+    name: Option<&'a str>,
+    avatar_url: Option<&'a str>,
+    raw_profile: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    provider_scopes_granted: &'a [String],
+    capabilities: &'a [String],
+}
+
+/// Rows per second written by raw rusqlite on a fresh copy of the template in
+/// transactions of `batch` rows, for about `budget` (at least one batch).
+fn raw_rows_per_sec(
+    files: &Files,
+    lean: Lean,
+    replace: bool,
+    batch: usize,
+    encrypted: bool,
+    budget: Duration,
+) -> f64 {
+    let path = files.fresh();
+    let mut conn = Connection::open(&path).expect("raw connection");
+    conn.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .expect("wal");
+    assert!(mode.eq_ignore_ascii_case("wal"));
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("synchronous");
+    lean.apply(&conn);
+    let fernet = fernet::Fernet::new(&files.key).expect("key");
+    let seal = |s: &Secret| -> String {
+        if encrypted {
+            fernet.encrypt(s.expose().as_bytes())
+        } else {
+            s.expose().to_owned()
+        }
+    };
+    let now = SystemClock.now();
+    let mut next = PREFILL;
+    let (mut rows, start) = (0u64, Instant::now());
+    while rows == 0 || start.elapsed() < budget {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .expect("begin");
+        for _ in 0..batch {
+            let s = session(next, now);
+            next += 1;
+            let access_hash = s.access_hash().to_hex();
+            let refresh_hash = s.refresh_hash().map(|h| h.to_hex());
+            let u = &s.user_info;
+            let user = serde_json::to_string(&UserJson {
+                provider: &u.provider,
+                user_id: &u.user_id,
+                username: &u.username,
+                email: u.email.as_deref(),
+                name: u.name.as_deref(),
+                avatar_url: u.avatar_url.as_deref(),
+                raw_profile: u.raw_profile.as_ref(),
+                provider_scopes_granted: &u.provider_scopes_granted,
+                capabilities: &u.capabilities,
+            })
+            .expect("json");
+            if replace {
+                tx.prepare_cached(DELETE_SHARING)
+                    .expect("prepare")
+                    .execute(params![access_hash, s.session_id, refresh_hash])
+                    .expect("delete");
+            }
+            tx.prepare_cached(INSERT)
+                .expect("prepare")
+                .execute(params![
+                    access_hash,
+                    seal(&s.access_token),
+                    refresh_hash,
+                    s.refresh_token.as_ref().map(seal),
+                    s.session_id,
+                    s.provider,
+                    user,
+                    s.access_expires_at.map(|t| t.as_unix_secs_f64()),
+                    s.refresh_expires_at.map(|t| t.as_unix_secs_f64()),
+                    s.created_at.as_unix_secs_f64(),
+                ])
+                .expect("insert");
+        }
+        tx.commit().expect("commit");
+        rows += batch as u64;
+    }
+    let rate = rows as f64 / start.elapsed().as_secs_f64();
+    drop(conn);
+    let _ = std::fs::remove_file(&path);
+    rate
+}
+
+/// What a leaner schema would gain, on the raw peer, at `batch` rows per
+/// transaction: with the replacement delete tokenstore must run, and with
+/// plain inserts (index upkeep alone).
+fn lean_schemas(files: &Files, batch: usize, budget: Duration) {
+    println!(
+        "\nleaner schemas, raw rusqlite, encrypted, {batch} rows per transaction \
+         (the 64-writer durable batch), {PREFILL} rows before:"
+    );
+    println!(
+        "  {:<50} | {:>14} {:>7} | {:>14} {:>7}",
+        "sessions table", "replace rows/s", "gain", "insert rows/s", "gain"
+    );
+    let base_replace = raw_rows_per_sec(files, Lean::AsShipped, true, batch, true, budget);
+    let base_insert = raw_rows_per_sec(files, Lean::AsShipped, false, batch, true, budget);
+    for lean in [
+        Lean::AsShipped,
+        Lean::NoRefreshIndex,
+        Lean::NoSecondaryIndex,
+    ] {
+        let (replace, insert) = if lean == Lean::AsShipped {
+            (base_replace, base_insert)
+        } else {
+            (
+                raw_rows_per_sec(files, lean, true, batch, true, budget),
+                raw_rows_per_sec(files, lean, false, batch, true, budget),
+            )
+        };
+        println!(
+            "  {:<50} | {:>14.0} {:>+6.0}% | {:>14.0} {:>+6.0}%",
+            lean.label(),
+            replace,
+            100.0 * (replace / base_replace - 1.0),
+            insert,
+            100.0 * (insert / base_insert - 1.0)
+        );
+    }
+    println!(
+        "  (replace = DELETE of rows sharing a key, then INSERT, as store_session must; \
+         insert = INSERT alone, what keeping the indexes costs)"
+    );
+}
