@@ -5,13 +5,21 @@
 //! - [`GatedStore`] forwards every call, but once its [`Gate`] is armed, a
 //!   `load_session_by_token` reads the backend and then waits until the test
 //!   opens the gate: a delegate call held half way, for races.
+//! - [`WithoutBulk`] forwards every call but hides the bulk and atomic-batch
+//!   capabilities, so a wrapper has to fall back to single calls.
+//! - [`FlakyStore`] fails writes on demand (a number of times, or while a
+//!   switch is on) on every path a write can take: single calls, bulk calls
+//!   and atomic batches; its writes can also be held at a [`Gate`] or slowed
+//!   down.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokenstore_core::buffer::WriteOp;
 use tokenstore_core::{
-    AuthCodeRecord, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord, StateRecord,
-    StoreError, StoredSession, TokenHash, TokenStore,
+    AuthCodeRecord, BatchWriteStore, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord,
+    StateRecord, StoreError, StoredSession, TokenHash, TokenStore,
 };
 
 /// How many times each method of a [`CountingStore`] was called.
@@ -436,5 +444,392 @@ impl<S: TokenStore> TokenStore for GatedStore<S> {
 
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
         self.inner.bulk()
+    }
+}
+
+/// Forwards every call to `inner`, but offers neither the bulk nor the
+/// atomic-batch capability (whatever `inner` has): the single-call path.
+#[derive(Debug)]
+pub struct WithoutBulk<S> {
+    inner: S,
+}
+
+impl<S: TokenStore> WithoutBulk<S> {
+    /// Wraps `inner`, hiding its capabilities.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: TokenStore> TokenStore for WithoutBulk<S> {
+    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
+        self.inner.store_state(record).await
+    }
+
+    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
+        self.inner.consume_state(state).await
+    }
+
+    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
+        self.inner.store_auth_code(record).await
+    }
+
+    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
+        self.inner.load_auth_code(code).await
+    }
+
+    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
+        self.inner.delete_auth_code(code).await
+    }
+
+    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
+        self.inner.try_delete_auth_code(code).await
+    }
+
+    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
+        self.inner.store_session(record).await
+    }
+
+    async fn load_session_by_token(
+        &self,
+        access_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        self.inner.load_session_by_token(access_token).await
+    }
+
+    async fn load_session_by_id(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        self.inner.load_session_by_id(session_id).await
+    }
+
+    async fn load_session_by_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        self.inner
+            .load_session_by_refresh_token(refresh_token)
+            .await
+    }
+
+    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
+        self.inner.delete_session_by_token(access_token).await
+    }
+
+    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
+        self.inner.delete_session_by_id(session_id).await
+    }
+
+    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
+        self.inner.store_client(record).await
+    }
+
+    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
+        self.inner.load_client(client_id).await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
+        self.inner.list_clients().await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        self.inner.delete_client(client_id).await
+    }
+
+    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
+        self.inner.cleanup_expired().await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+}
+
+/// Writes a [`FlakyStore`] refused, per path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Faults {
+    /// Single write calls refused (`store_*`, `delete_*`, `consume_state`,
+    /// `try_delete_auth_code`, `cleanup_expired`).
+    pub single: u64,
+    /// Bulk calls refused.
+    pub bulk: u64,
+    /// Atomic batches refused.
+    pub batch: u64,
+}
+
+impl Faults {
+    /// Refusals on every path.
+    pub fn total(&self) -> u64 {
+        self.single + self.bulk + self.batch
+    }
+}
+
+/// The error a [`FlakyStore`] fails a write with.
+pub fn injected_fault() -> StoreError {
+    StoreError::Backend("injected fault".into())
+}
+
+/// Forwards every call to `inner`, failing writes on demand.
+///
+/// A write (a single write call, a bulk call or an atomic batch: whatever path
+/// a wrapper takes) first passes the [`Gate`] (see [`gate`](Self::gate)), then
+/// waits the [`write delay`](Self::set_write_delay), then fails with
+/// [`injected_fault`] while [`failing`](Self::set_failing) is on or while
+/// [`fail_next`](Self::fail_next) has refusals left (each refusal uses one);
+/// otherwise it reaches `inner`. Reads always pass. The bulk and atomic-batch
+/// capabilities are offered exactly when `inner` has them.
+pub struct FlakyStore<S> {
+    inner: S,
+    failing: AtomicBool,
+    fail_next: AtomicU64,
+    write_delay_micros: AtomicU64,
+    faults: Mutex<Faults>,
+    gate: Gate,
+}
+
+impl<S: TokenStore> FlakyStore<S> {
+    /// Wraps `inner`; every write passes until told otherwise.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            failing: AtomicBool::new(false),
+            fail_next: AtomicU64::new(0),
+            write_delay_micros: AtomicU64::new(0),
+            faults: Mutex::new(Faults::default()),
+            gate: Gate::new(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Fails every write while `on`.
+    pub fn set_failing(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+
+    /// Fails the next `n` writes (replacing any count left).
+    pub fn fail_next(&self, n: u64) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes every write wait `delay` (a real timer) before it is decided.
+    pub fn set_write_delay(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.write_delay_micros.store(micros, Ordering::SeqCst);
+    }
+
+    /// The gate every write passes first (disarmed at first).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The writes refused so far, per path.
+    pub fn faults(&self) -> Faults {
+        *self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gate, delay, then the decision: `Err` (counted on `path`) or `Ok`.
+    async fn admit(&self, path: fn(&mut Faults) -> &mut u64) -> Result<(), StoreError> {
+        self.gate.pass().await;
+        let micros = self.write_delay_micros.load(Ordering::SeqCst);
+        if micros > 0 {
+            smol::Timer::after(Duration::from_micros(micros)).await;
+        }
+        let refuse = self.failing.load(Ordering::SeqCst)
+            || self
+                .fail_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if refuse {
+            *path(&mut self.faults.lock().unwrap_or_else(PoisonError::into_inner)) += 1;
+            return Err(injected_fault());
+        }
+        Ok(())
+    }
+
+    async fn single(&self) -> Result<(), StoreError> {
+        self.admit(|f| &mut f.single).await
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for FlakyStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlakyStore")
+            .field("inner", &self.inner)
+            .field("failing", &self.failing.load(Ordering::SeqCst))
+            .field("fail_next", &self.fail_next.load(Ordering::SeqCst))
+            .field(
+                "faults",
+                &*self.faults.lock().unwrap_or_else(PoisonError::into_inner),
+            )
+            .field("gate", &self.gate)
+            .finish()
+    }
+}
+
+impl<S: TokenStore> TokenStore for FlakyStore<S> {
+    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
+        self.single().await?;
+        self.inner.store_state(record).await
+    }
+
+    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
+        self.single().await?;
+        self.inner.consume_state(state).await
+    }
+
+    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
+        self.single().await?;
+        self.inner.store_auth_code(record).await
+    }
+
+    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
+        self.inner.load_auth_code(code).await
+    }
+
+    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
+        self.single().await?;
+        self.inner.delete_auth_code(code).await
+    }
+
+    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
+        self.single().await?;
+        self.inner.try_delete_auth_code(code).await
+    }
+
+    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
+        self.single().await?;
+        self.inner.store_session(record).await
+    }
+
+    async fn load_session_by_token(
+        &self,
+        access_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        self.inner.load_session_by_token(access_token).await
+    }
+
+    async fn load_session_by_id(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        self.inner.load_session_by_id(session_id).await
+    }
+
+    async fn load_session_by_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
+        self.inner
+            .load_session_by_refresh_token(refresh_token)
+            .await
+    }
+
+    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
+        self.single().await?;
+        self.inner.delete_session_by_token(access_token).await
+    }
+
+    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
+        self.single().await?;
+        self.inner.delete_session_by_id(session_id).await
+    }
+
+    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
+        self.single().await?;
+        self.inner.store_client(record).await
+    }
+
+    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
+        self.inner.load_client(client_id).await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
+        self.inner.list_clients().await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        self.single().await?;
+        self.inner.delete_client(client_id).await
+    }
+
+    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
+        self.single().await?;
+        self.inner.cleanup_expired().await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+
+    fn bulk(&self) -> Option<&dyn BulkSessionStore> {
+        self.inner.bulk().map(|_| self as &dyn BulkSessionStore)
+    }
+
+    fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
+        self.inner
+            .batch_writer()
+            .map(|_| self as &dyn BatchWriteStore)
+    }
+}
+
+impl<S: TokenStore> BulkSessionStore for FlakyStore<S> {
+    fn bulk_store_sessions(
+        &self,
+        sessions: Vec<Arc<StoredSession>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.admit(|f| &mut f.bulk).await?;
+            match self.inner.bulk() {
+                Some(bulk) => bulk.bulk_store_sessions(sessions).await,
+                None => Err(no_bulk()),
+            }
+        })
+    }
+
+    fn bulk_delete_sessions_by_hash(
+        &self,
+        hashes: Vec<TokenHash>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            self.admit(|f| &mut f.bulk).await?;
+            match self.inner.bulk() {
+                Some(bulk) => bulk.bulk_delete_sessions_by_hash(hashes).await,
+                None => Err(no_bulk()),
+            }
+        })
+    }
+
+    fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
+        Box::pin(async move {
+            self.admit(|f| &mut f.bulk).await?;
+            match self.inner.bulk() {
+                Some(bulk) => bulk.bulk_cleanup_expired().await,
+                None => Err(no_bulk()),
+            }
+        })
+    }
+}
+
+impl<S: TokenStore> BatchWriteStore for FlakyStore<S> {
+    fn apply_batch(&self, writes: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.admit(|f| &mut f.batch).await?;
+            match self.inner.batch_writer() {
+                Some(batch) => batch.apply_batch(writes).await,
+                None => Err(StoreError::Backend(
+                    "the inner store has no atomic-batch capability".into(),
+                )),
+            }
+        })
     }
 }

@@ -1,0 +1,130 @@
+//! `max_pending`: writers past it wait, the buffer never holds more, and every
+//! write lands.
+
+use crate::common::{bounded, buffer, eventually, sleep};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokenstore::buffer::BufferConfig;
+use tokenstore::{Ack, TokenStore};
+use tokenstore_core::{ManualClock, MemoryTokenStore};
+use tokenstore_tests::probe::FlakyStore;
+use tokenstore_tests::sample;
+use tokenstore_tests::{Runtime, T0};
+
+const WRITERS: usize = 32;
+const MAX_PENDING: usize = 4;
+
+/// 32 concurrent writers over a buffer of 4, flushing into a delegate that is
+/// first held at a gate, then slow: every writer completes, `pending()` never
+/// exceeds 4 (sampled throughout), writers were made to wait, and every write
+/// is in the delegate at the end.
+pub(crate) async fn writers_wait_and_all_land<R: Runtime>() {
+    let clock = ManualClock::new(T0);
+    let delegate = Arc::new(FlakyStore::new(MemoryTokenStore::new(clock.clone())));
+    delegate.gate().arm();
+    let config = BufferConfig {
+        max_batch_size: 2,
+        max_delay: Duration::ZERO,
+        max_pending: MAX_PENDING,
+        max_retries: 0,
+        retry_backoff: Duration::from_millis(1),
+    };
+    let store = Arc::new(buffer(delegate.clone(), config, Ack::Queued, clock));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let (store, completed) = (store.clone(), completed.clone());
+            R::spawn(async move {
+                let result = if i % 2 == 0 {
+                    let c = sample::client(&format!("bp-client-{i}"), T0);
+                    store.store_client(Arc::new(c)).await
+                } else {
+                    let s = sample::live_session(
+                        &format!("bp-sid-{i}"),
+                        &format!("bp-access-{i}"),
+                        None,
+                        T0,
+                    );
+                    store.store_session(Arc::new(s)).await
+                };
+                completed.fetch_add(1, Ordering::SeqCst);
+                result
+            })
+        })
+        .collect();
+
+    let mut max_seen = 0;
+    let mut samples = 0u64;
+    let mut sample = |store: &tokenstore::BufferedTokenStore<_>| {
+        let held = store.pending();
+        max_seen = max_seen.max(held);
+        samples += 1;
+        held
+    };
+    // The first batch is held at the gate; the buffer fills and writers wait.
+    bounded("the first batch at the gate", delegate.gate().entered()).await;
+    eventually("writers refused for a full buffer", || {
+        sample(&store) == MAX_PENDING && store.metrics().refused_full > 0
+    })
+    .await;
+    let stuck_at = completed.load(Ordering::SeqCst);
+    assert!(
+        stuck_at <= MAX_PENDING,
+        "{stuck_at} writes completed past the limit"
+    );
+    for _ in 0..20 {
+        sample(&store);
+        sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        completed.load(Ordering::SeqCst),
+        stuck_at,
+        "a writer completed while the buffer was full and stuck"
+    );
+
+    // Open the gate; every later delegate write takes a millisecond.
+    delegate.set_write_delay(Duration::from_millis(1));
+    delegate.gate().open();
+    let deadline = Instant::now() + crate::common::BOUND;
+    while completed.load(Ordering::SeqCst) < WRITERS {
+        assert!(Instant::now() < deadline, "writers still waiting");
+        sample(&store);
+        sleep(Duration::from_micros(200)).await;
+    }
+    for (i, writer) in writers.into_iter().enumerate() {
+        writer
+            .await
+            .unwrap_or_else(|e| panic!("writer {i} failed: {e}"));
+    }
+    store.flush().await.expect("flush");
+    sample(&store);
+    assert!(max_seen <= MAX_PENDING, "pending reached {max_seen}");
+    assert_eq!(max_seen, MAX_PENDING);
+    println!("backpressure: {samples} samples of pending(), max {max_seen}");
+
+    let m = store.metrics();
+    assert_eq!(m.accepted, WRITERS as u64);
+    assert!(m.refused_full > 0, "{m:?}");
+    let held = delegate.inner().contents();
+    assert_eq!(held.clients.len() + held.sessions.len(), WRITERS);
+    for i in 0..WRITERS {
+        let found = if i % 2 == 0 {
+            delegate
+                .inner()
+                .load_client(&format!("bp-client-{i}"))
+                .await
+                .expect("load")
+                .is_some()
+        } else {
+            delegate
+                .inner()
+                .load_session_by_token(&format!("bp-access-{i}"))
+                .await
+                .expect("load")
+                .is_some()
+        };
+        assert!(found, "write {i} is missing from the delegate");
+    }
+    store.close().await.expect("close");
+}
