@@ -83,9 +83,13 @@ on_runtimes! {
         close_unapplied_bulk,
         close_unapplied_single,
         close_unapplied_batch,
+        superseded_bulk,
+        superseded_single,
+        superseded_batch,
     }
     backpressure {
         writers_wait_and_all_land,
+        close_while_writers_wait,
     }
     read_your_writes {
         before_any_flush,

@@ -158,7 +158,7 @@ impl<B: Backend> Rig<B> {
     /// after the `failures`-th.
     async fn drive(&self, failures: u64, done: impl Fn() -> bool) {
         let deadline = Instant::now() + BOUND;
-        let mut k = self.refusals();
+        let mut k = self.flaky.faults().total();
         while k < failures && !done() {
             assert!(Instant::now() < deadline, "no attempt after {k} refusals");
             if k >= 1 {
@@ -166,7 +166,7 @@ impl<B: Backend> Rig<B> {
                 self.clock.advance(BACKOFF * (1 << exp));
             }
             sleep(Duration::from_millis(1)).await;
-            k = self.refusals();
+            k = self.flaky.faults().total();
         }
     }
 }
@@ -403,6 +403,63 @@ pub(crate) async fn close_keeps_unapplied<R: Runtime, B: Backend>() {
     assert_contents_eq(&recovered.contents(), &reference(T0, &all).await);
 }
 
+/// Writes that arrive while a batch is failing: a newer write to a key of
+/// the failing batch replaces it when the batch goes back to the queue (the
+/// old value never lands after the new one), a session rotation does not
+/// replace the old session's store but still ends with only the new session;
+/// after recovery the delegate equals the reference model.
+pub(crate) async fn superseded_while_failing<R: Runtime, B: Backend>() {
+    let rig = Rig::<B>::new(Ack::Queued).await;
+    let client = |name: &str| {
+        let mut c = sample::full_client("sw-client", T0);
+        c.client_name = Some(name.to_owned());
+        WriteOp::StoreClient(Arc::new(c))
+    };
+    let session = |generation: u32| {
+        WriteOp::StoreSession(Arc::new(sample::live_session(
+            "sw-sid",
+            &format!("sw-access-{generation}"),
+            Some(&format!("sw-refresh-{generation}")),
+            T0,
+        )))
+    };
+    let first = vec![client("old"), session(1)];
+    let second = vec![client("new"), session(2)];
+    rig.flaky.set_failing(true);
+    issue_all(&*rig.store, &first).await;
+    let flush = {
+        let store = rig.store.clone();
+        R::spawn(async move { store.flush().await })
+    };
+    // The batch is in flight (refused once) when the newer writes arrive.
+    rig.drive(1, || false).await;
+    issue_all(&*rig.store, &second).await;
+    assert_eq!(rig.store.pending(), 4, "in flight and queued");
+    let attempts = u64::from(MAX_RETRIES) + 1;
+    rig.drive(attempts, || false).await;
+    assert_eq!(
+        crate::common::bounded("flush to fail", flush).await,
+        Err(injected_fault())
+    );
+    assert_eq!(rig.flaky.faults().total(), attempts);
+    // The old client went away; the old session store stays (a rotation
+    // does not supersede it).
+    assert_eq!(rig.store.pending(), 3);
+    assert_eq!(rig.store.metrics().coalesced, 1);
+
+    rig.flaky.set_failing(false);
+    rig.clock.advance(cooldown());
+    crate::common::bounded("the recovery flush", rig.store.flush())
+        .await
+        .expect("the fault cleared");
+    let all: Vec<WriteOp> = first.iter().chain(&second).cloned().collect();
+    let held = rig.held().await;
+    assert_contents_eq(&held, &reference(T0, &all).await);
+    assert_eq!(held.clients[0].client_name.as_deref(), Some("new"));
+    assert_eq!(held.sessions.len(), 1);
+    rig.store.close().await.expect("close");
+}
+
 type Bulk = MemoryTokenStore;
 type Single = WithoutBulk<MemoryTokenStore>;
 type Batch = SqliteTokenStore;
@@ -426,4 +483,5 @@ per_path! {
     permanent => permanent_bulk, permanent_single, permanent_batch;
     durable_writers_get_the_error => durable_error_bulk, durable_error_single, durable_error_batch;
     close_keeps_unapplied => close_unapplied_bulk, close_unapplied_single, close_unapplied_batch;
+    superseded_while_failing => superseded_bulk, superseded_single, superseded_batch;
 }
