@@ -20,8 +20,17 @@
 //! index, and also without mxcp's `UNIQUE` on `session_id`) to show what they
 //! would gain; the real schema is unchanged.
 //!
+//! Each row is the median of three rounds that interleave the stacks; each
+//! measured run is followed at once by the raw peer at that run's batch size,
+//! and "vs raw" is the median of those paired ratios (the disk's sync time
+//! drifts with the machine's other work, so pairs measured apart would not
+//! compare).
+//!
 //! Run: `cargo bench -p tokenstore --bench write` (release mode). Set
-//! `TOKENSTORE_BENCH_QUICK=1` for a short smoke run.
+//! `TOKENSTORE_BENCH_QUICK=1` for a short smoke run (one round, 0.4 s runs),
+//! `TOKENSTORE_BENCH_WRITERS=1,8` to choose the writer counts, and
+//! `TOKENSTORE_BENCH_SYNC=off` (or `normal`) to take the disk's sync out and see
+//! the software's own costs.
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
@@ -90,6 +99,11 @@ struct Run {
 }
 
 impl Run {
+    /// The average batch rounded to a whole number of rows (1 for bare).
+    fn batch(&self) -> usize {
+        self.avg_batch.map_or(1, |b| (b.round() as usize).max(1))
+    }
+
     fn rate(&self) -> f64 {
         self.rows as f64 / self.elapsed.as_secs_f64()
     }
@@ -113,6 +127,33 @@ impl Files {
     }
 }
 
+/// `synchronous` for every file of the run: FULL unless
+/// `TOKENSTORE_BENCH_SYNC` says `normal` or `off` (to see the software's own
+/// overhead without the disk's sync time).
+fn sync_mode() -> (Synchronous, &'static str) {
+    match std::env::var("TOKENSTORE_BENCH_SYNC")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "off" => (Synchronous::Off, "OFF"),
+        "normal" => (Synchronous::Normal, "NORMAL"),
+        _ => (Synchronous::Full, "FULL"),
+    }
+}
+
+/// The writer counts: 1, 8 and 64 unless `TOKENSTORE_BENCH_WRITERS` lists
+/// others (comma-separated).
+fn writer_counts() -> Vec<usize> {
+    match std::env::var("TOKENSTORE_BENCH_WRITERS") {
+        Ok(list) => list
+            .split(',')
+            .map(|w| w.trim().parse().expect("TOKENSTORE_BENCH_WRITERS: numbers"))
+            .collect(),
+        Err(_) => vec![1, 8, 64],
+    }
+}
+
 fn main() {
     let quick = std::env::var_os("TOKENSTORE_BENCH_QUICK").is_some();
     let budget = if quick {
@@ -120,6 +161,7 @@ fn main() {
     } else {
         Duration::from_secs(3)
     };
+    let rounds = if quick { 1 } else { 3 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -127,13 +169,18 @@ fn main() {
         .expect("tokio runtime");
     let files = rt.block_on(prepare());
     println!(
-        "store_session writes: {PREFILL} sessions before each run, WAL, synchronous=FULL, Fernet on, \
+        "store_session writes: {PREFILL} sessions before each run, WAL, synchronous={}, Fernet on, \
          tokio 2 workers, {} ms of writing per run",
+        sync_mode().1,
         budget.as_millis()
     );
+    // The machine is shared: say how busy it was.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", load.trim());
+    }
     println!(
-        "raw = rusqlite, same rows and per-row work, one BEGIN IMMEDIATE per batch of the stack's \
-         average batch size (bare: 1)"
+        "raw = rusqlite, same rows and per-row work, one BEGIN IMMEDIATE per batch of the run's \
+         average batch size (bare: 1), run right after it; raw plain = the same without Fernet"
     );
     println!(
         "{:>3} {:<14} | {:>8} {:>8} | {:>9} {:>8} {:>9} | {:>9} {:>8} {:>7}",
@@ -148,30 +195,49 @@ fn main() {
         "commits",
         "rows"
     );
-    let mut raw_cache: HashMap<(usize, bool), f64> = HashMap::new();
-    let mut raw_rate = |batch: usize, encrypted: bool| -> f64 {
-        *raw_cache.entry((batch, encrypted)).or_insert_with(|| {
-            raw_rows_per_sec(
-                &files,
-                Lean::AsShipped,
-                true,
-                batch,
-                encrypted,
-                budget.max(Duration::from_millis(800)),
-            )
-        })
-    };
+    let raw_budget = budget.max(Duration::from_millis(800));
+    let mut plain_cache: HashMap<usize, f64> = HashMap::new();
     let mut one_writer: HashMap<Stack, Vec<Duration>> = HashMap::new();
+    let mut targets = Vec::new();
     let mut durable_64 = None;
-    for writers in [1usize, 8, 64] {
+    for writers in writer_counts() {
+        // Rounds interleave the stacks, and each run is followed by the raw
+        // peer at its batch size, so a slow spell of the disk hits both sides.
+        let mut runs: HashMap<Stack, Vec<(Run, f64)>> = HashMap::new();
+        for _ in 0..rounds {
+            for stack in Stack::ALL {
+                let run = rt.block_on(run_stack(&files, stack, writers, budget));
+                let raw =
+                    raw_rows_per_sec(&files, Lean::AsShipped, true, run.batch(), true, raw_budget);
+                runs.entry(stack).or_default().push((run, raw));
+            }
+        }
         let mut bare_rate = None;
         for stack in Stack::ALL {
-            let run = rt.block_on(run_stack(&files, stack, writers, budget));
+            let mut all = runs.remove(&stack).unwrap_or_default();
+            if writers == 1 {
+                one_writer.insert(
+                    stack,
+                    all.iter_mut()
+                        .flat_map(|(r, _)| r.latencies.drain(..))
+                        .collect(),
+                );
+            }
+            let vs_raw = median(all.iter().map(|(r, raw)| r.rate() / raw).collect());
+            all.sort_by(|a, b| a.0.rate().total_cmp(&b.0.rate()));
+            let (run, raw) = all.swap_remove(all.len() / 2);
             let rate = run.rate();
             let bare = *bare_rate.get_or_insert(rate);
-            let batch = run.avg_batch.map_or(1, |b| (b.round() as usize).max(1));
-            let raw = raw_rate(batch, true);
-            let plain = raw_rate(batch, false);
+            let plain = *plain_cache.entry(run.batch()).or_insert_with(|| {
+                raw_rows_per_sec(
+                    &files,
+                    Lean::AsShipped,
+                    true,
+                    run.batch(),
+                    false,
+                    raw_budget,
+                )
+            });
             println!(
                 "{:>3} {:<14} | {:>8.0} {:>7.2}x | {:>9.0} {:>7.0}% {:>9.0} | {:>9} {:>8} {:>7}",
                 writers,
@@ -179,22 +245,45 @@ fn main() {
                 rate,
                 rate / bare,
                 raw,
-                100.0 * rate / raw,
+                100.0 * vs_raw,
                 plain,
                 run.avg_batch.map_or("-".to_owned(), |b| format!("{b:.1}")),
                 run.commits,
                 run.rows
             );
-            if writers == 1 {
-                one_writer.insert(stack, run.latencies);
+            if writers == 64 && stack != Stack::Bare {
+                targets.push((stack, vs_raw, rate / bare));
             }
             if writers == 64 && stack == Stack::DurableNow {
-                durable_64 = Some(batch);
+                durable_64 = Some(run.batch());
             }
         }
     }
+    println!(
+        "(rows/s: the median of {rounds} run(s); vs raw: the median of the {rounds} paired ratios; \
+         raw rows/s: the raw run paired with the median run)"
+    );
+    if !targets.is_empty() {
+        println!("\ntargets at 64 writers: >= 85% of raw at the same batch size, >= 1.8x bare");
+    }
+    for (stack, vs_raw, vs_bare) in targets {
+        let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+        println!(
+            "  {:<14} {:>4.0}% of raw ({}), {:>6.2}x bare ({})",
+            stack.label(),
+            100.0 * vs_raw,
+            verdict(vs_raw >= 0.85),
+            vs_bare,
+            verdict(vs_bare >= 1.8)
+        );
+    }
     print_latencies(&mut one_writer);
-    lean_schemas(&files, durable_64.unwrap_or(256), budget);
+    lean_schemas(&files, durable_64.unwrap_or(256), budget, rounds);
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Prints p50/p99 per call with one writer, and Durable's overhead over bare.
@@ -255,7 +344,7 @@ async fn prepare() -> Files {
 async fn open(path: &Path, key: &str) -> SqliteTokenStore {
     SqliteTokenStore::builder(path)
         .encryption_key(key)
-        .synchronous(Synchronous::Full)
+        .synchronous(sync_mode().0)
         .open()
         .await
         .expect("open sqlite")
@@ -455,7 +544,7 @@ fn raw_rows_per_sec(
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .expect("wal");
     assert!(mode.eq_ignore_ascii_case("wal"));
-    conn.pragma_update(None, "synchronous", "FULL")
+    conn.pragma_update(None, "synchronous", sync_mode().1)
         .expect("synchronous");
     lean.apply(&conn);
     let fernet = fernet::Fernet::new(&files.key).expect("key");
@@ -525,17 +614,24 @@ fn raw_rows_per_sec(
 /// What a leaner schema would gain, on the raw peer, at `batch` rows per
 /// transaction: with the replacement delete tokenstore must run, and with
 /// plain inserts (index upkeep alone).
-fn lean_schemas(files: &Files, batch: usize, budget: Duration) {
+fn lean_schemas(files: &Files, batch: usize, budget: Duration, rounds: usize) {
+    let measure = |lean: Lean, replace: bool| {
+        median(
+            (0..rounds)
+                .map(|_| raw_rows_per_sec(files, lean, replace, batch, true, budget))
+                .collect(),
+        )
+    };
     println!(
         "\nleaner schemas, raw rusqlite, encrypted, {batch} rows per transaction \
-         (the 64-writer durable batch), {PREFILL} rows before:"
+         (the 64-writer durable batch), {PREFILL} rows before, median of {rounds}:"
     );
     println!(
         "  {:<50} | {:>14} {:>7} | {:>14} {:>7}",
         "sessions table", "replace rows/s", "gain", "insert rows/s", "gain"
     );
-    let base_replace = raw_rows_per_sec(files, Lean::AsShipped, true, batch, true, budget);
-    let base_insert = raw_rows_per_sec(files, Lean::AsShipped, false, batch, true, budget);
+    let base_replace = measure(Lean::AsShipped, true);
+    let base_insert = measure(Lean::AsShipped, false);
     for lean in [
         Lean::AsShipped,
         Lean::NoRefreshIndex,
@@ -544,10 +640,7 @@ fn lean_schemas(files: &Files, batch: usize, budget: Duration) {
         let (replace, insert) = if lean == Lean::AsShipped {
             (base_replace, base_insert)
         } else {
-            (
-                raw_rows_per_sec(files, lean, true, batch, true, budget),
-                raw_rows_per_sec(files, lean, false, batch, true, budget),
-            )
+            (measure(lean, true), measure(lean, false))
         };
         println!(
             "  {:<50} | {:>14.0} {:>+6.0}% | {:>14.0} {:>+6.0}%",
