@@ -539,6 +539,8 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     async fn close(&self) -> Result<(), StoreError> {
         self.shared.state.lock().machine.handle_close();
         self.shared.wake.notify(usize::MAX);
+        // Writers waiting for room must learn at once that the store is closing.
+        self.shared.changed.notify(usize::MAX);
         let unapplied = loop {
             let listener = {
                 let mut state = self.shared.state.lock();

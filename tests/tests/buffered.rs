@@ -86,10 +86,12 @@ on_runtimes! {
         superseded_bulk,
         superseded_single,
         superseded_batch,
+        flush_during_cooldown_waits_for_the_cooldown_only,
     }
     backpressure {
         writers_wait_and_all_land,
         close_while_writers_wait,
+        close_refuses_waiting_writers_at_once,
     }
     read_your_writes {
         before_any_flush,

@@ -388,7 +388,13 @@ impl BufferMachine {
         if self.close_failed {
             return None;
         }
-        let due = oldest + self.config.max_delay;
+        // Due regardless of time (a flush or durable write asked, or a full
+        // batch): only a cooldown can hold it back; otherwise the delay runs.
+        let due = if self.forced() || self.queue.len() >= self.config.max_batch_size.max(1) {
+            oldest
+        } else {
+            oldest + self.config.max_delay
+        };
         Some(self.cooldown_until.map_or(due, |c| c.max(due)))
     }
 
@@ -659,12 +665,15 @@ impl BufferMachine {
         if self.close_failed || self.cooldown_until.is_some_and(|c| now < c) {
             return false;
         }
-        let forced = self
-            .flush_until
-            .is_some_and(|t| self.queue.keys().next().is_some_and(|&s| s <= t));
-        forced
+        self.forced()
             || self.queue.len() >= self.config.max_batch_size.max(1)
             || now.saturating_duration_since(oldest) >= self.config.max_delay
+    }
+
+    /// Whether a flush or durable write asked for a queued write to go now.
+    fn forced(&self) -> bool {
+        self.flush_until
+            .is_some_and(|t| self.queue.keys().next().is_some_and(|&s| s <= t))
     }
 
     /// Takes the whole queue, oldest first.

@@ -778,3 +778,44 @@ fn a_refused_durable_write_changes_nothing() {
     assert!(b.is_drained());
     assert!(b.poll_batch(t0()).is_none());
 }
+
+#[test]
+fn after_a_batch_fails_for_good_a_forced_flush_waits_for_the_cooldown_only() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_delay: Duration::from_secs(10),
+        ..config() // 2 retries, 5 ms doubling: cooldown 20 ms
+    });
+    b.handle_durable_write(t0(), state("a")).unwrap();
+    let err = StoreError::Backend("disk".into());
+    let mut now = t0();
+    let mut batch = b.poll_batch(now).unwrap();
+    loop {
+        match b.handle_batch_result(now, batch.id, Err(err.clone())) {
+            BatchOutcome::Retrying => {
+                now = b.poll_timeout().unwrap();
+                batch = b.poll_batch(now).unwrap();
+            }
+            BatchOutcome::Failed { .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Another durable writer arrives during the cooldown: the queue is due as
+    // soon as the cooldown ends, not after max_delay.
+    b.handle_durable_write(now, state("b")).unwrap();
+    let cooldown_end = now + 20 * MS;
+    assert_eq!(b.poll_timeout(), Some(cooldown_end));
+    assert!(b.poll_batch(cooldown_end - MS).is_none());
+    assert_eq!(b.poll_batch(cooldown_end).map(|b| b.writes.len()), Some(2));
+}
+
+#[test]
+fn a_full_queue_is_due_at_once_and_its_deadline_says_so() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_delay: Duration::from_secs(10),
+        ..config() // batches of 4
+    });
+    for k in ["a", "b", "c", "d"] {
+        b.handle_write(t0(), state(k)).unwrap();
+    }
+    assert_eq!(b.poll_timeout(), Some(t0()));
+}

@@ -193,3 +193,44 @@ pub(crate) async fn close_while_writers_wait<R: Runtime>() {
     assert_eq!(m.refused_closed, WRITERS as u64 - accepted, "{m:?}");
     assert_eq!(store.pending(), 0);
 }
+/// Regression: a writer waiting for room is told `Closed` as soon as `close()`
+/// begins, not when the batch in flight ends (here it is held at a gate).
+pub(crate) async fn close_refuses_waiting_writers_at_once<R: Runtime>() {
+    let clock = ManualClock::new(T0);
+    let delegate = Arc::new(FlakyStore::new(MemoryTokenStore::new(clock.clone())));
+    delegate.gate().arm();
+    let config = BufferConfig {
+        max_batch_size: 1,
+        max_delay: Duration::ZERO,
+        max_pending: 1,
+        max_retries: 0,
+        retry_backoff: Duration::from_millis(1),
+    };
+    let store = Arc::new(buffer(delegate.clone(), config, Ack::Queued, clock));
+    store
+        .store_client(Arc::new(sample::client("first", T0)))
+        .await
+        .unwrap();
+    bounded("the batch at the gate", delegate.gate().entered()).await;
+    let waiting = {
+        let store = store.clone();
+        R::spawn(async move {
+            store
+                .store_client(Arc::new(sample::client("second", T0)))
+                .await
+        })
+    };
+    eventually("the writer to wait", || store.metrics().refused_full > 0).await;
+    let close = {
+        let store = store.clone();
+        R::spawn(async move { store.close().await })
+    };
+    let refused = crate::common::within(Duration::from_secs(1), waiting).await;
+    delegate.gate().open();
+    let _ = bounded("close", close).await;
+    assert_eq!(
+        refused,
+        Some(Err(tokenstore::StoreError::Closed)),
+        "the waiting writer was not refused within 1 s of close()"
+    );
+}

@@ -123,15 +123,8 @@ struct Rig<B: Backend> {
 
 impl<B: Backend> Rig<B> {
     async fn new(ack: Ack) -> Self {
-        let mut config = config();
-        if ack == Ack::Durable {
-            // Durable writes are due at once, whatever `max_delay` says; but
-            // while a failed batch's cooldown runs, the worker sleeps until
-            // `max(cooldown end, oldest + max_delay)` (see the report on
-            // `BufferMachine::poll_timeout`), so keep `max_delay` short here
-            // for the worker to notice the manual clock moving.
-            config.max_delay = BACKOFF;
-        }
+        let config = config();
+        let _ = ack; // durable writes are due at once, whatever max_delay says
         let clock = ManualClock::new(T0);
         let (backend, guard) = B::open(clock.clone()).await;
         let flaky = Arc::new(FlakyStore::new(backend));
@@ -484,4 +477,32 @@ per_path! {
     durable_writers_get_the_error => durable_error_bulk, durable_error_single, durable_error_batch;
     close_keeps_unapplied => close_unapplied_bulk, close_unapplied_single, close_unapplied_batch;
     superseded_while_failing => superseded_bulk, superseded_single, superseded_batch;
+}
+
+/// Regression: a `flush()` asked for during the cooldown after a failed batch
+/// waited for `max_delay` (10 s here) instead of the cooldown (200 ms).
+pub(crate) async fn flush_during_cooldown_waits_for_the_cooldown_only<R: Runtime>() {
+    use tokenstore_core::SystemClock;
+    let delegate = Arc::new(FlakyStore::new(MemoryTokenStore::new(SystemClock)));
+    let config = BufferConfig {
+        max_batch_size: 1000,
+        max_delay: Duration::from_secs(10),
+        max_pending: 1000,
+        max_retries: 0,
+        retry_backoff: Duration::from_millis(200),
+    };
+    let store = buffer(delegate.clone(), config, Ack::Queued, SystemClock);
+    let now = tokenstore_core::Clock::now(&SystemClock);
+    store
+        .store_client(Arc::new(sample::client("c", now)))
+        .await
+        .unwrap();
+    delegate.fail_next(1);
+    assert_eq!(store.flush().await, Err(injected_fault()));
+    let started = Instant::now();
+    store.flush().await.expect("second flush");
+    let took = started.elapsed();
+    println!("second flush took {took:?} (cooldown 200 ms, max_delay 10 s)");
+    assert!(took < Duration::from_secs(2), "second flush took {took:?}");
+    store.close().await.unwrap();
 }
