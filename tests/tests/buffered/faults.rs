@@ -123,12 +123,10 @@ struct Rig<B: Backend> {
 
 impl<B: Backend> Rig<B> {
     async fn new(ack: Ack) -> Self {
-        let config = config();
-        let _ = ack; // durable writes are due at once, whatever max_delay says
         let clock = ManualClock::new(T0);
         let (backend, guard) = B::open(clock.clone()).await;
         let flaky = Arc::new(FlakyStore::new(backend));
-        let store = Arc::new(buffer(flaky.clone(), config, ack, clock.clone()));
+        let store = Arc::new(buffer(flaky.clone(), config(), ack, clock.clone()));
         Self {
             clock,
             flaky,
