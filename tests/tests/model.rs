@@ -30,6 +30,8 @@
 //! [`ManualClock`]: tokenstore_core::ManualClock
 //! [`MemoryTokenStore`]: tokenstore_core::MemoryTokenStore
 
+#[path = "model/fixed.rs"]
+mod fixed;
 #[path = "model/ops.rs"]
 mod ops;
 #[path = "model/run.rs"]

@@ -11,16 +11,16 @@ use tokenstore_core::{
 };
 
 /// Keys (states, codes, session ids, clients) are drawn from this many values.
-const KEYS: u8 = 4;
+const KEYS: u8 = 3;
 /// Tokens (access and refresh alike, so one session's refresh token can be
 /// another's access token) are drawn from this many values.
-const TOKENS: u8 = 5;
+const TOKENS: u8 = 4;
 /// The index that stands for the empty key (invalid input).
 const EMPTY: u8 = u8::MAX;
 
 /// A key: `k<n>` in Debug, `""` for the empty (invalid) key.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Key(u8);
+pub(crate) struct Key(pub(crate) u8);
 
 impl Key {
     fn text(self, prefix: &str) -> String {
@@ -44,7 +44,7 @@ impl fmt::Debug for Key {
 
 /// A token of the shared access/refresh pool.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tok(u8);
+pub(crate) struct Tok(pub(crate) u8);
 
 impl Tok {
     fn text(self) -> String {
@@ -64,7 +64,7 @@ impl fmt::Debug for Tok {
 
 /// An expiry relative to the time of the operation, in milliseconds.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Exp(i64);
+pub(crate) struct Exp(pub(crate) i64);
 
 impl Exp {
     fn at(self, now: Timestamp) -> Timestamp {
@@ -82,7 +82,7 @@ impl fmt::Debug for Exp {
 
 /// A clock step.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Step(u64);
+pub(crate) struct Step(pub(crate) u64);
 
 impl Step {
     pub(crate) fn duration(self) -> Duration {
@@ -319,16 +319,16 @@ fn tok() -> impl Strategy<Value = Tok> {
 /// (20 s), and far beyond; one already past.
 fn exp() -> impl Strategy<Value = Exp> {
     prop_oneof![
-        Just(1_000i64),
-        Just(2_000),
-        Just(5_000),
-        Just(20_000),
-        Just(30_000),
-        Just(120_000),
-        Just(3_600_000),
-        Just(-5_000),
-        Just(0),
-        Just(1),
+        2 => Just(1_000i64),
+        2 => Just(2_000),
+        3 => Just(5_000),
+        3 => Just(20_000),
+        3 => Just(30_000),
+        4 => Just(120_000),
+        4 => Just(3_600_000),
+        1 => Just(-5_000),
+        1 => Just(0),
+        1 => Just(1),
     ]
     .prop_map(Exp)
 }
@@ -338,18 +338,18 @@ fn exp() -> impl Strategy<Value = Exp> {
 /// run lands exactly on an expiry as well as past it).
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        Just(1u64),
-        Just(500),
-        Just(1_000),
-        Just(2_000),
-        Just(3_000),
-        Just(5_000),
-        Just(10_000),
-        Just(20_000),
-        Just(31_000),
-        Just(120_000),
-        Just(3_600_000),
-        Just(86_400_000),
+        2 => Just(1u64),
+        3 => Just(500),
+        4 => Just(1_000),
+        4 => Just(2_000),
+        3 => Just(3_000),
+        3 => Just(5_000),
+        2 => Just(10_000),
+        2 => Just(20_000),
+        2 => Just(31_000),
+        1 => Just(120_000),
+        1 => Just(3_600_000),
+        1 => Just(86_400_000),
     ]
     .prop_map(Step)
 }
