@@ -55,7 +55,7 @@ use tokenstore::{Ack, BufferedTokenStore, CachingTokenStore};
 use tokenstore_core::{ManualClock, MemoryTokenStore, StoreError, Timestamp, TokenStore};
 
 const DEFAULT_SEEDS: u64 = 300;
-const MAX_STEPS: u64 = 400_000;
+const MAX_STEPS: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StackKind {
@@ -142,7 +142,7 @@ impl Config {
         let rates = if strict || caps == Caps::Batch {
             [0, 0, 20, 100, 300]
         } else {
-            [0, 0, 20, 50, 100]
+            [0, 0, 10, 20, 50]
         };
         let faults = Faults {
             error_per_mille: *r.pick(&rates),
@@ -170,10 +170,11 @@ impl Config {
             1 => End::CloseAt(Duration::from_micros(r.range(0, 40_000))),
             _ => End::CrashAt(Duration::from_micros(r.range(0, 40_000))),
         };
+        let storm = r.chance(500);
         let faults_during_close = strict || (ack == Ack::Queued && caps == Caps::Batch);
         let cfg = Self {
             faults_during_close,
-            storm_at_close: faults_during_close && r.chance(500),
+            storm_at_close: faults_during_close && storm,
             seed,
             stack,
             ack,
