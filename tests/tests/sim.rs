@@ -101,7 +101,8 @@ struct Config {
 /// are in `close()` when a batch fails for good while closing:
 ///
 /// 1. `Ack::Durable` writers whose writes were queued (not in the failed
-///    batch) are never told the outcome: they wait forever (seed 8).
+///    batch) are never told the outcome: they wait forever (seeds 18, 23,
+///    76, 116, 131, 140, 186, 190, 214).
 /// 2. Over a delegate without an atomic batch, a failed batch may be partly
 ///    applied; `close()` takes its writes out of the buffer before closing the
 ///    delegate, so a `consume_state` in between wins at the delegate, and the
