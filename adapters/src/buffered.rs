@@ -84,7 +84,6 @@ struct State {
     machine: BufferMachine,
     /// Outcomes for `Durable` writers, by sequence number.
     durable: HashMap<u64, Option<Result<(), StoreError>>>,
-    unapplied: Vec<WriteOp>,
 }
 
 impl<S: TokenStore + 'static> BufferedTokenStore<S> {
@@ -109,7 +108,6 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
             state: Mutex::new(State {
                 machine: BufferMachine::new(config),
                 durable: HashMap::new(),
-                unapplied: Vec::new(),
             }),
             wake: Event::new(),
             changed: Event::new(),
@@ -153,8 +151,11 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
     }
 
     /// The writes a failed `close()` could not apply, in order (taking them).
+    ///
+    /// Until they are taken, reads and one-time calls still see them, as they
+    /// did before the close; afterwards they are the caller's to apply.
     pub fn take_unapplied(&self) -> Vec<WriteOp> {
-        std::mem::take(&mut self.shared.state.lock().unapplied)
+        self.shared.state.lock().machine.take_unapplied()
     }
 
     /// Queues a write, waiting while the buffer is full; with [`Ack::Durable`],
@@ -548,9 +549,16 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
                     break 0;
                 }
                 if state.machine.close_failed() {
-                    let left = state.machine.take_unapplied();
-                    let count = left.len();
-                    state.unapplied.extend(left);
+                    // The writes stay in the machine (reads keep seeing them)
+                    // until the caller takes them.
+                    let count = state.machine.held();
+                    // Every durable writer still waiting holds one of these
+                    // writes: tell it now, or it would wait forever.
+                    for slot in state.durable.values_mut().filter(|s| s.is_none()) {
+                        *slot = Some(Err(StoreError::WritesNotApplied { count }));
+                    }
+                    drop(state);
+                    self.shared.changed.notify(usize::MAX);
                     break count;
                 }
                 self.shared.changed.listen()
@@ -573,7 +581,7 @@ impl<S> Drop for BufferedTokenStore<S> {
         if pending > 0 {
             tracing::error!(
                 pending,
-                "BufferedTokenStore dropped without close(): these writes may never be applied"
+                "BufferedTokenStore dropped holding writes (no close(), or a failed close whose take_unapplied() was never called): they are lost"
             );
         }
         drop(state);

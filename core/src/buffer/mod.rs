@@ -21,7 +21,8 @@ use std::time::Duration;
 /// Settings of the write buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BufferConfig {
-    /// A flush starts as soon as this many writes are pending. Default 256.
+    /// A flush starts as soon as this many writes are pending, and no batch
+    /// holds more. Default 256.
     pub max_batch_size: usize,
     /// A flush starts once the oldest pending write has waited this long; zero
     /// flushes as soon as no batch is in flight. Default 5 ms.
@@ -189,6 +190,13 @@ pub struct BufferMachine {
     closing: bool,
     /// Set when a batch failed for good while closing: flushing stops.
     close_failed: bool,
+    /// The oldest write handed out by `take_unapplied`: never applied here.
+    given_up_from: Option<u64>,
+    /// The most writes the next batch takes: `max_batch_size`, halved by each
+    /// batch that fails for good and doubled back by each success, so that a
+    /// delegate applying a batch call by call still makes progress when calls
+    /// fail often.
+    batch_limit: usize,
     last_now: Timestamp,
     metrics: BufferMetrics,
     /// The oldest write of the last batch that failed for good, and its error.
@@ -227,6 +235,7 @@ pub struct BufferMetrics {
 impl BufferMachine {
     /// An empty buffer.
     pub fn new(config: BufferConfig) -> Self {
+        let batch_limit = config.max_batch_size.max(1);
         Self {
             config,
             next_seq: 1,
@@ -241,6 +250,8 @@ impl BufferMachine {
             last_now: Timestamp::MIN,
             metrics: BufferMetrics::default(),
             last_failure: None,
+            given_up_from: None,
+            batch_limit,
             reads: BTreeMap::new(),
             next_read: 1,
             retained: BTreeMap::new(),
@@ -328,6 +339,12 @@ impl BufferMachine {
     pub fn flush_status(&self, flush: &FlushTicket) -> Option<Result<(), StoreError>> {
         if self.is_flushed(flush.target) {
             return Some(Ok(()));
+        }
+        if self.close_failed {
+            // Flushing stopped for good: what this flush covers is not applied
+            // and never will be by this buffer.
+            let error = self.last_failure.as_ref().map(|(_, e)| e.clone());
+            return Some(Err(error.unwrap_or(StoreError::Closed)));
         }
         match &self.last_failure {
             Some((oldest, error))
@@ -437,9 +454,16 @@ impl BufferMachine {
         self.close_failed
     }
 
-    /// Every write not applied, in order, leaving the buffer empty (for
-    /// `close()` to return instead of dropping them).
+    /// After a close that failed ([`close_failed`](Self::close_failed)): every
+    /// write not applied, in order, leaving the buffer empty (for `close()` to
+    /// return instead of dropping them). Otherwise nothing: a running buffer
+    /// keeps its writes and flushes them itself.
     pub fn take_unapplied(&mut self) -> Vec<WriteOp> {
+        if !self.close_failed {
+            return Vec::new();
+        }
+        let oldest = self.oldest_unapplied();
+        self.given_up_from = self.given_up_from.into_iter().chain(oldest).min();
         let mut out: Vec<(u64, WriteOp)> = Vec::new();
         if let Some(f) = self.in_flight.take() {
             out.extend(f.entries.into_iter().map(|(s, e)| (s, e.op)));
@@ -676,10 +700,22 @@ impl BufferMachine {
             .is_some_and(|t| self.queue.keys().next().is_some_and(|&s| s <= t))
     }
 
-    /// Takes the whole queue, oldest first.
+    /// Takes the front of the queue, oldest first: at most `batch_limit`
+    /// writes, so that a non-atomic delegate retries a bounded batch.
     fn take_front(&mut self) -> Vec<(u64, Entry)> {
-        self.slots.clear();
-        std::mem::take(&mut self.queue).into_iter().collect()
+        let Some(&first_left) = self.queue.keys().nth(self.batch_limit) else {
+            self.slots.clear();
+            return std::mem::take(&mut self.queue).into_iter().collect();
+        };
+        let rest = self.queue.split_off(&first_left);
+        let front = std::mem::replace(&mut self.queue, rest);
+        for (seq, entry) in &front {
+            let slot = entry.op.slot();
+            if self.slots.get(&slot) == Some(seq) {
+                self.slots.remove(&slot);
+            }
+        }
+        front.into_iter().collect()
     }
 
     fn batch_of(f: &InFlight) -> Batch {
@@ -700,6 +736,10 @@ impl BufferMachine {
             }
         }
         self.cooldown_until = None;
+        self.batch_limit = self
+            .batch_limit
+            .saturating_mul(2)
+            .min(self.config.max_batch_size.max(1));
         self.metrics.applied_batches += 1;
         self.metrics.applied_writes += f.entries.len() as u64;
         let seqs = f.covered();
@@ -721,6 +761,7 @@ impl BufferMachine {
             return BatchOutcome::Retrying;
         }
         self.metrics.failed_batches += 1;
+        self.batch_limit = (self.batch_limit / 2).max(1);
         let f = self.in_flight.take().expect("checked in flight");
         let seqs = f.covered();
         self.last_failure = seqs.first().map(|s| (*s, error.clone()));
@@ -774,7 +815,11 @@ impl BufferMachine {
             .iter()
             .flat_map(|f| f.entries.iter().flat_map(|(_, e)| e.covers.iter().copied()))
             .min();
-        queued.into_iter().chain(flying).min()
+        queued
+            .into_iter()
+            .chain(flying)
+            .chain(self.given_up_from)
+            .min()
     }
 
     /// Keeps the machine sane when time goes backwards: nothing waits longer than

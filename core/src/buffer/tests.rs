@@ -819,3 +819,86 @@ fn a_full_queue_is_due_at_once_and_its_deadline_says_so() {
     }
     assert_eq!(b.poll_timeout(), Some(t0()));
 }
+
+#[test]
+fn batches_hold_at_most_max_batch_size_writes_in_order() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_pending: 100,
+        ..config() // batches of 4
+    });
+    for i in 0..10 {
+        b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
+    }
+    // A later write to a key of the first batch still coalesces with it only
+    // while it is queued: s9 was queued, s0 goes to the first batch.
+    b.handle_write(t0(), state("s9")).unwrap();
+    b.handle_flush();
+    let mut sizes = Vec::new();
+    let mut keys = Vec::new();
+    while let Some(batch) = b.poll_batch(t0()) {
+        sizes.push(batch.writes.len());
+        for w in &batch.writes {
+            if let WriteOp::StoreState(s) = w {
+                keys.push(s.state.clone());
+            }
+        }
+        b.handle_batch_result(t0(), batch.id, Ok(()));
+    }
+    assert_eq!(sizes, vec![4, 4, 2]);
+    let expected: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+    assert_eq!(keys, expected);
+    assert!(b.is_drained());
+}
+
+#[test]
+fn after_a_failed_close_no_flush_reports_success_for_given_up_writes() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_retries: 0,
+        ..config()
+    });
+    let applied = b.handle_write(t0(), state("a")).unwrap();
+    b.handle_flush();
+    let first = b.poll_batch(t0()).unwrap();
+    b.handle_batch_result(t0(), first.id, Ok(()));
+    b.handle_write(t0(), state("b")).unwrap();
+    let before = b.handle_flush();
+    b.handle_close();
+    let batch = b.poll_batch(t0()).unwrap();
+    let err = StoreError::Backend("disk".into());
+    b.handle_batch_result(t0(), batch.id, Err(err.clone()));
+    assert!(b.close_failed());
+    assert_eq!(b.take_unapplied().len(), 1);
+    // The queue is empty now, but "b" was never applied.
+    assert_eq!(b.flush_status(&before), Some(Err(err.clone())));
+    let after = b.handle_flush();
+    assert_eq!(b.flush_status(&after), Some(Err(err)));
+    assert!(b.is_flushed(applied), "what was applied stays applied");
+}
+
+#[test]
+fn batches_shrink_after_a_final_failure_and_grow_back_after_successes() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_pending: 100,
+        max_retries: 0,
+        ..config() // batches of 4, cooldown 5 ms
+    });
+    for i in 0..12 {
+        b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
+    }
+    b.handle_flush();
+    let err = StoreError::Backend("disk".into());
+    let mut now = t0();
+    let mut sizes = Vec::new();
+    // Two final failures, then successes only.
+    for fail in [true, true, false, false, false, false, false, false] {
+        let Some(batch) = b.poll_batch(now) else {
+            break;
+        };
+        sizes.push(batch.writes.len());
+        let result = if fail { Err(err.clone()) } else { Ok(()) };
+        b.handle_batch_result(now, batch.id, result);
+        now = now + Duration::from_secs(1); // past any cooldown
+    }
+    assert_eq!(sizes, vec![4, 2, 1, 2, 4, 4, 1]);
+    assert!(b.is_drained());
+}
