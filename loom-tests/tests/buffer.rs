@@ -88,6 +88,74 @@ fn flush_racing_close_loses_and_repeats_nothing() {
     });
 }
 
+/// (a') The same race with a delegate that fails its first batch for good
+/// (`max_retries` zero). Nothing is dropped silently: every accepted write is
+/// either applied exactly once or handed back by `take_unapplied` after `close`
+/// reported `WritesNotApplied` with their count, never both; the flush returns
+/// (`Ok`, or the injected error) and the worker exits.
+#[test]
+fn flush_racing_failing_close_drops_nothing() {
+    model("flush racing a failing close", || {
+        let probe = Arc::new(Probe::failing(clock(), 1));
+        let store = buffered(&probe, 8, 0, Ack::Queued);
+
+        let closer = {
+            let store = Arc::clone(&store);
+            thread::spawn(move || block_on(store.close()))
+        };
+        let (a, b, flushed) = block_on(async {
+            let a = store.store_state(state("a")).await;
+            let b = store.store_state(state("b")).await;
+            let flushed = store.flush().await;
+            (a, b, flushed)
+        });
+        let closed = closer.join().unwrap();
+
+        let unapplied: Vec<String> = store
+            .take_unapplied()
+            .iter()
+            .map(|op| match op {
+                tokenstore::buffer::WriteOp::StoreState(r) => r.state.clone(),
+                other => panic!("unexpected write handed back: {other:?}"),
+            })
+            .collect();
+        match closed {
+            Ok(()) => assert!(
+                unapplied.is_empty(),
+                "close said Ok but handed back {unapplied:?}"
+            ),
+            Err(StoreError::WritesNotApplied { count }) => {
+                assert_eq!(
+                    count,
+                    unapplied.len(),
+                    "close's count and the writes handed back"
+                )
+            }
+            Err(other) => panic!("unexpected close error: {other}"),
+        }
+        assert!(
+            matches!(&flushed, Ok(()) | Err(StoreError::Backend(_))),
+            "unexpected flush result {flushed:?}"
+        );
+        for (key, result) in [("a", a), ("b", b)] {
+            let handed_back = unapplied.iter().filter(|k| *k == key).count();
+            match result {
+                Ok(()) => assert_eq!(
+                    probe.applied(key) + handed_back,
+                    1,
+                    "accepted write {key}: applied {} times, handed back {handed_back} times",
+                    probe.applied(key)
+                ),
+                Err(StoreError::Closed) => {
+                    assert_eq!(probe.applied(key) + handed_back, 0, "refused write {key}")
+                }
+                Err(other) => panic!("unexpected error for {key}: {other}"),
+            }
+        }
+        assert_eq!(store.pending(), 0, "writes still held after close");
+    });
+}
+
 /// (c) Two durable writers, the delegate healthy or failing its first batch
 /// (`max_retries` zero, so that batch fails for good). Each waiter returns once,
 /// with a true answer: `Ok` only once its write is in the delegate, and an error
