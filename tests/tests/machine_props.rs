@@ -24,8 +24,9 @@
 //!   (a miss only when no ticket for the key is out, a wait only when one is);
 //!   counters add up and capacities hold.
 //!
-//! Case counts: 256 per property by default (about a second each in debug);
-//! `TOKENSTORE_PROPTEST_CASES=<n>` sets `n`:
+//! Case counts: 1,024 for `coalescing` and 512 for `cache_safety` by default
+//! (a few seconds each in debug); `TOKENSTORE_PROPTEST_CASES=<n>` sets `n` for
+//! both:
 //!
 //! ```text
 //! TOKENSTORE_PROPTEST_CASES=20000 cargo test -p tokenstore-tests --test machine_props
@@ -524,7 +525,7 @@ fn coalescing_case(config: BufferConfig, steps: Vec<B>) -> Result<(), TestCaseEr
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn coalescing(config in buffer_config_strategy(), steps in vec(b_strategy(), 0..80)) {
@@ -1121,7 +1122,7 @@ fn cache_case(config: CacheConfig, pools: Pools, steps: Vec<C>) -> Result<(), Te
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn cache_safety(
