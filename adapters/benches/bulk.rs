@@ -168,7 +168,10 @@ fn main() {
 
     // The machine is shared: say how busy it was.
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average (1, 5, 15 min) after the runs: {}", load.trim());
+        println!(
+            "load average (1, 5, 15 min) after the runs: {}",
+            load.trim()
+        );
     }
     let rate = |rows: u64, t: Duration| rows as f64 / t.as_secs_f64();
     let single = rate(loop_rows, loop_time);

@@ -383,7 +383,9 @@ fn report<S>(shared: &Shared<S>, id: u64, result: Result<(), StoreError>) {
 
 fn settle(state: &mut State, seqs: &[Seq], outcome: &Result<(), StoreError>) {
     for seq in seqs {
-        if let Some(slot) = state.durable.get_mut(&seq.0) {
+        // The first batch that held the write answers its writer: a write that
+        // failed and was requeued does not turn that error into a later Ok.
+        if let Some(slot @ None) = state.durable.get_mut(&seq.0) {
             *slot = Some(outcome.clone());
         }
     }
