@@ -19,9 +19,9 @@
 //! as `StoreSession{id:1, access:2, refresh:0, expires:+30s, refresh_expires:never}`
 //! (keys and tokens are indices into the pools).
 //!
-//! Case counts: 256 cases per stack over memory and 32 per stack over SQLite
+//! Case counts: 256 cases per stack over memory and 64 per stack over SQLite
 //! (whose writes are synced transactions) by default, up to 60 operations
-//! each; the whole file runs in about 25 s in debug on two cores. Set
+//! each; the whole file runs in about 45 s in debug on two cores. Set
 //! `TOKENSTORE_PROPTEST_CASES=<n>` to run `n` cases per test:
 //!
 //! ```text
@@ -41,12 +41,12 @@ mod run;
 mod stacks;
 
 use stacks::{ModelBuffered, ModelCached};
-use tokenstore_tests::{MemoryFactory, Smol, SqliteFactory, Tokio};
+use tokenstore_tests::{Buffered, Cached, MemoryFactory, Smol, SqliteFactory, Tokio};
 
 /// Default cases for stacks over memory (fast).
 const MEMORY_CASES: u32 = 256;
 /// Default cases for stacks over SQLite (every write is a synced transaction).
-const SQLITE_CASES: u32 = 32;
+const SQLITE_CASES: u32 = 64;
 
 /// Emits one `#[test]` per stack and runtime.
 macro_rules! model_tests {
@@ -74,4 +74,9 @@ model_tests! {
     buffered_sqlite_tokio: ModelBuffered<SqliteFactory, false>, Tokio, SQLITE_CASES;
     durable_sqlite_smol: ModelBuffered<SqliteFactory, true>, Smol, SQLITE_CASES;
     cached_buffered_sqlite_tokio: ModelCached<ModelBuffered<SqliteFactory, false>>, Tokio, SQLITE_CASES;
+    // The contract suite's own stacks and configuration (entries live until
+    // their record's expiry, absences for a minute, a flush as soon as the
+    // worker is idle).
+    contract_config_cached_buffered_memory_tokio: Cached<Buffered<MemoryFactory, false>>, Tokio, MEMORY_CASES;
+    contract_config_cached_buffered_sqlite_smol: Cached<Buffered<SqliteFactory, false>>, Smol, SQLITE_CASES;
 }
