@@ -295,38 +295,6 @@ fn buffer_config_strategy() -> impl Strategy<Value = BufferConfig> {
         )
 }
 
-/// An open defect of `BufferMachine::requeue` (`core/src/buffer/mod.rs`,
-/// the `Some(&newer) if ... supersedes` arm). When a batch fails for good, its
-/// entries are requeued oldest first, and each is merged into the entry
-/// already indexed under its slot if that entry "supersedes" it, without
-/// checking that the indexed entry is the newer one. For two stores of one
-/// access token in the failed batch, the older (requeued first) can thus
-/// swallow the newer, which is dropped without a trace (and its sequence
-/// number is later acknowledged as applied with the older write). Minimal cases
-/// found by `coalescing` (max_batch_size 1, max_retries 0):
-///
-/// - `StoreSession{id:1, access:1, refresh:0}`, `StoreSession{id:1, access:1}`,
-///   `Poll`, `Fail{applied:0}`: the second store is lost, the refresh token
-///   stays;
-/// - `StoreSession{id:1, access:2}`, `StoreSession{id:0, access:2}`,
-///   `StoreSession{id:1, access:2}`, `Poll`, `Fail{applied:0}`: the third is
-///   lost, the store ends with session 0 instead of session 1.
-///
-/// While it is open, a case in which a batch holding two session stores with
-/// one access token fails for good is rejected (not counted); every other
-/// case is checked in full. Set to `false` once `requeue` is fixed.
-const REQUEUE_ORDER_BUG_OPEN: bool = true;
-
-/// Whether two of `writes` store sessions with the same access token (the
-/// only writes that can share a slot within one batch).
-fn stores_one_access_twice(writes: &[WriteOp]) -> bool {
-    let mut seen = HashSet::new();
-    writes.iter().any(|w| match w {
-        WriteOp::StoreSession(s) => !seen.insert(s.access_hash()),
-        _ => false,
-    })
-}
-
 /// The driver's view of one run.
 struct Driver {
     machine: BufferMachine,
@@ -427,7 +395,6 @@ impl Driver {
     }
 
     fn report(&mut self, batch: Batch, ok: bool, applied: u8) -> Result<(), TestCaseError> {
-        let requeue_bug = REQUEUE_ORDER_BUG_OPEN && stores_one_access_twice(&batch.writes);
         let result = if ok {
             now_or_never(apply_batch(&self.batched, batch.writes))
                 .map_err(|e| TestCaseError::fail(format!("a batch failed to apply: {e}")))?;
@@ -452,10 +419,6 @@ impl Driver {
             BatchOutcome::Retrying => prop_assert!(!ok, "a successful batch was reported failed"),
             BatchOutcome::Failed { .. } => {
                 prop_assert!(!ok, "a successful batch was reported failed");
-                prop_assume!(
-                    !requeue_bug,
-                    "REQUEUE_ORDER_BUG_OPEN: requeue may drop a write"
-                );
             }
             BatchOutcome::Unknown => {
                 return Err(TestCaseError::fail("the in-flight batch was unknown"));

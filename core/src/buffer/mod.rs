@@ -784,7 +784,9 @@ impl BufferMachine {
         for (seq, entry) in entries {
             let slot = entry.op.slot();
             match self.slots.get(&slot) {
-                Some(&newer) if self.queue[&newer].op.supersedes(&entry.op) => {
+                // Only a newer write can absorb a requeued one: two writes of
+                // one failed batch may share a slot, oldest requeued first.
+                Some(&newer) if newer > seq && self.queue[&newer].op.supersedes(&entry.op) => {
                     let covers = entry.covers;
                     self.queue
                         .get_mut(&newer)
@@ -793,7 +795,10 @@ impl BufferMachine {
                         .extend(covers);
                     self.metrics.coalesced += 1;
                 }
-                Some(_) => {
+                Some(&other) => {
+                    if other < seq {
+                        self.slots.insert(slot, seq);
+                    }
                     self.queue.insert(seq, entry);
                 }
                 None => {

@@ -902,3 +902,30 @@ fn batches_shrink_after_a_final_failure_and_grow_back_after_successes() {
     assert_eq!(sizes, vec![4, 2, 1, 2, 4, 4, 1]);
     assert!(b.is_drained());
 }
+
+#[test]
+fn a_failed_batch_requeued_keeps_the_newer_of_two_stores_sharing_a_token() {
+    // Found by the coalescing property test: two stores of one access token
+    // (different ids, so neither supersedes in the queue) fail together; the
+    // older, requeued first, must not absorb the newer.
+    let mut b = BufferMachine::new(BufferConfig {
+        max_retries: 0,
+        ..config()
+    });
+    let older = session("s1", "tok", Some("r"));
+    let newer = session("s1", "tok", None);
+    b.handle_write(t0(), older).unwrap();
+    b.handle_write(t0(), newer.clone()).unwrap();
+    b.handle_flush();
+    let batch = b.poll_batch(t0()).unwrap();
+    let err = StoreError::Backend("disk".into());
+    b.handle_batch_result(t0(), batch.id, Err(err));
+    let again = b
+        .poll_batch(t0() + Duration::from_secs(1))
+        .expect("requeued writes flush after the cooldown");
+    assert_eq!(
+        again.writes.last(),
+        Some(&newer),
+        "the newer store is applied last"
+    );
+}
