@@ -2,7 +2,7 @@
 //!
 //! The runtime-free heart of tokenstore: the records an OAuth 2.0 authorization
 //! server keeps, the async [`TokenStore`] contract every backend and wrapper
-//! implements, its reference model [`MemoryTokenStore`], and (in later modules)
+//! implements, its reference model [`MemoryTokenStore`], and
 //! the sans-IO machines that decide caching and write buffering.
 //!
 //! Nothing here spawns a thread, opens a file or depends on an async runtime.
