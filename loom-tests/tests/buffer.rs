@@ -158,14 +158,12 @@ fn flush_racing_failing_close_drops_nothing() {
 
 /// (c) Two durable writers, the delegate healthy or failing its first batch
 /// (`max_retries` zero, so that batch fails for good). Each waiter returns once,
-/// with a true answer: `Ok` only once its write is in the delegate, and an error
-/// only if a batch holding its write failed, with that batch's error. A healthy
-/// delegate gives every waiter `Ok`. The failed writes go back to the queue,
-/// and close applies every write exactly once.
-///
-/// (A waiter whose batch failed may still get `Ok`: the adapter settles a
-/// waiter's slot again when the requeued write is committed before the waiter
-/// reads it. See `README.md`.)
+/// with the outcome of the first batch that held its write, whatever the
+/// schedule: `Ok` only once its write is in the delegate, and that batch's
+/// error if it failed, even when the requeued write is committed by a later
+/// batch before the waiter wakes. A healthy delegate gives every waiter `Ok`.
+/// The failed writes go back to the queue, and close applies every write
+/// exactly once.
 fn durable_waiters(failures: usize) {
     model(
         &format!("durable waiters, {failures} failed batch(es)"),
@@ -179,19 +177,14 @@ fn durable_waiters(failures: usize) {
                 move |key| {
                     let result = block_on(store.store_state(state(key)));
                     // Checked the moment the waiter returns.
-                    match &result {
-                        Ok(()) => {
-                            assert_eq!(probe.applied(key), 1, "Ok before {key} was committed")
-                        }
-                        Err(error) => {
-                            assert_eq!(error, &Probe::injected(), "waiter {key}: wrong error");
-                            assert_eq!(
-                                probe.first_outcome(key),
-                                Some(Err(Probe::injected())),
-                                "waiter {key} got an error, but no batch holding it failed"
-                            );
-                        }
+                    if result.is_ok() {
+                        assert_eq!(probe.applied(key), 1, "Ok before {key} was committed");
                     }
+                    assert_eq!(
+                        Some(result.clone()),
+                        probe.first_outcome(key),
+                        "waiter {key} must get the outcome of the first batch that held its write"
+                    );
                     result
                 }
             });
