@@ -14,6 +14,9 @@
 //! Run: `cargo bench -p tokenstore --bench bulk` (release mode). Set
 //! `TOKENSTORE_BENCH_QUICK=1` for a short smoke run (10,000 sessions).
 
+mod common;
+
+use common::session;
 use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,10 +24,7 @@ use std::time::{Duration, Instant};
 use tokenstore::buffer::BufferConfig;
 use tokenstore::runtime::TokioRuntime;
 use tokenstore::sqlite::{SqliteTokenStore, Synchronous, generate_key};
-use tokenstore::{
-    Ack, BufferedTokenStore, Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore,
-    UserInfo,
-};
+use tokenstore::{Ack, BufferedTokenStore, Clock, SystemClock, TokenStore};
 
 /// Hashes per raw `DELETE ... IN (...)`, as the backend chunks them.
 const CHUNK: usize = 500;
@@ -248,25 +248,4 @@ fn count(path: &Path) -> u64 {
         .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
         .expect("count");
     u64::try_from(rows).expect("a count")
-}
-
-/// A login session with an access and a refresh token.
-fn session(n: u64, now: Timestamp) -> Arc<StoredSession> {
-    let mut user = UserInfo::new("github", format!("user-{n}"), format!("login-{n}"));
-    user.email = Some(format!("user{n}@example.com"));
-    user.provider_scopes_granted = vec!["openid".into(), "email".into()];
-    let mix = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut s = StoredSession::new(
-        format!("sid-{n:010}"),
-        user,
-        format!("at-{n:010}-{mix:016x}{:016x}", mix.rotate_left(17)),
-        now + Duration::from_secs(3_600),
-        now,
-    );
-    s.refresh_token = Some(Secret::new(format!(
-        "rt-{n:010}-{:016x}",
-        mix.rotate_left(31)
-    )));
-    s.refresh_expires_at = Some(now + Duration::from_secs(86_400));
-    Arc::new(s)
 }

@@ -17,13 +17,16 @@
 //! Run: `cargo bench -p tokenstore --bench memory` (release mode). Set
 //! `TOKENSTORE_BENCH_QUICK=1` for 20,000 sessions.
 
+mod common;
+
 use cap::Cap;
+use common::session;
 use std::alloc::System;
 use std::mem::size_of;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenstore::cache::{CacheConfig, CacheKey, CacheMachine, FillOutcome, Lookup};
-use tokenstore::{Clock, Secret, StoredSession, SystemClock, Timestamp, UserInfo};
+use tokenstore::{Clock, Secret, StoredSession, SystemClock, Timestamp};
 
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
@@ -155,26 +158,4 @@ fn rss() -> usize {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
         .map_or(0, |pages| pages * 4096)
-}
-
-/// A login session as the other benches write it: an access and a refresh
-/// token, an email, two scopes.
-fn session(n: u64, now: Timestamp) -> Arc<StoredSession> {
-    let mut user = UserInfo::new("github", format!("user-{n}"), format!("login-{n}"));
-    user.email = Some(format!("user{n}@example.com"));
-    user.provider_scopes_granted = vec!["openid".into(), "email".into()];
-    let mix = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut s = StoredSession::new(
-        format!("sid-{n:010}"),
-        user,
-        format!("at-{n:010}-{mix:016x}{:016x}", mix.rotate_left(17)),
-        now + Duration::from_secs(3_600),
-        now,
-    );
-    s.refresh_token = Some(Secret::new(format!(
-        "rt-{n:010}-{:016x}",
-        mix.rotate_left(31)
-    )));
-    s.refresh_expires_at = Some(now + Duration::from_secs(86_400));
-    Arc::new(s)
 }

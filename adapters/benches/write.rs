@@ -37,6 +37,9 @@
 //! `TOKENSTORE_BENCH_SYNC=off` (or `normal`) to take the disk's sync out and see
 //! the software's own costs.
 
+mod common;
+
+use common::session;
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -49,7 +52,6 @@ use tokenstore::runtime::TokioRuntime;
 use tokenstore::sqlite::{SqliteTokenStore, Synchronous, generate_key};
 use tokenstore::{
     Ack, BufferedTokenStore, Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore,
-    UserInfo,
 };
 
 /// Sessions in the table before every measured run.
@@ -352,27 +354,6 @@ async fn open(path: &Path, key: &str) -> SqliteTokenStore {
         .open()
         .await
         .expect("open sqlite")
-}
-
-/// A login: a new session with an access and a refresh token.
-fn session(n: u64, now: Timestamp) -> Arc<StoredSession> {
-    let mut user = UserInfo::new("github", format!("user-{n}"), format!("login-{n}"));
-    user.email = Some(format!("user{n}@example.com"));
-    user.provider_scopes_granted = vec!["openid".into(), "email".into()];
-    let mix = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut s = StoredSession::new(
-        format!("sid-{n:010}"),
-        user,
-        format!("at-{n:010}-{mix:016x}{:016x}", mix.rotate_left(17)),
-        now + Duration::from_secs(3_600),
-        now,
-    );
-    s.refresh_token = Some(Secret::new(format!(
-        "rt-{n:010}-{:016x}",
-        mix.rotate_left(31)
-    )));
-    s.refresh_expires_at = Some(now + Duration::from_secs(86_400));
-    Arc::new(s)
 }
 
 /// One measured run of `stack` with `writers` concurrent writers on a fresh file.
