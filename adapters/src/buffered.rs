@@ -429,10 +429,14 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
 
     async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
         validate_key("code", code)?;
-        let inner = &self.shared.inner;
+        let shared = &self.shared;
         self.one_time(
             |m, now| m.try_delete_auth_code(now, code),
-            || inner.try_delete_auth_code(code),
+            || async move {
+                let taken = shared.inner.try_delete_auth_code(code).await?;
+                shared.state.lock().machine.handle_code_taken(code);
+                Ok(taken)
+            },
         )
         .await
     }

@@ -327,7 +327,10 @@ impl Run {
                 let got = match self.machine.try_delete_auth_code(self.now, &key) {
                     OneTime::Decided(answer) => answer,
                     OneTime::AskDelegate => {
-                        block(self.batched.try_delete_auth_code(&key)).expect("delegate try_delete")
+                        let taken = block(self.batched.try_delete_auth_code(&key))
+                            .expect("delegate try_delete");
+                        self.machine.handle_code_taken(&key);
+                        taken
                     }
                 };
                 assert_eq!(got, expected, "try_delete_auth_code");

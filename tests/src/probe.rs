@@ -327,9 +327,9 @@ impl fmt::Debug for Gate {
     }
 }
 
-/// Forwards every call to `inner`; `load_session_by_token` passes its
-/// [`Gate`] after the inner store answered (so it holds what it read while
-/// the test writes).
+/// Forwards every call to `inner`; `load_session_by_token` and
+/// `load_auth_code` pass its [`Gate`] after the inner store answered (so they
+/// hold what they read while the test writes).
 #[derive(Debug)]
 pub struct GatedStore<S> {
     inner: S,
@@ -350,7 +350,7 @@ impl<S: TokenStore> GatedStore<S> {
         &self.inner
     }
 
-    /// The gate of `load_session_by_token`.
+    /// The gate of `load_session_by_token` and `load_auth_code`.
     pub fn gate(&self) -> &Gate {
         &self.gate
     }
@@ -370,7 +370,9 @@ impl<S: TokenStore> TokenStore for GatedStore<S> {
     }
 
     async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
-        self.inner.load_auth_code(code).await
+        let found = self.inner.load_auth_code(code).await;
+        self.gate.pass().await;
+        found
     }
 
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {

@@ -95,5 +95,6 @@ on_runtimes! {
     }
     read_your_writes {
         before_any_flush,
+        read_out_while_a_code_is_taken,
     }
 }

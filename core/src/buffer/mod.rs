@@ -18,6 +18,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Where an applied write sits in `BufferMachine::retained`: after the codes
+/// taken at the delegate while it was still unapplied.
+const APPLIED: u64 = u64::MAX;
+
 /// Settings of the write buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BufferConfig {
@@ -205,8 +209,16 @@ pub struct BufferMachine {
     /// the read began.
     reads: BTreeMap<u64, u64>,
     next_read: u64,
-    /// Writes applied while a read that may not have seen them was out.
-    retained: BTreeMap<u64, WriteOp>,
+    /// Changes the delegate made while a read that may not have seen them was
+    /// out, in order: applied writes at `(seq, APPLIED)`, and codes a one-time
+    /// call took at the delegate at `(s, n)`, where `s` is the oldest held
+    /// write's sequence number then, or the next one (so the removal comes
+    /// after every write applied before it and before every write applied
+    /// after it, and inside the range of every read then out), and `n` counts
+    /// up.
+    retained: BTreeMap<(u64, u64), WriteOp>,
+    /// The `n` of the last taken code in `retained`.
+    next_taken: u64,
 }
 
 /// Counters of the write buffer (numbers only).
@@ -255,6 +267,7 @@ impl BufferMachine {
             reads: BTreeMap::new(),
             next_read: 1,
             retained: BTreeMap::new(),
+            next_taken: 0,
         }
     }
 
@@ -618,6 +631,28 @@ impl BufferMachine {
         OneTime::Decided(found.is_some_and(|c| !c.is_expired(now)))
     }
 
+    /// Reports that the delegate decided `try_delete_auth_code(code)` (after
+    /// [`OneTime::AskDelegate`]) and answered: the code is gone from the
+    /// delegate. A read of it that was in flight then must not answer it from
+    /// a write applied before, so the removal is retained like an applied
+    /// write. Not needed when the delegate failed.
+    pub fn handle_code_taken(&mut self, code: &str) {
+        if self.reads.is_empty() {
+            return;
+        }
+        self.next_taken += 1;
+        let held = self.in_flight.iter().flat_map(|f| f.entries.iter());
+        let oldest_held = held
+            .map(|(seq, _)| *seq)
+            .chain(self.queue.keys().next().copied())
+            .min()
+            .unwrap_or(self.next_seq);
+        self.retained.insert(
+            (oldest_held, self.next_taken),
+            WriteOp::DeleteAuthCode(code.to_owned()),
+        );
+    }
+
     /// Delegate reads in flight.
     pub fn reads_in_flight(&self) -> usize {
         self.reads.len()
@@ -665,14 +700,14 @@ impl BufferMachine {
         self.reads.remove(&ticket.id);
         match self.reads.values().min() {
             None => self.retained.clear(),
-            Some(&oldest) => self.retained = self.retained.split_off(&oldest),
+            Some(&oldest) => self.retained = self.retained.split_off(&(oldest, 0)),
         }
     }
 
     /// Writes a read that began at `start` may not have seen, in order.
     fn writes_since(&self, start: u64) -> impl Iterator<Item = &WriteOp> + Clone {
         self.retained
-            .range(start..)
+            .range((start, 0)..)
             .map(|(_, w)| w)
             .chain(self.held_writes())
     }
@@ -731,7 +766,7 @@ impl BufferMachine {
         if let Some(&oldest_read) = self.reads.values().min() {
             for (seq, e) in &f.entries {
                 if *seq >= oldest_read {
-                    self.retained.insert(*seq, e.op.clone());
+                    self.retained.insert((*seq, APPLIED), e.op.clone());
                 }
             }
         }

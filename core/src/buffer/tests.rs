@@ -1,4 +1,5 @@
 use super::*;
+use crate::TokenStore;
 use crate::{
     AuthCodeRecord, ClientRecord, ManualClock, MemoryTokenStore, Secret, StateRecord,
     StoredSession, UserInfo,
@@ -686,7 +687,9 @@ mod read_your_writes {
                         let got = match b.machine.try_delete_auth_code(now, &code) {
                             OneTime::Decided(x) => x,
                             OneTime::AskDelegate => {
-                                run(b.delegate.try_delete_auth_code(&code)).unwrap()
+                                let taken = run(b.delegate.try_delete_auth_code(&code)).unwrap();
+                                b.machine.handle_code_taken(&code);
+                                taken
                             }
                         };
                         assert_eq!(got, expected, "{ctx}: try_delete");
@@ -927,5 +930,50 @@ fn a_failed_batch_requeued_keeps_the_newer_of_two_stores_sharing_a_token() {
         again.writes.last(),
         Some(&newer),
         "the newer store is applied last"
+    );
+}
+
+#[test]
+fn a_code_taken_at_the_delegate_is_not_answered_to_a_read_that_began_before() {
+    // Found by the coalescing fuzz target: a read of a code is out, a store of
+    // the code is applied, then try_delete_auth_code takes it at the delegate.
+    // The read must not answer the code from the retained store.
+    let delegate = MemoryTokenStore::new(ManualClock::new(t0()));
+    let mut b = BufferMachine::new(config());
+    let Read::Ask(ticket) = b.read_auth_code(t0(), "c") else {
+        panic!("nothing is buffered: the delegate is asked");
+    };
+    let code = AuthCodeRecord::new("c", "sid", t0() + Duration::from_secs(60), t0());
+    b.handle_write(t0(), WriteOp::StoreAuthCode(Arc::new(code)))
+        .unwrap();
+    b.handle_flush();
+    let batch = b.poll_batch(t0()).expect("flushed");
+    apply_batch(&delegate, &batch, false, None).unwrap();
+    b.handle_batch_result(t0(), batch.id, Ok(()));
+    assert_eq!(b.try_delete_auth_code(t0(), "c"), OneTime::AskDelegate);
+    assert!(run(delegate.try_delete_auth_code("c")).unwrap());
+    b.handle_code_taken("c");
+    let answer = run(delegate.load_auth_code("c")).unwrap();
+    assert_eq!(b.resolve_auth_code(t0(), ticket, "c", answer), None);
+    // A later write of the code is answered again.
+    let again = AuthCodeRecord::new("c", "sid2", t0() + Duration::from_secs(60), t0());
+    b.handle_write(t0(), WriteOp::StoreAuthCode(Arc::new(again)))
+        .unwrap();
+    assert!(matches!(b.read_auth_code(t0(), "c"), Read::Known(Some(_))));
+}
+
+#[test]
+fn a_taken_code_is_retained_only_while_reads_are_out() {
+    let mut b = BufferMachine::new(config());
+    b.handle_code_taken("c");
+    let Read::Ask(ticket) = b.read_auth_code(t0(), "c") else {
+        panic!("nothing is buffered: the delegate is asked");
+    };
+    let code = AuthCodeRecord::new("c", "sid", t0() + Duration::from_secs(60), t0());
+    let answer = Some(Arc::new(code));
+    assert_eq!(
+        b.resolve_auth_code(t0(), ticket, "c", answer.clone()),
+        answer,
+        "a code taken before the read began does not hide the delegate's answer"
     );
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokenstore::{Ack, TokenStore};
 use tokenstore_core::{ManualClock, MemoryTokenStore};
 use tokenstore_tests::compare::{assert_contents_eq, assert_session_eq, assert_state_eq};
-use tokenstore_tests::probe::{Calls, CountingStore};
+use tokenstore_tests::probe::{Calls, CountingStore, GatedStore};
 use tokenstore_tests::sample;
 use tokenstore_tests::{Runtime, T0};
 
@@ -121,5 +121,44 @@ pub(crate) async fn before_any_flush<R: Runtime>() {
             .is_none()
     );
     assert_contents_eq(&delegate.inner().contents(), &model.contents());
+    store.close().await.expect("close");
+}
+
+/// A code read that is out at the delegate while a store of the code is
+/// flushed and `try_delete_auth_code` takes it there answers `None`, not the
+/// store it missed (found by the coalescing fuzz target).
+pub(crate) async fn read_out_while_a_code_is_taken<R: Runtime>() {
+    let clock = ManualClock::new(T0);
+    let delegate = Arc::new(GatedStore::new(MemoryTokenStore::new(clock.clone())));
+    let store = Arc::new(buffer(
+        delegate.clone(),
+        quiet_config(),
+        Ack::Queued,
+        clock.clone(),
+    ));
+    delegate.gate().arm();
+    let reader = {
+        let store = store.clone();
+        R::spawn(async move { store.load_auth_code("taken-code").await })
+    };
+    // The delegate answered (nothing yet); the read is held before it returns.
+    delegate.gate().entered().await;
+    let code = Arc::new(sample::full_code("taken-code", "taken-sid", T0));
+    store.store_auth_code(code).await.expect("store");
+    store.flush().await.expect("flush");
+    assert!(
+        store
+            .try_delete_auth_code("taken-code")
+            .await
+            .expect("try_delete"),
+        "the delegate takes the flushed code"
+    );
+    delegate.gate().open();
+    assert_eq!(
+        reader.await.expect("read"),
+        None,
+        "a read still out answered a code that was taken"
+    );
+    assert!(store.load_auth_code("taken-code").await.unwrap().is_none());
     store.close().await.expect("close");
 }
