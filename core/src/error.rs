@@ -26,6 +26,13 @@ pub enum InvalidInput {
     /// A session was stored without `access_expires_at`.
     #[error("a session needs an access expiry (access_expires_at) to be stored")]
     MissingAccessExpiry,
+    /// A session's `user_info.raw_profile` nests deeper than
+    /// [`MAX_PROFILE_DEPTH`](crate::MAX_PROFILE_DEPTH).
+    #[error("user_info.raw_profile nests deeper than {max} levels")]
+    ProfileTooDeep {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// The error of every [`TokenStore`](crate::TokenStore) operation.

@@ -11,6 +11,35 @@ use std::fmt;
 /// The longest key (state, code, token, session id, client id) a store accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 8 * 1024;
 
+/// The deepest nesting of [`UserInfo::raw_profile`] a store accepts, counting
+/// the profile object itself as level 1. Deeper JSON could be written but not
+/// read back (JSON readers, serde_json's among them, stop at 128 levels).
+pub const MAX_PROFILE_DEPTH: usize = 64;
+
+/// Checks that `profile` nests arrays and objects at most
+/// [`MAX_PROFILE_DEPTH`] levels deep (without recursion, so any depth is safe
+/// to check).
+fn validate_profile(
+    profile: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), InvalidInput> {
+    use serde_json::Value;
+    let mut containers: Vec<(&Value, usize)> = profile.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = containers.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        if depth > MAX_PROFILE_DEPTH {
+            return Err(InvalidInput::ProfileTooDeep {
+                max: MAX_PROFILE_DEPTH,
+            });
+        }
+        containers.extend(children.map(|c| (c, depth + 1)));
+    }
+    Ok(())
+}
+
 /// Checks a key: non-empty and at most [`MAX_KEY_BYTES`].
 pub fn validate_key(field: &'static str, key: &str) -> Result<(), InvalidInput> {
     if key.is_empty() {
@@ -174,7 +203,8 @@ pub struct UserInfo {
     pub name: Option<String>,
     /// Avatar URL.
     pub avatar_url: Option<String>,
-    /// The provider's raw profile (a JSON object in mxcp).
+    /// The provider's raw profile (a JSON object in mxcp), at most
+    /// [`MAX_PROFILE_DEPTH`] levels deep.
     pub raw_profile: Option<serde_json::Map<String, serde_json::Value>>,
     /// Scopes the provider granted.
     pub provider_scopes_granted: Vec<String>,
@@ -293,6 +323,9 @@ impl StoredSession {
         }
         if self.access_expires_at.is_none() {
             return Err(InvalidInput::MissingAccessExpiry);
+        }
+        if let Some(profile) = &self.user_info.raw_profile {
+            validate_profile(profile)?;
         }
         Ok(())
     }
@@ -552,5 +585,41 @@ mod tests {
         ] {
             assert!(!text.contains(needle), "{needle} leaked in {text}");
         }
+    }
+
+    #[test]
+    fn profile_depth_is_checked_at_every_branch_without_recursion() {
+        use serde_json::{Map, Value};
+        let t = Timestamp::from_unix_secs(1_700_000_000);
+        let deep = |depth: usize, wide: bool| {
+            let mut value = Value::Null;
+            for _ in 1..depth {
+                value = Value::Array(vec![Value::Bool(true), value]);
+            }
+            let mut profile = Map::new();
+            if wide {
+                profile.insert("flat".into(), Value::Array(vec![Value::Null]));
+            }
+            profile.insert(
+                "deep".into(),
+                Value::Object(Map::from_iter([("x".into(), value)])),
+            );
+            profile
+        };
+        let session = |profile| {
+            let mut s = StoredSession::new("sid", UserInfo::new("p", "u", "n"), "at", t, t);
+            s.user_info.raw_profile = Some(profile);
+            s
+        };
+        // The object under "deep" adds a level: `deep(d)` is d + 1 levels.
+        assert_eq!(
+            session(deep(MAX_PROFILE_DEPTH - 1, true)).validate(),
+            Ok(())
+        );
+        let refused = Err(InvalidInput::ProfileTooDeep {
+            max: MAX_PROFILE_DEPTH,
+        });
+        assert_eq!(session(deep(MAX_PROFILE_DEPTH, true)).validate(), refused);
+        assert_eq!(session(deep(5_000, false)).validate(), refused);
     }
 }

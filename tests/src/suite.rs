@@ -126,6 +126,7 @@ macro_rules! __contract_test_list {
                 empty_keys_clients,
                 empty_refresh_token,
                 session_without_access_expiry,
+                profile_depth_limit,
                 oversized_keys_states_and_codes,
                 oversized_keys_sessions_and_clients,
                 max_size_keys_accepted,

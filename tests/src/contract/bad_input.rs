@@ -8,7 +8,8 @@ use crate::{Factory, Fixture, Runtime, T0};
 use std::fmt;
 use std::sync::Arc;
 use tokenstore_core::{
-    InvalidInput, MAX_KEY_BYTES, Secret, StoreError, StoredSession, TokenHash, TokenStore,
+    InvalidInput, MAX_KEY_BYTES, MAX_PROFILE_DEPTH, Secret, StoreError, StoredSession, TokenHash,
+    TokenStore,
 };
 
 /// Panics unless `result` is exactly the error `expected`.
@@ -156,6 +157,38 @@ pub async fn session_without_access_expiry<F: Factory, R: Runtime>() {
     assert_contents_eq(&fx.contents().await, &before);
     assert_session_eq(&by_token(&fx, "at-a").await.expect("kept"), &a);
     assert_session_eq(&by_token(&fx, "at-b").await.expect("kept"), &b);
+}
+
+/// A raw profile `depth` levels deep (the profile object is level 1).
+fn nested_profile(depth: usize) -> serde_json::Map<String, serde_json::Value> {
+    let mut value = serde_json::Value::Null;
+    for _ in 1..depth {
+        value = serde_json::Value::Array(vec![value]);
+    }
+    let mut profile = serde_json::Map::new();
+    profile.insert("nested".to_owned(), value);
+    profile
+}
+
+/// A raw profile at the depth limit is stored and read back equal; one level
+/// deeper is refused with a typed error and changes nothing (JSON that deep
+/// could be written but not read back).
+pub async fn profile_depth_limit<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    let mut deepest = full_session("sess-deep", "at-deep", "rt-deep", T0);
+    deepest.user_info.raw_profile = Some(nested_profile(MAX_PROFILE_DEPTH));
+    super::put(&fx, &deepest).await;
+    assert_session_eq(&by_token(&fx, "at-deep").await.expect("stored"), &deepest);
+    let before = fx.contents().await;
+    let mut bad = full_session("sess-deep", "at-deep", "rt-deep", T0);
+    bad.user_info.raw_profile = Some(nested_profile(MAX_PROFILE_DEPTH + 1));
+    let r = fx.store.store_session(Arc::new(bad)).await;
+    let too_deep = StoreError::InvalidInput(InvalidInput::ProfileTooDeep {
+        max: MAX_PROFILE_DEPTH,
+    });
+    assert_err("store_session", r, &too_deep);
+    assert_contents_eq(&fx.contents().await, &before);
+    assert_session_eq(&by_token(&fx, "at-deep").await.expect("kept"), &deepest);
 }
 
 /// Oversized keys in state and code operations: typed error, nothing changed.
