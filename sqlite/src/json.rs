@@ -182,4 +182,26 @@ mod tests {
             assert_eq!(decode_user_info(bad), None, "{bad}");
         }
     }
+
+    #[test]
+    fn profile_numbers_read_back_exactly() {
+        // Found by the sqlite_roundtrip fuzz target: without serde_json's
+        // float_roundtrip, 1.1125036537071191e-306 read back one ulp off.
+        let numbers = [
+            1.1125036537071191e-306,
+            2.2250738585072014e-308,
+            0.1,
+            1e300,
+            -5e-324,
+        ];
+        let mut user = UserInfo::new("p", "u", "n");
+        let profile = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (format!("n{i}"), Value::from(x)))
+            .collect();
+        user.raw_profile = Some(profile);
+        let back = decode_user_info(&encode_user_info(&user).unwrap()).expect("decoded");
+        assert_eq!(back.raw_profile, user.raw_profile);
+    }
 }
