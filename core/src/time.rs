@@ -44,13 +44,21 @@ impl Timestamp {
 
     /// From fractional seconds since the epoch, as mxcp stores them (`REAL`).
     ///
-    /// The exact inverse of [`Timestamp::as_unix_secs_f64`] up to the year 2106
-    /// (where a double still tells microseconds apart); otherwise rounds to the
-    /// nearest microsecond. Saturates; NaN maps to the epoch. Use
+    /// The exact inverse of [`Timestamp::as_unix_secs_f64`] wherever a double
+    /// still tells microseconds apart (within 2^33 seconds of the epoch, about
+    /// the year 2242); elsewhere, and for values no timestamp encodes to,
+    /// about the nearest microsecond. Saturates; NaN maps to the epoch. Use
     /// [`Timestamp::try_from_unix_secs_f64`] to reject non-finite values.
     pub fn from_unix_secs_f64(secs: f64) -> Self {
         // `as` saturates on overflow and maps NaN to 0.
-        Self((secs * 1_000_000.0).round() as i64)
+        let guess = (secs * 1_000_000.0).round() as i64;
+        // `secs` and the product are each rounded, so past 2^32 s the guess
+        // can be one microsecond off the one that encodes to `secs`.
+        [guess, guess.saturating_sub(1), guess.saturating_add(1)]
+            .into_iter()
+            .map(Self)
+            .find(|t| t.as_unix_secs_f64() == secs)
+            .unwrap_or(Self(guess))
     }
 
     /// From fractional seconds, or `None` when `secs` is NaN or infinite.
@@ -275,11 +283,26 @@ mod tests {
     }
 
     #[test]
-    fn f64_decoding_inverts_encoding_until_2106() {
-        // A spread of microsecond values from 1970 to 2106.
+    fn f64_decoding_inverts_encoding_past_2106() {
+        // Found by the sqlite_roundtrip fuzz target: one microsecond off with
+        // a plain `round(secs * 1e6)`.
+        let t = Timestamp::from_unix_micros(4_314_483_627_798_741);
+        assert_eq!(Timestamp::from_unix_secs_f64(t.as_unix_secs_f64()), t);
+        // Every microsecond of a stretch just past 2^32 s, and just below 2^33 s.
+        for start in [4_294_967_296_000_000, 8_589_934_591_000_000] {
+            for m in start..start + 200_000 {
+                let t = Timestamp::from_unix_micros(m);
+                assert_eq!(Timestamp::from_unix_secs_f64(t.as_unix_secs_f64()), t);
+            }
+        }
+    }
+
+    #[test]
+    fn f64_decoding_inverts_encoding_until_2242() {
+        // A spread of microsecond values from 1970 to 2^33 s.
         let mut m: i64 = 1;
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        while m < 4_290_000_000_000_000 {
+        while m < 8_589_934_000_000_000 {
             for _ in 0..64 {
                 x ^= x << 13;
                 x ^= x >> 7;
