@@ -18,9 +18,9 @@
 //! timed two ways. "limit" times the transactions alone, with every row
 //! hashed, sealed and encoded beforehand: the physical limit of SQLite on this
 //! disk at that batch size, which the targets compare against. "inline" times
-//! one thread doing all of it, row after row; tokenstore does the hashing and
-//! sealing on the callers' threads, in parallel with the connection thread, so
-//! it can beat "inline" on two cores. A last section measures leaner schemas on
+//! one thread doing all of it, row after row, as `SqliteTokenStore`'s
+//! connection thread does (it hashes, seals and encodes each row inside the
+//! transaction). A last section measures leaner schemas on
 //! the raw peer (without tokenstore's refresh-token index, and also without
 //! mxcp's `UNIQUE` on `session_id`) to show what they would gain; the real
 //! schema is unchanged.
