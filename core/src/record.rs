@@ -25,17 +25,16 @@ fn validate_profile(
     use serde_json::Value;
     let mut containers: Vec<(&Value, usize)> = profile.values().map(|v| (v, 2)).collect();
     while let Some((value, depth)) = containers.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(fields) => Box::new(fields.values()),
-            _ => continue,
-        };
-        if depth > MAX_PROFILE_DEPTH {
+        if matches!(value, Value::Array(_) | Value::Object(_)) && depth > MAX_PROFILE_DEPTH {
             return Err(InvalidInput::ProfileTooDeep {
                 max: MAX_PROFILE_DEPTH,
             });
         }
-        containers.extend(children.map(|c| (c, depth + 1)));
+        match value {
+            Value::Array(items) => containers.extend(items.iter().map(|c| (c, depth + 1))),
+            Value::Object(fields) => containers.extend(fields.values().map(|c| (c, depth + 1))),
+            _ => {}
+        }
     }
     Ok(())
 }
