@@ -217,8 +217,6 @@ pub struct BufferMachine {
     /// after it, and inside the range of every read then out), and `n` counts
     /// up.
     retained: BTreeMap<(u64, u64), WriteOp>,
-    /// The `n` of the last taken code in `retained`.
-    next_taken: u64,
 }
 
 /// Counters of the write buffer (numbers only).
@@ -267,7 +265,6 @@ impl BufferMachine {
             reads: BTreeMap::new(),
             next_read: 1,
             retained: BTreeMap::new(),
-            next_taken: 0,
         }
     }
 
@@ -640,17 +637,20 @@ impl BufferMachine {
         if self.reads.is_empty() {
             return;
         }
-        self.next_taken += 1;
         let held = self.in_flight.iter().flat_map(|f| f.entries.iter());
         let oldest_held = held
             .map(|(seq, _)| *seq)
             .chain(self.queue.keys().next().copied())
             .min()
             .unwrap_or(self.next_seq);
-        self.retained.insert(
-            (oldest_held, self.next_taken),
-            WriteOp::DeleteAuthCode(code.to_owned()),
-        );
+        // After any code already taken at this point.
+        let n = self
+            .retained
+            .range((oldest_held, 0)..(oldest_held, APPLIED))
+            .next_back()
+            .map_or(1, |(&(_, n), _)| n + 1);
+        self.retained
+            .insert((oldest_held, n), WriteOp::DeleteAuthCode(code.to_owned()));
     }
 
     /// Delegate reads in flight.

@@ -1,8 +1,7 @@
 use super::*;
-use crate::TokenStore;
 use crate::{
     AuthCodeRecord, ClientRecord, ManualClock, MemoryTokenStore, Secret, StateRecord,
-    StoredSession, UserInfo,
+    StoredSession, TokenStore, UserInfo,
 };
 use std::sync::Arc;
 
