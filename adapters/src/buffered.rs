@@ -6,14 +6,13 @@
 
 use crate::runtime::Runtime;
 use crate::sync::{Event, Mutex};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokenstore_core::buffer::{
-    BatchOutcome, BufferConfig, BufferMachine, BufferMetrics, OneTime, Read, ReadTicket, Refusal,
-    Seq, SessionKey, WriteOp, apply_batch,
+    BatchOutcome, BufferConfig, BufferMachine, BufferMetrics, OneTime, Read, ReadKind, ReadTicket,
+    Refusal, Seq, SessionKey, WriteOp, apply_batch,
 };
 use tokenstore_core::{
     AuthCodeRecord, CleanupCounts, ClientRecord, Clock, Secret, StateRecord, StoreError,
@@ -73,17 +72,11 @@ struct Shared<S> {
     clock: Arc<dyn Clock>,
     runtime: Arc<dyn Runtime>,
     ack: Ack,
-    state: Mutex<State>,
+    machine: Mutex<BufferMachine>,
     /// Wakes the flush worker (a write, a flush request, close).
     wake: Event,
     /// Notified after every batch result (space freed, acknowledgements, drain).
     changed: Event,
-}
-
-struct State {
-    machine: BufferMachine,
-    /// Outcomes for `Durable` writers, by sequence number.
-    durable: HashMap<u64, Option<Result<(), StoreError>>>,
 }
 
 impl<S: TokenStore + 'static> BufferedTokenStore<S> {
@@ -105,10 +98,7 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
             clock: Arc::new(clock),
             runtime: Arc::new(runtime),
             ack,
-            state: Mutex::new(State {
-                machine: BufferMachine::new(config),
-                durable: HashMap::new(),
-            }),
+            machine: Mutex::new(BufferMachine::new(config)),
             wake: Event::new(),
             changed: Event::new(),
         });
@@ -125,23 +115,23 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
 
     /// The buffer's counters.
     pub fn metrics(&self) -> BufferMetrics {
-        self.shared.state.lock().machine.metrics()
+        self.shared.machine.lock().metrics()
     }
 
     /// Writes held (pending and in flight).
     pub fn pending(&self) -> usize {
-        self.shared.state.lock().machine.held()
+        self.shared.machine.lock().held()
     }
 
     /// Applies every write accepted before this call; the first error of a batch
     /// holding one of them is returned (the writes stay queued).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let flush = self.shared.state.lock().machine.handle_flush();
+        let flush = self.shared.machine.lock().handle_flush();
         self.shared.wake.notify(usize::MAX);
         loop {
             let listener = {
-                let state = self.shared.state.lock();
-                if let Some(outcome) = state.machine.flush_status(&flush) {
+                let machine = self.shared.machine.lock();
+                if let Some(outcome) = machine.flush_status(&flush) {
                     return outcome;
                 }
                 self.shared.changed.listen()
@@ -155,39 +145,13 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
     /// Until they are taken, reads and one-time calls still see them, as they
     /// did before the close; afterwards they are the caller's to apply.
     pub fn take_unapplied(&self) -> Vec<WriteOp> {
-        self.shared.state.lock().machine.take_unapplied()
+        self.shared.machine.lock().take_unapplied()
     }
 
     /// Queues a write, waiting while the buffer is full; with [`Ack::Durable`],
     /// also waits for its batch.
-    async fn write(&self, mut op: WriteOp) -> Result<(), StoreError> {
-        let seq = loop {
-            let listener = {
-                let mut state = self.shared.state.lock();
-                let now = self.shared.clock.now();
-                let accepted = match self.shared.ack {
-                    Ack::Queued => state.machine.handle_write(now, op),
-                    Ack::Durable => state.machine.handle_durable_write(now, op),
-                };
-                match accepted {
-                    Ok(seq) => {
-                        if self.shared.ack == Ack::Durable {
-                            state.durable.insert(seq.0, None);
-                        }
-                        break seq;
-                    }
-                    Err(refused) if refused.reason == Refusal::Closed => {
-                        return Err(StoreError::Closed);
-                    }
-                    Err(refused) => {
-                        op = refused.op;
-                        self.shared.changed.listen()
-                    }
-                }
-            };
-            self.shared.wake.notify(usize::MAX);
-            listener.await;
-        };
+    async fn write(&self, op: WriteOp) -> Result<(), StoreError> {
+        let seq = self.accept(op).await?;
         self.shared.wake.notify(usize::MAX);
         match self.shared.ack {
             Ack::Queued => Ok(()),
@@ -195,6 +159,31 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         }
     }
 
+    /// Offers `op` to the machine until it is accepted (or refused for good).
+    async fn accept(&self, mut op: WriteOp) -> Result<Seq, StoreError> {
+        loop {
+            let listener = {
+                let mut machine = self.shared.machine.lock();
+                let now = self.shared.clock.now();
+                let accepted = match self.shared.ack {
+                    Ack::Queued => machine.accept(now, op),
+                    Ack::Durable => machine.accept_durable(now, op),
+                };
+                match accepted {
+                    Ok(seq) => return Ok(seq),
+                    Err(refused) if refused.reason == Refusal::Closed => {
+                        return Err(StoreError::Closed);
+                    }
+                    Err(refused) => op = refused.op,
+                }
+                self.shared.changed.listen()
+            };
+            self.shared.wake.notify(usize::MAX);
+            listener.await;
+        }
+    }
+
+    /// Waits until the machine answers the durable writer of `seq`.
     async fn durable(&self, seq: Seq) -> Result<(), StoreError> {
         let _forget = DurableGuard {
             shared: &self.shared,
@@ -202,10 +191,8 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         };
         loop {
             let listener = {
-                let mut state = self.shared.state.lock();
-                if let Some(Some(outcome)) = state.durable.get(&seq.0) {
-                    let outcome = outcome.clone();
-                    state.durable.remove(&seq.0);
+                let mut machine = self.shared.machine.lock();
+                if let Some(outcome) = machine.take_durable_outcome(seq) {
                     return outcome;
                 }
                 self.shared.changed.listen()
@@ -216,14 +203,14 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
 
     /// Runs a read: answered by the buffer, or by the delegate with the buffer's
     /// writes laid over its answer.
-    async fn read<T, Fut>(
+    async fn read<T: ReadKind, Fut>(
         &self,
         decide: impl FnOnce(&mut BufferMachine, Timestamp) -> Read<T>,
         fetch: impl FnOnce() -> Fut,
         resolve: impl FnOnce(
             &mut BufferMachine,
             Timestamp,
-            ReadTicket,
+            ReadTicket<T>,
             Option<Arc<T>>,
         ) -> Option<Arc<T>>,
     ) -> Result<Option<Arc<T>>, StoreError>
@@ -231,7 +218,7 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         Fut: Future<Output = Result<Option<Arc<T>>, StoreError>>,
     {
         let now = self.shared.clock.now();
-        let decided = decide(&mut self.shared.state.lock().machine, now);
+        let decided = decide(&mut self.shared.machine.lock(), now);
         let ticket = match decided {
             Read::Known(answer) => {
                 self.shared.wake.notify(usize::MAX);
@@ -245,17 +232,17 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         };
         let answer = fetch().await;
         let ticket = guard.ticket.take().expect("ticket is taken once");
-        let mut state = self.shared.state.lock();
+        let mut machine = self.shared.machine.lock();
         match answer {
             Ok(answer) => {
                 let now = self.shared.clock.now();
-                let resolved = resolve(&mut state.machine, now, ticket, answer);
-                drop(state);
+                let resolved = resolve(&mut machine, now, ticket, answer);
+                drop(machine);
                 self.shared.wake.notify(usize::MAX);
                 Ok(resolved)
             }
             Err(error) => {
-                state.machine.abandon_read(ticket);
+                machine.abandon_read(ticket);
                 Err(error)
             }
         }
@@ -271,7 +258,7 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let now = self.shared.clock.now();
-        let decided = decide(&mut self.shared.state.lock().machine, now);
+        let decided = decide(&mut self.shared.machine.lock(), now);
         match decided {
             OneTime::Decided(answer) => {
                 self.shared.wake.notify(usize::MAX);
@@ -286,26 +273,25 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         key: SessionKey,
         fetch: impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>>,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let key2 = key.clone();
         self.read(
             |m, now| m.read_session(now, &key),
             || fetch,
-            |m, now, t, a| m.resolve_session(now, t, &key2, a),
+            |m, now, t, a| m.resolve_session(now, t, a),
         )
         .await
     }
 }
 
 /// Gives a read ticket back if the read is dropped before the delegate answered.
-struct ReadGuard<'a, S> {
+struct ReadGuard<'a, S, T: ReadKind + ?Sized> {
     shared: &'a Shared<S>,
-    ticket: Option<ReadTicket>,
+    ticket: Option<ReadTicket<T>>,
 }
 
-impl<S> Drop for ReadGuard<'_, S> {
+impl<S, T: ReadKind + ?Sized> Drop for ReadGuard<'_, S, T> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.shared.state.lock().machine.abandon_read(ticket);
+            self.shared.machine.lock().abandon_read(ticket);
         }
     }
 }
@@ -318,7 +304,7 @@ struct DurableGuard<'a, S> {
 
 impl<S> Drop for DurableGuard<'_, S> {
     fn drop(&mut self) {
-        self.shared.state.lock().durable.remove(&self.seq.0);
+        self.shared.machine.lock().forget_durable(self.seq);
     }
 }
 
@@ -328,16 +314,11 @@ async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
     loop {
         let Some(shared) = weak.upgrade() else { return };
         let (batch, timeout, listener, done) = {
-            let mut state = shared.state.lock();
+            let mut machine = shared.machine.lock();
             let now = shared.clock.now();
-            let batch = state.machine.poll_batch(now);
-            let done = state.machine.closing_done();
-            (
-                batch,
-                state.machine.poll_timeout(),
-                shared.wake.listen(),
-                done,
-            )
+            let batch = machine.poll_batch(now);
+            let done = machine.closing_done();
+            (batch, machine.poll_timeout(), shared.wake.listen(), done)
         };
         if let Some(batch) = batch {
             let result = apply_batch(&shared.inner, batch.writes).await;
@@ -364,31 +345,19 @@ async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
     }
 }
 
+/// Reports a batch's result to the machine (which answers its durable
+/// writers), and wakes everyone waiting on a change.
 fn report<S>(shared: &Shared<S>, id: u64, result: Result<(), StoreError>) {
-    {
-        let mut state = shared.state.lock();
-        let now = shared.clock.now();
-        match state.machine.handle_batch_result(now, id, result) {
-            BatchOutcome::Applied(seqs) => settle(&mut state, &seqs, &Ok(())),
-            BatchOutcome::Failed { seqs, error } => {
-                tracing::warn!(writes = seqs.len(), %error, "a buffered batch failed after its retries");
-                settle(&mut state, &seqs, &Err(error));
-            }
-            BatchOutcome::Retrying => tracing::debug!("a buffered batch failed; retrying"),
-            BatchOutcome::Unknown => {}
+    let now = shared.clock.now();
+    let outcome = shared.machine.lock().handle_batch_result(now, id, result);
+    match outcome {
+        BatchOutcome::Failed { seqs, error } => {
+            tracing::warn!(writes = seqs.len(), %error, "a buffered batch failed after its retries");
         }
+        BatchOutcome::Retrying => tracing::debug!("a buffered batch failed; retrying"),
+        BatchOutcome::Applied(_) | BatchOutcome::Unknown => {}
     }
     shared.changed.notify(usize::MAX);
-}
-
-fn settle(state: &mut State, seqs: &[Seq], outcome: &Result<(), StoreError>) {
-    for seq in seqs {
-        // The first batch that held the write answers its writer: a write that
-        // failed and was requeued does not turn that error into a later Ok.
-        if let Some(slot @ None) = state.durable.get_mut(&seq.0) {
-            *slot = Some(outcome.clone());
-        }
-    }
 }
 
 impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
@@ -417,7 +386,7 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
         self.read(
             |m, now| m.read_auth_code(now, code),
             || self.shared.inner.load_auth_code(code),
-            |m, now, t, a| m.resolve_auth_code(now, t, code, a),
+            |m, now, t, a| m.resolve_auth_code(now, t, a),
         )
         .await
     }
@@ -434,7 +403,7 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
             |m, now| m.try_delete_auth_code(now, code),
             || async move {
                 let taken = shared.inner.try_delete_auth_code(code).await?;
-                shared.state.lock().machine.handle_code_taken(code);
+                shared.machine.lock().handle_code_taken(code);
                 Ok(taken)
             },
         )
@@ -503,24 +472,24 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
         self.read(
             |m, _| m.read_client(client_id),
             || self.shared.inner.load_client(client_id),
-            |m, _, t, a| m.resolve_client(t, client_id, a),
+            |m, _, t, a| m.resolve_client(t, a),
         )
         .await
     }
 
     async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        let ticket = self.shared.state.lock().machine.read_clients();
+        let ticket = self.shared.machine.lock().read_clients();
         let mut guard = ReadGuard {
             shared: &self.shared,
             ticket: Some(ticket),
         };
         let listed = self.shared.inner.list_clients().await;
         let ticket = guard.ticket.take().expect("ticket is taken once");
-        let mut state = self.shared.state.lock();
+        let mut machine = self.shared.machine.lock();
         match listed {
-            Ok(listed) => Ok(state.machine.resolve_clients(ticket, listed)),
+            Ok(listed) => Ok(machine.resolve_clients(ticket, listed)),
             Err(error) => {
-                state.machine.abandon_read(ticket);
+                machine.abandon_read(ticket);
                 Err(error)
             }
         }
@@ -544,53 +513,41 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     /// [`take_unapplied`](BufferedTokenStore::take_unapplied) and the error is
     /// [`StoreError::WritesNotApplied`].
     async fn close(&self) -> Result<(), StoreError> {
-        self.shared.state.lock().machine.handle_close();
+        self.shared.machine.lock().handle_close();
         self.shared.wake.notify(usize::MAX);
         // Writers waiting for room must learn at once that the store is closing.
         self.shared.changed.notify(usize::MAX);
-        let unapplied = loop {
+        let drained = loop {
             let listener = {
-                let mut state = self.shared.state.lock();
-                if state.machine.is_drained() {
-                    break 0;
-                }
-                if state.machine.close_failed() {
-                    // The writes stay in the machine (reads keep seeing them)
-                    // until the caller takes them.
-                    let count = state.machine.held();
-                    // Every durable writer still waiting holds one of these
-                    // writes: tell it now, or it would wait forever.
-                    for slot in state.durable.values_mut().filter(|s| s.is_none()) {
-                        *slot = Some(Err(StoreError::WritesNotApplied { count }));
-                    }
-                    drop(state);
-                    self.shared.changed.notify(usize::MAX);
-                    break count;
+                let machine = self.shared.machine.lock();
+                if let Some(status) = machine.close_status() {
+                    break status;
                 }
                 self.shared.changed.listen()
             };
             listener.await;
         };
+        // Durable writers the failed close answered must hear of it.
+        self.shared.changed.notify(usize::MAX);
         self.shared.wake.notify(usize::MAX);
         let closed = self.shared.inner.close().await;
-        match unapplied {
-            0 => closed,
-            count => Err(StoreError::WritesNotApplied { count }),
-        }
+        // The writes a failed close kept stay in the machine (reads keep seeing
+        // them) until the caller takes them.
+        drained.and(closed)
     }
 }
 
 impl<S> Drop for BufferedTokenStore<S> {
     fn drop(&mut self) {
-        let state = self.shared.state.lock();
-        let pending = state.machine.held();
+        let machine = self.shared.machine.lock();
+        let pending = machine.held();
         if pending > 0 {
             tracing::error!(
                 pending,
                 "BufferedTokenStore dropped holding writes (no close(), or a failed close whose take_unapplied() was never called): they are lost"
             );
         }
-        drop(state);
+        drop(machine);
         self.shared.wake.notify(usize::MAX);
     }
 }
@@ -600,7 +557,7 @@ impl<S: fmt::Debug> fmt::Debug for BufferedTokenStore<S> {
         f.debug_struct("BufferedTokenStore")
             .field("inner", &self.shared.inner)
             .field("ack", &self.shared.ack)
-            .field("machine", &self.shared.state.lock().machine)
+            .field("machine", &*self.shared.machine.lock())
             .finish_non_exhaustive()
     }
 }

@@ -23,7 +23,7 @@ fn machine(pending: usize, t0: Timestamp) -> BufferMachine {
     for i in 0..pending {
         let at = t0 + Duration::from_micros(i as u64);
         let op = WriteOp::StoreState(Arc::new(StateRecord::new(format!("s{i}"), expires, at)));
-        if buffer.handle_write(at, op).is_err() {
+        if buffer.accept(at, op).is_err() {
             panic!("the bench's buffer has room");
         }
     }

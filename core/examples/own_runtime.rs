@@ -34,7 +34,7 @@ fn main() -> Result<(), StoreError> {
         clock.now() + Duration::from_secs(3600),
         clock.now(),
     );
-    let seq = match buffer.handle_write(clock.now(), WriteOp::StoreSession(Arc::new(session))) {
+    let seq = match buffer.accept(clock.now(), WriteOp::StoreSession(Arc::new(session))) {
         Ok(seq) => seq,
         // `Refusal::Full`: wait for a batch result, then offer `refused.op` again;
         // `Refusal::Closed`: answer `StoreError::Closed`.

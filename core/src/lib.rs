@@ -50,6 +50,7 @@ mod record;
 mod secret;
 mod store;
 mod time;
+mod write;
 
 pub use error::{InvalidInput, StoreError};
 pub use hash::TokenHash;
@@ -61,3 +62,4 @@ pub use record::{
 pub use secret::Secret;
 pub use store::{BatchWriteStore, BoxFuture, BulkSessionStore, CleanupCounts, TokenStore};
 pub use time::{Clock, CoarseSystemClock, ManualClock, SystemClock, Timestamp};
+pub use write::WriteOp;

@@ -1,6 +1,6 @@
 //! The [`TokenStore`] contract and the optional [`BulkSessionStore`] capability.
 
-use crate::buffer::WriteOp;
+use crate::WriteOp;
 use crate::{AuthCodeRecord, ClientRecord, StateRecord, StoreError, StoredSession, TokenHash};
 use std::future::Future;
 use std::pin::Pin;

@@ -23,19 +23,22 @@
 //!   acknowledged, and failure only after a batch failed for good since it began;
 //! - every read, `consume_state` and `try_delete_auth_code` answers what the
 //!   one-by-one store answers at the same time;
+//! - every durable writer gets, once, the outcome of the first batch that held
+//!   its write (`Ok` or that batch's error), or `WritesNotApplied` when close
+//!   failed before a batch held it, and nothing before;
 //! - draining after close never gets stuck.
 //!
 //! Shared by the fuzz target `coalescing` and the stable replay test
 //! `tests/tests/fuzz_corpus.rs` (both include this file with `#[path]`).
 
 use arbitrary::Arbitrary;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenstore_core::buffer::{
-    Batch, BatchOutcome, BufferConfig, BufferMachine, FlushTicket, OneTime, Read, ReadTicket,
-    Refusal, SessionKey, Step, WriteOp, apply, apply_batch, plan,
+    Batch, BatchOutcome, BufferConfig, BufferMachine, ClientList, FlushTicket, OneTime, Read,
+    ReadTicket, Refusal, Seq, SessionKey, Step, WriteOp, apply, apply_batch, plan,
 };
 use tokenstore_core::{
     AuthCodeRecord, ClientRecord, ManualClock, MemoryTokenStore, Secret, SessionVisibility,
@@ -72,7 +75,11 @@ impl ConfigPick {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Write(WritePick),
+    Write {
+        pick: WritePick,
+        /// Through `accept_durable`.
+        durable: bool,
+    },
     /// `poll_batch` now.
     Poll,
     /// The batch in flight (or, if none is waiting for a result, the last one)
@@ -99,6 +106,9 @@ enum Op {
     },
     /// Jump to the machine's `poll_timeout`, if it is later.
     Timer,
+    /// Durable writers take their outcomes (late: several batches may have
+    /// finished since their write).
+    TakeDurable,
     /// Start a read: answered by the machine, or a ticket to resolve later.
     Read(ReadPick),
     /// Resolve (or, when the delegate fails, abandon) an outstanding read.
@@ -211,8 +221,30 @@ struct Run {
     retrying: bool,
     last_batch: u64,
     flushes: Vec<(FlushTicket, u64)>,
-    reads: Vec<(ReadTicket, ReadPick)>,
+    reads: Vec<(Ticket, ReadPick)>,
     closed: bool,
+    /// Durable writers not yet answered: the outcome they are owed once a
+    /// batch that held their write has a final result (`None` before).
+    durable: BTreeMap<u64, Option<Result<(), StoreError>>>,
+}
+
+/// An outstanding read's ticket.
+enum Ticket {
+    Session(ReadTicket<StoredSession>),
+    Code(ReadTicket<AuthCodeRecord>),
+    Client(ReadTicket<ClientRecord>),
+    Clients(ReadTicket<ClientList>),
+}
+
+impl Ticket {
+    fn abandon(self, machine: &mut BufferMachine) {
+        match self {
+            Self::Session(t) => machine.abandon_read(t),
+            Self::Code(t) => machine.abandon_read(t),
+            Self::Client(t) => machine.abandon_read(t),
+            Self::Clients(t) => machine.abandon_read(t),
+        }
+    }
 }
 
 /// Runs `input` and panics on the first violation.
@@ -237,6 +269,7 @@ pub(crate) fn check(input: Input) {
         flushes: Vec::new(),
         reads: Vec::new(),
         closed: false,
+        durable: BTreeMap::new(),
     };
     for op in input.ops.into_iter().take(300) {
         run.step(op);
@@ -254,7 +287,7 @@ impl Run {
     fn step(&mut self, op: Op) {
         self.clock.set(self.now);
         match op {
-            Op::Write(pick) => self.write(pick),
+            Op::Write { pick, durable } => self.write(pick, durable),
             Op::Poll => self.poll(),
             Op::Succeed => self.succeed(),
             Op::Fail => self.fail(),
@@ -295,6 +328,7 @@ impl Run {
                 }
             }
             Op::Read(pick) => self.read(pick),
+            Op::TakeDurable => self.check_durable(),
             Op::Resolve {
                 read,
                 delegate_fails,
@@ -304,7 +338,7 @@ impl Run {
                 }
                 let (ticket, pick) = self.reads.remove(usize::from(read) % self.reads.len());
                 if delegate_fails {
-                    self.machine.abandon_read(ticket);
+                    ticket.abandon(&mut self.machine);
                 } else {
                     self.resolve(ticket, pick);
                 }
@@ -390,14 +424,22 @@ impl Run {
         }
     }
 
-    fn write(&mut self, pick: WritePick) {
+    fn write(&mut self, pick: WritePick, durable: bool) {
         let op = self.make_write(pick);
         let next = self.accepted() + 1;
         let held = self.machine.held();
-        match self.machine.handle_write(self.now, op.clone()) {
+        let accepted = if durable {
+            self.machine.accept_durable(self.now, op.clone())
+        } else {
+            self.machine.accept(self.now, op.clone())
+        };
+        match accepted {
             Ok(seq) => {
                 assert!(!self.closed, "a write accepted after close");
                 assert_eq!(seq.0, next, "sequence numbers are consecutive");
+                if durable {
+                    self.durable.insert(seq.0, None);
+                }
                 block(apply(&self.serial, Step::Single(op))).expect("serial write");
             }
             Err(refused) => {
@@ -468,6 +510,7 @@ impl Run {
                         s.0
                     );
                     assert!(self.acked.insert(s.0), "seq {} acknowledged twice", s.0);
+                    self.owe(s, &Ok(()));
                 }
             }
             other => panic!("a successful batch answered {other:?}"),
@@ -506,6 +549,16 @@ impl Run {
                         "seq {} failed after its ack",
                         s.0
                     );
+                    self.owe(s, &Err(error.clone()));
+                }
+                if self.closed {
+                    // Close failed: every other waiting writer is told now.
+                    let left = Err(StoreError::WritesNotApplied {
+                        count: self.machine.held(),
+                    });
+                    for owed in self.durable.values_mut().filter(|o| o.is_none()) {
+                        *owed = Some(left.clone());
+                    }
                 }
             }
             other => panic!("the last attempt failed and answered {other:?}"),
@@ -552,7 +605,7 @@ impl Run {
                         self.same_session(pick, got, expected);
                         return;
                     }
-                    Read::Ask(ticket) => ticket,
+                    Read::Ask(ticket) => Ticket::Session(ticket),
                 }
             }
             ReadPick::Code(k) => match self.machine.read_auth_code(now, &code_key(k)) {
@@ -561,7 +614,7 @@ impl Run {
                     self.same_code(got, expected.expect("serial read"));
                     return;
                 }
-                Read::Ask(ticket) => ticket,
+                Read::Ask(ticket) => Ticket::Code(ticket),
             },
             ReadPick::Client(k) => match self.machine.read_client(&client_key(k)) {
                 Read::Known(got) => {
@@ -569,48 +622,69 @@ impl Run {
                     assert_eq!(got, expected.expect("serial read"), "{pick:?}");
                     return;
                 }
-                Read::Ask(ticket) => ticket,
+                Read::Ask(ticket) => Ticket::Client(ticket),
             },
-            ReadPick::Clients => self.machine.read_clients(),
+            ReadPick::Clients => Ticket::Clients(self.machine.read_clients()),
         };
         self.reads.push((ticket, pick));
     }
 
     /// The delegate (`batched`) answers now; the machine's answer must be what
     /// `serial` answers now.
-    fn resolve(&mut self, ticket: ReadTicket, pick: ReadPick) {
+    fn resolve(&mut self, ticket: Ticket, pick: ReadPick) {
         let now = self.now;
-        match pick {
-            ReadPick::SessionByAccess(_)
-            | ReadPick::SessionById(_)
-            | ReadPick::SessionByRefresh(_) => {
-                let key = Self::session_key(pick).expect("a session read");
+        match (ticket, pick) {
+            (Ticket::Session(ticket), _) => {
                 let answer = Self::load_session(&self.batched, pick);
-                let got = self.machine.resolve_session(now, ticket, &key, answer);
+                let got = self.machine.resolve_session(now, ticket, answer);
                 let expected = Self::load_session(&self.serial, pick);
                 self.same_session(pick, got, expected);
             }
-            ReadPick::Code(k) => {
+            (Ticket::Code(ticket), ReadPick::Code(k)) => {
                 let answer = block(self.batched.load_auth_code(&code_key(k))).expect("read");
-                let got = self
-                    .machine
-                    .resolve_auth_code(now, ticket, &code_key(k), answer);
+                let got = self.machine.resolve_auth_code(now, ticket, answer);
                 let expected = block(self.serial.load_auth_code(&code_key(k))).expect("read");
                 self.same_code(got, expected);
             }
-            ReadPick::Client(k) => {
+            (Ticket::Client(ticket), ReadPick::Client(k)) => {
                 let answer = block(self.batched.load_client(&client_key(k))).expect("read");
-                let got = self.machine.resolve_client(ticket, &client_key(k), answer);
+                let got = self.machine.resolve_client(ticket, answer);
                 let expected = block(self.serial.load_client(&client_key(k))).expect("read");
                 assert_eq!(got, expected, "{pick:?}");
             }
-            ReadPick::Clients => {
+            (Ticket::Clients(ticket), _) => {
                 let listed = block(self.batched.list_clients()).expect("list");
                 let got = self.machine.resolve_clients(ticket, listed);
                 let expected = block(self.serial.list_clients()).expect("list");
                 assert_eq!(got, expected, "list_clients");
             }
+            (_, pick) => unreachable!("a ticket of another kind than {pick:?}"),
         }
+    }
+
+    /// A batch with a final result held write `s`: its durable writer, if it
+    /// was not answered yet, is owed `outcome`.
+    fn owe(&mut self, s: Seq, outcome: &Result<(), StoreError>) {
+        if let Some(owed @ None) = self.durable.get_mut(&s.0) {
+            *owed = Some(outcome.clone());
+        }
+    }
+
+    /// Every durable writer gets exactly what it is owed, once, and nothing
+    /// before.
+    fn check_durable(&mut self) {
+        let seqs: Vec<u64> = self.durable.keys().copied().collect();
+        for s in seqs {
+            let got = self.machine.take_durable_outcome(Seq(s));
+            let owed = &self.durable[&s];
+            assert_eq!(&got, owed, "durable writer {s}");
+            if got.is_some() {
+                self.durable.remove(&s);
+                let again = self.machine.take_durable_outcome(Seq(s));
+                assert_eq!(again, None, "durable writer {s} answered twice");
+            }
+        }
+        assert_eq!(self.machine.durable_waiting(), self.durable.len());
     }
 
     /// Whether the clock is behind the latest time seen, and `got` (where
@@ -705,7 +779,7 @@ impl Run {
         self.machine.handle_close();
         self.closed = true;
         for (ticket, _) in std::mem::take(&mut self.reads) {
-            self.machine.abandon_read(ticket);
+            ticket.abandon(&mut self.machine);
         }
         let mut steps = 0;
         while !self.machine.is_drained() && !self.machine.close_failed() {
@@ -731,6 +805,11 @@ impl Run {
             }
         }
         assert!(self.machine.closing_done(), "close is not done");
+        self.check_durable();
+        assert!(
+            self.durable.is_empty(),
+            "a durable writer was never answered"
+        );
         if self.machine.close_failed() {
             let unapplied = self.machine.take_unapplied();
             assert!(

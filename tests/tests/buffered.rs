@@ -60,6 +60,7 @@ on_runtimes! {
         size_trigger,
         time_trigger_manual_clock,
         time_trigger_system_clock,
+        rewritten_key_flushes_within_max_delay,
         last_write_wins,
     }
     bulk {

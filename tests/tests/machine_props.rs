@@ -10,7 +10,12 @@
 //!   hands back applied as the caller would), both hold the same contents,
 //!   every accepted write was acknowledged as applied exactly once, every flush
 //!   finished, and along the way refusals follow `max_pending` and `close`,
-//!   and at most one batch is in flight.
+//!   and at most one batch is in flight. Every durable writer gets, once, the
+//!   outcome of the first batch that held its write (or `WritesNotApplied`
+//!   when close failed first), and nothing before. Whenever no batch is in
+//!   flight or waiting to retry and no cooldown holds, a poll starts a batch
+//!   once a write that no batch held yet has waited `max_delay` (a rewritten
+//!   key included: superseding never postpones a flush).
 //! - `cache_safety`: lookups, fills (with records the delegate could answer
 //!   for the key, or none), abandons, writes of every kind, close and clock
 //!   steps on a [`CacheMachine`] with a random configuration. A hit is never at
@@ -35,7 +40,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,12 +208,12 @@ impl W {
 /// A step of the buffer machine's driver.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum B {
-    /// `handle_write` (or `handle_durable_write`).
+    /// `accept` (or `accept_durable`).
     Write {
         w: W,
         durable: bool,
     },
-    /// `handle_internal_write` (a consumed pending state, a delete-on-read).
+    /// `accept_internal` (a consumed pending state, a delete-on-read).
     Internal(W),
     /// `poll_batch`.
     Poll,
@@ -221,6 +226,9 @@ enum B {
     Flush,
     Close,
     Advance(u64),
+    /// Every durable writer takes its outcome, if it has one (writers take
+    /// them late, after several batches, as waiters woken late do).
+    TakeDurable,
 }
 
 impl fmt::Debug for B {
@@ -235,6 +243,7 @@ impl fmt::Debug for B {
             Self::Flush => f.write_str("Flush"),
             Self::Close => f.write_str("Close"),
             Self::Advance(ms) => write!(f, "Advance({ms}ms)"),
+            Self::TakeDurable => f.write_str("TakeDurable"),
         }
     }
 }
@@ -272,6 +281,7 @@ fn b_strategy() -> impl Strategy<Value = B> {
         1 => Just(B::Flush),
         1 => Just(B::Close),
         3 => prop_oneof![Just(0u64), Just(1), Just(2), Just(5), Just(10), Just(50)].prop_map(B::Advance),
+        2 => Just(B::TakeDurable),
     ]
 }
 
@@ -308,6 +318,15 @@ struct Driver {
     acknowledged: HashSet<Seq>,
     flushes: Vec<FlushTicket>,
     closing: bool,
+    /// When each write that no finished batch held yet was accepted.
+    unbatched: BTreeMap<Seq, Timestamp>,
+    /// The machine holds a failed batch to hand out again.
+    retrying: bool,
+    /// After a batch failed for good: no batch before this.
+    cooldown_until: Option<Timestamp>,
+    /// Durable writers not yet answered, and what they are owed (`None` until
+    /// a batch that held their write has a final result).
+    owed: BTreeMap<Seq, Option<Result<(), StoreError>>>,
 }
 
 impl Driver {
@@ -323,6 +342,10 @@ impl Driver {
             acknowledged: HashSet::new(),
             flushes: Vec::new(),
             closing: false,
+            unbatched: BTreeMap::new(),
+            retrying: false,
+            cooldown_until: None,
+            owed: BTreeMap::new(),
         }
     }
 
@@ -331,6 +354,7 @@ impl Driver {
             self.accepted.insert(seq),
             "sequence number {seq:?} given twice"
         );
+        self.unbatched.insert(seq, self.now);
         now_or_never(apply(&self.one_by_one, Step::Single(op)))
             .map_err(|e| TestCaseError::fail(format!("one-by-one write failed: {e}")))
     }
@@ -340,15 +364,18 @@ impl Driver {
             B::Write { w, durable } => {
                 let full = self.machine.held() >= self.machine.config().max_pending.max(1);
                 let result = if durable {
-                    self.machine.handle_durable_write(self.now, w.op())
+                    self.machine.accept_durable(self.now, w.op())
                 } else {
-                    self.machine.handle_write(self.now, w.op())
+                    self.machine.accept(self.now, w.op())
                 };
                 match result {
                     Ok(seq) => {
                         prop_assert!(!self.closing, "a write was accepted after close");
                         prop_assert!(!full, "a write was accepted past max_pending");
                         self.accept(seq, w.op())?;
+                        if durable {
+                            self.owed.insert(seq, None);
+                        }
                     }
                     Err(refused) => {
                         let expected = if self.closing {
@@ -366,7 +393,7 @@ impl Driver {
                 }
             }
             B::Internal(w) => {
-                let seq = self.machine.handle_internal_write(self.now, w.op());
+                let seq = self.machine.accept_internal(self.now, w.op());
                 self.accept(seq, w.op())?;
             }
             B::Poll => match &self.in_flight {
@@ -374,7 +401,14 @@ impl Driver {
                     self.machine.poll_batch(self.now).is_none(),
                     "a second batch was handed out while one was in flight"
                 ),
-                None => self.in_flight = self.machine.poll_batch(self.now),
+                None => {
+                    self.in_flight = self.machine.poll_batch(self.now);
+                    if self.in_flight.is_some() {
+                        self.retrying = false;
+                    } else {
+                        self.no_write_starves()?;
+                    }
+                }
             },
             B::Result { ok, applied } => {
                 if let Some(batch) = self.in_flight.take() {
@@ -390,7 +424,53 @@ impl Driver {
                 self.closing = true;
             }
             B::Advance(ms) => self.now = self.now + millis(ms),
+            B::TakeDurable => self.check_durable()?,
         }
+        Ok(())
+    }
+
+    /// After a poll that started no batch: with none in flight or waiting to
+    /// retry, no cooldown and no failed close, no write that no batch held
+    /// yet has waited `max_delay`.
+    fn no_write_starves(&self) -> Result<(), TestCaseError> {
+        let idle = !self.retrying && !self.machine.close_failed();
+        let cooling = self.cooldown_until.is_some_and(|c| self.now < c);
+        let max_delay = self.machine.config().max_delay;
+        if let (true, false, Some(oldest)) = (idle, cooling, self.unbatched.values().min()) {
+            prop_assert!(
+                self.now < *oldest + max_delay,
+                "a write accepted at +{:?} still waits at +{:?} (max_delay {max_delay:?})",
+                oldest.saturating_duration_since(T0),
+                self.now.saturating_duration_since(T0)
+            );
+        }
+        Ok(())
+    }
+
+    /// A batch holding `seqs` has a final result: their durable writers, if
+    /// not answered yet, are owed `outcome`, and they were batched.
+    fn finished(&mut self, seqs: &[Seq], outcome: &Result<(), StoreError>) {
+        for seq in seqs {
+            self.unbatched.remove(seq);
+            if let Some(owed @ None) = self.owed.get_mut(seq) {
+                *owed = Some(outcome.clone());
+            }
+        }
+    }
+
+    /// Every durable writer gets what it is owed, once, and nothing before.
+    fn check_durable(&mut self) -> Result<(), TestCaseError> {
+        let seqs: Vec<Seq> = self.owed.keys().copied().collect();
+        for seq in seqs {
+            let got = self.machine.take_durable_outcome(seq);
+            prop_assert_eq!(&got, &self.owed[&seq], "durable writer {:?}", seq);
+            if got.is_some() {
+                self.owed.remove(&seq);
+                let again = self.machine.take_durable_outcome(seq);
+                prop_assert_eq!(again, None, "durable writer {:?} answered twice", seq);
+            }
+        }
+        prop_assert_eq!(self.machine.durable_waiting(), self.owed.len());
         Ok(())
     }
 
@@ -411,14 +491,32 @@ impl Driver {
         match self.machine.handle_batch_result(self.now, batch.id, result) {
             BatchOutcome::Applied(seqs) => {
                 prop_assert!(ok, "a failed batch was reported applied");
-                for seq in seqs {
+                for &seq in &seqs {
                     prop_assert!(self.accepted.contains(&seq), "{seq:?} was never accepted");
                     prop_assert!(self.acknowledged.insert(seq), "{seq:?} acknowledged twice");
                 }
+                self.finished(&seqs, &Ok(()));
+                self.cooldown_until = None;
             }
-            BatchOutcome::Retrying => prop_assert!(!ok, "a successful batch was reported failed"),
-            BatchOutcome::Failed { .. } => {
+            BatchOutcome::Retrying => {
                 prop_assert!(!ok, "a successful batch was reported failed");
+                self.retrying = true;
+            }
+            BatchOutcome::Failed { seqs, error } => {
+                prop_assert!(!ok, "a successful batch was reported failed");
+                self.finished(&seqs, &Err(error));
+                let config = self.machine.config();
+                let pause = config.retry_backoff * 2u32.pow(config.max_retries);
+                self.cooldown_until = Some(self.now + pause);
+                if self.closing {
+                    // Close failed: every writer still waiting is told now.
+                    let left = Err(StoreError::WritesNotApplied {
+                        count: self.machine.held(),
+                    });
+                    for owed in self.owed.values_mut().filter(|o| o.is_none()) {
+                        *owed = Some(left.clone());
+                    }
+                }
             }
             BatchOutcome::Unknown => {
                 return Err(TestCaseError::fail("the in-flight batch was unknown"));
@@ -437,12 +535,19 @@ impl Driver {
             }
             if let Some(batch) = self.machine.poll_batch(self.now) {
                 self.in_flight = Some(batch);
+                self.retrying = false;
                 continue;
             }
+            self.check_durable()?;
             if self.machine.is_drained() {
+                prop_assert!(self.owed.is_empty(), "a durable writer was never answered");
                 return Ok(false);
             }
             if self.machine.close_failed() {
+                prop_assert!(
+                    self.owed.is_empty(),
+                    "a failed close left a durable writer waiting"
+                );
                 let left = self.machine.take_unapplied();
                 prop_assert!(!left.is_empty(), "a failed close left nothing unapplied");
                 now_or_never(apply_batch(&self.batched, left))

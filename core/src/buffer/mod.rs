@@ -1,38 +1,38 @@
 //! The write-buffer machine: pure, synchronous and deterministic.
 //!
 //! [`BufferMachine`] decides which writes are accepted, how they coalesce, when a
-//! batch is flushed, what happens when one fails, and when the buffer is drained.
-//! It owns no clock, lock, thread or future: time comes in as `now`, and the
-//! adapter applies the batches it hands out.
+//! batch is flushed, what happens when one fails, which durable writer learns
+//! what, and when the buffer is drained. It owns no clock, lock, thread or
+//! future: time comes in as `now`, and the adapter applies the batches it hands
+//! out.
 
 mod op;
 mod overlay;
+mod queue;
+mod reads;
 
-pub use op::{Step, WriteOp, apply, apply_batch, plan};
-pub use overlay::{OneTime, Read, ReadTicket, SessionKey};
+pub use crate::WriteOp;
+pub use op::{Step, apply, apply_batch, plan};
+pub use overlay::{ClientList, OneTime, Read, ReadKind, ReadTicket, SessionKey};
 
-use crate::{AuthCodeRecord, ClientRecord, StateRecord, StoreError, StoredSession, Timestamp};
-use op::Slot;
-use std::collections::{BTreeMap, HashMap};
+use crate::{StoreError, Timestamp};
+use queue::{Entry, Queue};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// Where an applied write sits in `BufferMachine::retained`: after the codes
-/// taken at the delegate while it was still unapplied.
-const APPLIED: u64 = u64::MAX;
 
 /// Settings of the write buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BufferConfig {
     /// A flush starts as soon as this many writes are pending, and no batch
-    /// holds more. Default 256.
+    /// holds more. Default 256; zero counts as one.
     pub max_batch_size: usize,
-    /// A flush starts once the oldest pending write has waited this long; zero
+    /// A flush starts once the oldest pending write has waited this long (a
+    /// write that replaces a pending one keeps the older acceptance time); zero
     /// flushes as soon as no batch is in flight. Default 5 ms.
     pub max_delay: Duration,
     /// Writes held at most (pending and in flight); past it, writers wait.
-    /// Default 10,000.
+    /// Default 10,000; zero counts as one.
     pub max_pending: usize,
     /// Retries of a failed batch before its writes go back to the queue.
     /// Default 3.
@@ -50,6 +50,15 @@ impl Default for BufferConfig {
             max_retries: 3,
             retry_backoff: Duration::from_millis(10),
         }
+    }
+}
+
+impl BufferConfig {
+    /// The configuration the machine runs with: sizes of at least one.
+    fn normalized(mut self) -> Self {
+        self.max_batch_size = self.max_batch_size.max(1);
+        self.max_pending = self.max_pending.max(1);
+        self
     }
 }
 
@@ -102,7 +111,8 @@ pub enum BatchOutcome {
     /// Failed; the same batch will be handed out again after a backoff.
     Retrying,
     /// Failed for good: the writes went back to the queue (or, while closing,
-    /// stay there as unapplied), and these writes' waiters get the error.
+    /// stay there as unapplied), and these writes' durable writers get the
+    /// error.
     Failed {
         /// The writes the batch covered.
         seqs: Vec<Seq>,
@@ -113,11 +123,24 @@ pub enum BatchOutcome {
     Unknown,
 }
 
-struct Entry {
-    op: WriteOp,
-    /// This write and the older writes it superseded.
-    covers: Vec<u64>,
-    accepted_at: Timestamp,
+/// Where the buffer is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepting writes.
+    Running,
+    /// `close()` began: no new writes, everything held is flushed.
+    Closing,
+    /// A batch failed for good while closing: flushing stopped, and
+    /// [`BufferMachine::take_unapplied`] holds what is left.
+    CloseFailed,
+}
+
+struct InFlight {
+    id: u64,
+    entries: Vec<(u64, Entry)>,
+    attempt: u32,
+    /// While waiting to retry: when.
+    retry_at: Option<Timestamp>,
 }
 
 impl InFlight {
@@ -131,69 +154,104 @@ impl InFlight {
         seqs.sort_unstable();
         seqs
     }
-}
 
-struct InFlight {
-    id: u64,
-    entries: Vec<(u64, Entry)>,
-    attempt: u32,
-    /// While waiting to retry: when.
-    retry_at: Option<Timestamp>,
+    fn batch(&self) -> Batch {
+        Batch {
+            id: self.id,
+            writes: self.entries.iter().map(|(_, e)| e.op.clone()).collect(),
+            attempt: self.attempt,
+        }
+    }
 }
 
 /// The write-buffer machine.
 ///
-/// # Driving it
+/// # Driving it: writes, flushes and close
 ///
-/// 1. For a write, call [`handle_write`](Self::handle_write). On
-///    [`Refusal::Full`], wait until a batch result was reported, then call again;
-///    on [`Refusal::Closed`], fail the write with `StoreError::Closed`.
+/// 1. For a write, call [`accept`](Self::accept) (or
+///    [`accept_durable`](Self::accept_durable) when the caller waits for the
+///    commit). On [`Refusal::Full`], wait until a batch result was reported,
+///    then call again; on [`Refusal::Closed`], fail the write with
+///    `StoreError::Closed`.
 /// 2. After every call, call [`poll_batch`](Self::poll_batch): a batch, if one is
-///    due, to apply with [`plan`] (bulk calls where the delegate has them).
-///    Report its result with [`handle_batch_result`](Self::handle_batch_result),
-///    then poll again. At most one batch is in flight.
+///    due, to apply with [`apply_batch`] (one transaction, bulk calls or single
+///    calls, whatever the delegate offers). Report its result with
+///    [`handle_batch_result`](Self::handle_batch_result), then poll again. At
+///    most one batch is in flight.
 /// 3. Arm one timer for [`poll_timeout`](Self::poll_timeout) and poll when it
 ///    fires.
-/// 4. `flush()`: [`handle_flush`](Self::handle_flush), then poll until
-///    [`flush_status`](Self::flush_status) answers. `close()`: [`handle_close`](Self::handle_close), then
-///    poll until [`is_drained`](Self::is_drained) or a batch fails for good, and
-///    return [`take_unapplied`](Self::take_unapplied).
+/// 4. A durable writer waits until
+///    [`take_durable_outcome`](Self::take_durable_outcome) answers its
+///    sequence number (once: the outcome of the first batch that held its
+///    write, or the failed close's error), checking after every batch result
+///    and after close; a writer that goes away calls
+///    [`forget_durable`](Self::forget_durable).
+/// 5. `flush()`: [`handle_flush`](Self::handle_flush), then poll until
+///    [`flush_status`](Self::flush_status) answers. `close()`:
+///    [`handle_close`](Self::handle_close), then poll until
+///    [`close_status`](Self::close_status) answers.
+///
+/// # Driving it: reads and one-time calls
+///
+/// Reads are never queued behind writes, but they see every accepted write.
+///
+/// 1. For a load, call `read_session`, [`read_auth_code`](Self::read_auth_code)
+///    or `read_client`. [`Read::Known`] is the answer. [`Read::Ask`] carries a
+///    [`ReadTicket`]: ask the delegate, then hand the ticket and its answer to
+///    the matching `resolve_*` (the ticket knows its key), which lays the
+///    buffer's writes over the answer; if the delegate failed (or the read was
+///    dropped), hand the ticket to [`abandon_read`](Self::abandon_read).
+///    `list_clients` always asks: [`read_clients`](Self::read_clients), then
+///    `resolve_clients`.
+/// 2. For `consume_state` and `try_delete_auth_code`, call the method of the
+///    same name. [`OneTime::Decided`] is the answer (the record was still in
+///    the buffer, and its removal is queued); on [`OneTime::AskDelegate`] the
+///    delegate decides. After the delegate answered `try_delete_auth_code`,
+///    call [`handle_code_taken`](Self::handle_code_taken).
+/// 3. A read may queue a write (a dead session or expired code deleted on
+///    read, as the delegate would): poll for a batch after it.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use tokenstore_core::buffer::{BatchOutcome, BufferConfig, BufferMachine, WriteOp};
-/// use tokenstore_core::{StateRecord, Timestamp};
+/// use tokenstore_core::buffer::{BatchOutcome, BufferConfig, BufferMachine, Read, WriteOp};
+/// use tokenstore_core::{AuthCodeRecord, StateRecord, Timestamp};
 ///
 /// let t0 = Timestamp::from_unix_secs(1_000);
 /// let config = BufferConfig { max_delay: Duration::from_millis(5), ..BufferConfig::default() };
 /// let mut buffer = BufferMachine::new(config);
 /// let state = |v: &str| WriteOp::StoreState(Arc::new(StateRecord::new(v, t0 + Duration::from_secs(60), t0)));
-/// buffer.handle_write(t0, state("a")).unwrap();
-/// buffer.handle_write(t0, state("a")).unwrap(); // coalesces with the first
+/// buffer.accept(t0, state("a")).unwrap();
+/// buffer.accept(t0, state("a")).unwrap(); // coalesces with the first
 /// assert!(buffer.poll_batch(t0).is_none()); // not due yet
 /// assert_eq!(buffer.poll_timeout(), Some(t0 + Duration::from_millis(5)));
 ///
+/// // A read of something the buffer does not hold asks the delegate.
+/// let Read::Ask(ticket) = buffer.read_auth_code(t0, "code-1") else { unreachable!() };
+/// let code = AuthCodeRecord::new("code-1", "sid", t0 + Duration::from_secs(60), t0);
+/// let from_delegate = Some(Arc::new(code));
+/// let answer = buffer.resolve_auth_code(t0, ticket, from_delegate.clone());
+/// assert_eq!(answer, from_delegate);
+/// // A pending state is consumed from the buffer.
+/// assert!(matches!(buffer.consume_state(t0, "a"), tokenstore_core::buffer::OneTime::Decided(Some(_))));
+///
 /// let batch = buffer.poll_batch(t0 + Duration::from_millis(5)).expect("due");
-/// assert_eq!(batch.writes.len(), 1);
+/// assert_eq!(batch.writes.len(), 1); // the removal of "a" replaced its store
 /// let outcome = buffer.handle_batch_result(t0, batch.id, Ok(()));
-/// assert!(matches!(outcome, BatchOutcome::Applied(seqs) if seqs.len() == 2));
+/// assert!(matches!(outcome, BatchOutcome::Applied(seqs) if seqs.len() == 3));
 /// assert!(buffer.is_drained());
 /// ```
 pub struct BufferMachine {
     config: BufferConfig,
+    phase: Phase,
     next_seq: u64,
     next_batch: u64,
-    queue: BTreeMap<u64, Entry>,
-    slots: HashMap<Slot, u64>,
+    queue: Queue,
     in_flight: Option<InFlight>,
     /// Flush everything up to this sequence number regardless of triggers.
     flush_until: Option<u64>,
     /// After a final failure, no new batch before this.
     cooldown_until: Option<Timestamp>,
-    closing: bool,
-    /// Set when a batch failed for good while closing: flushing stops.
-    close_failed: bool,
     /// The oldest write handed out by `take_unapplied`: never applied here.
     given_up_from: Option<u64>,
     /// The most writes the next batch takes: `max_batch_size`, halved by each
@@ -203,8 +261,13 @@ pub struct BufferMachine {
     batch_limit: usize,
     last_now: Timestamp,
     metrics: BufferMetrics,
+    /// Batches that failed for good so far (what a flush ticket compares).
+    failures: u64,
     /// The oldest write of the last batch that failed for good, and its error.
     last_failure: Option<(Seq, StoreError)>,
+    /// Durable writers by sequence number: `None` while they wait, then the
+    /// outcome until they take it.
+    durable: BTreeMap<u64, Option<Result<(), StoreError>>>,
     /// Outstanding delegate reads: ticket id to the oldest unapplied write when
     /// the read began.
     reads: BTreeMap<u64, u64>,
@@ -219,10 +282,15 @@ pub struct BufferMachine {
     retained: BTreeMap<(u64, u64), WriteOp>,
 }
 
+/// Where an applied write sits in `BufferMachine::retained`: after the codes
+/// taken at the delegate while it was still unapplied.
+const APPLIED: u64 = u64::MAX;
+
 /// Counters of the write buffer (numbers only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BufferMetrics {
-    /// Writes accepted.
+    /// Writes accepted (the buffer's own included: removals behind consumed
+    /// pending states, deletes a read implies).
     pub accepted: u64,
     /// Writes refused because the buffer was full.
     pub refused_full: u64,
@@ -245,41 +313,42 @@ pub struct BufferMetrics {
 impl BufferMachine {
     /// An empty buffer.
     pub fn new(config: BufferConfig) -> Self {
-        let batch_limit = config.max_batch_size.max(1);
+        let config = config.normalized();
         Self {
+            batch_limit: config.max_batch_size,
             config,
+            phase: Phase::Running,
             next_seq: 1,
             next_batch: 1,
-            queue: BTreeMap::new(),
-            slots: HashMap::new(),
+            queue: Queue::default(),
             in_flight: None,
             flush_until: None,
             cooldown_until: None,
-            closing: false,
-            close_failed: false,
+            given_up_from: None,
             last_now: Timestamp::MIN,
             metrics: BufferMetrics::default(),
+            failures: 0,
             last_failure: None,
-            given_up_from: None,
-            batch_limit,
+            durable: BTreeMap::new(),
             reads: BTreeMap::new(),
             next_read: 1,
             retained: BTreeMap::new(),
         }
     }
 
-    /// The configuration.
+    /// The configuration (sizes of zero read as one).
     pub fn config(&self) -> &BufferConfig {
         &self.config
     }
 
-    /// Accepts a write, coalescing it with an older pending write it supersedes.
-    pub fn handle_write(&mut self, now: Timestamp, op: WriteOp) -> Result<Seq, Refused> {
+    /// Accepts a write into the queue, coalescing it with an older pending write
+    /// it supersedes.
+    pub fn accept(&mut self, now: Timestamp, op: WriteOp) -> Result<Seq, Refused> {
         self.observe(now);
-        let reason = if self.closing {
+        let reason = if self.phase != Phase::Running {
             self.metrics.refused_closed += 1;
             Refusal::Closed
-        } else if self.held() >= self.config.max_pending.max(1) {
+        } else if self.held() >= self.config.max_pending {
             self.metrics.refused_full += 1;
             Refusal::Full
         } else {
@@ -289,20 +358,23 @@ impl BufferMachine {
     }
 
     /// Accepts a write whose caller waits until it is committed
-    /// (`Ack::Durable`): like [`handle_write`](Self::handle_write), but the write
-    /// is due at once, whatever `max_delay` says. This is group commit: while
-    /// one batch is in flight, durable writes gather in the queue, and the next
-    /// [`poll_batch`](Self::poll_batch) takes them all in one batch. A lone
-    /// writer therefore waits for its own commit only, never for a timer.
-    pub fn handle_durable_write(&mut self, now: Timestamp, op: WriteOp) -> Result<Seq, Refused> {
-        let seq = self.handle_write(now, op)?;
+    /// (`Ack::Durable`): like [`accept`](Self::accept), but the write is due at
+    /// once, whatever `max_delay` says, and its outcome waits for
+    /// [`take_durable_outcome`](Self::take_durable_outcome). This is group
+    /// commit: while one batch is in flight, durable writes gather in the
+    /// queue, and the next [`poll_batch`](Self::poll_batch) takes them all in
+    /// one batch. A lone writer therefore waits for its own commit only, never
+    /// for a timer.
+    pub fn accept_durable(&mut self, now: Timestamp, op: WriteOp) -> Result<Seq, Refused> {
+        let seq = self.accept(now, op)?;
         self.flush_until = Some(self.flush_until.map_or(seq.0, |t| t.max(seq.0)));
+        self.durable.insert(seq.0, None);
         Ok(seq)
     }
 
     /// Queues a write the buffer itself needs (the removal behind a consumed
     /// pending state, or a delete a read implies); never refused.
-    pub fn handle_internal_write(&mut self, now: Timestamp, op: WriteOp) -> Seq {
+    pub fn accept_internal(&mut self, now: Timestamp, op: WriteOp) -> Seq {
         self.observe(now);
         self.enqueue(now, op)
     }
@@ -310,26 +382,42 @@ impl BufferMachine {
     fn enqueue(&mut self, now: Timestamp, op: WriteOp) -> Seq {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut covers = vec![seq];
-        let slot = op.slot();
-        if let Some(&older) = self.slots.get(&slot)
-            && op.supersedes(&self.queue[&older].op)
-        {
-            let old = self.queue.remove(&older).expect("indexed entry is queued");
-            covers.extend(old.covers);
+        if self.queue.push(seq, op, now) {
             self.metrics.coalesced += 1;
         }
-        self.slots.insert(slot, seq);
-        self.queue.insert(
-            seq,
-            Entry {
-                op,
-                covers,
-                accepted_at: now,
-            },
-        );
-        self.metrics.accepted += 1;
         Seq(seq)
+    }
+
+    /// The outcome for the durable writer of `seq`, once decided, and only
+    /// once: `Ok` when the first batch that held its write was applied, that
+    /// batch's error when it failed for good (the write was requeued: `Err`
+    /// means "not confirmed durable"), or
+    /// [`StoreError::WritesNotApplied`] when close failed before any batch
+    /// held it. `None` while it is undecided (or was already taken).
+    pub fn take_durable_outcome(&mut self, seq: Seq) -> Option<Result<(), StoreError>> {
+        match self.durable.get(&seq.0) {
+            Some(Some(_)) => self.durable.remove(&seq.0).flatten(),
+            _ => None,
+        }
+    }
+
+    /// The durable writer of `seq` went away: its outcome is not kept.
+    pub fn forget_durable(&mut self, seq: Seq) {
+        self.durable.remove(&seq.0);
+    }
+
+    /// Durable writers still waiting for their outcome.
+    pub fn durable_waiting(&self) -> usize {
+        self.durable.values().filter(|o| o.is_none()).count()
+    }
+
+    /// Answers every waiting durable writer among `seqs`.
+    fn settle(&mut self, seqs: &[Seq], outcome: &Result<(), StoreError>) {
+        for seq in seqs {
+            if let Some(slot @ None) = self.durable.get_mut(&seq.0) {
+                *slot = Some(outcome.clone());
+            }
+        }
     }
 
     /// Asks for everything accepted so far to be flushed; returns what to pass
@@ -339,7 +427,7 @@ impl BufferMachine {
         self.flush_until = Some(self.flush_until.map_or(target, |t| t.max(target)));
         FlushTicket {
             target: Seq(target),
-            failures_before: self.metrics.failed_batches,
+            failures_before: self.failures,
         }
     }
 
@@ -350,27 +438,41 @@ impl BufferMachine {
         if self.is_flushed(flush.target) {
             return Some(Ok(()));
         }
-        if self.close_failed {
+        let last_error = || self.last_failure.as_ref().map(|(_, e)| e.clone());
+        if self.phase == Phase::CloseFailed {
             // Flushing stopped for good: what this flush covers is not applied
             // and never will be by this buffer.
-            let error = self.last_failure.as_ref().map(|(_, e)| e.clone());
-            return Some(Err(error.unwrap_or(StoreError::Closed)));
+            return Some(Err(last_error().unwrap_or(StoreError::Closed)));
         }
+        let failed_since = self.failures != flush.failures_before;
         match &self.last_failure {
-            Some((oldest, error))
-                if self.metrics.failed_batches != flush.failures_before
-                    && *oldest <= flush.target =>
-            {
-                Some(Err(error.clone()))
-            }
+            Some((oldest, _)) if failed_since && *oldest <= flush.target => last_error().map(Err),
             _ => None,
         }
     }
 
     /// Begins closing: no new writes, and everything pending is flushed.
     pub fn handle_close(&mut self) {
-        self.closing = true;
+        if self.phase == Phase::Running {
+            self.phase = Phase::Closing;
+        }
         self.handle_flush();
+    }
+
+    /// Where a close stands: `None` while it drains, `Some(Ok(()))` once
+    /// nothing is held (everything was applied, or taken by
+    /// [`take_unapplied`](Self::take_unapplied)), and
+    /// [`StoreError::WritesNotApplied`] once a batch failed for good and the
+    /// writes left are kept for `take_unapplied`. Call it after
+    /// [`handle_close`](Self::handle_close).
+    pub fn close_status(&self) -> Option<Result<(), StoreError>> {
+        if self.is_drained() {
+            Some(Ok(()))
+        } else if self.phase == Phase::CloseFailed {
+            Some(Err(StoreError::WritesNotApplied { count: self.held() }))
+        } else {
+            None
+        }
     }
 
     /// The batch to apply now, if one is due and none is in flight (or the one
@@ -383,46 +485,54 @@ impl BufferMachine {
                     f.retry_at = None;
                     f.attempt += 1;
                     self.metrics.batches += 1;
-                    Some(Self::batch_of(f))
+                    Some(f.batch())
                 }
                 _ => None,
             };
         }
-        if !self.due(now) {
+        if self.next_flush_at().is_none_or(|at| at > now) {
             return None;
         }
-        let id = self.next_batch;
-        self.next_batch += 1;
-        let entries = self.take_front();
         let flight = InFlight {
-            id,
-            entries,
+            id: self.next_batch,
+            entries: self.queue.take_front(self.batch_limit),
             attempt: 1,
             retry_at: None,
         };
-        let batch = Self::batch_of(&flight);
-        self.in_flight = Some(flight);
+        self.next_batch += 1;
         self.metrics.batches += 1;
-        Some(batch)
+        Some(self.in_flight.insert(flight).batch())
     }
 
     /// When to poll again at the latest, if anything is waiting for time.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        if let Some(f) = &self.in_flight {
-            return f.retry_at;
+        match &self.in_flight {
+            Some(f) => f.retry_at,
+            None => self.next_flush_at(),
         }
-        let oldest = self.oldest_accepted()?;
-        if self.close_failed {
+    }
+
+    /// When the next batch may start, with none in flight: the one flush
+    /// trigger. A flush or durable write asked, or a full batch is pending: at
+    /// once; otherwise `max_delay` after the oldest pending write was accepted;
+    /// never during a cooldown, and never after a failed close.
+    fn next_flush_at(&self) -> Option<Timestamp> {
+        let oldest = self.queue.oldest_accepted()?;
+        if self.phase == Phase::CloseFailed {
             return None;
         }
-        // Due regardless of time (a flush or durable write asked, or a full
-        // batch): only a cooldown can hold it back; otherwise the delay runs.
-        let due = if self.forced() || self.queue.len() >= self.config.max_batch_size.max(1) {
+        let at = if self.forced() || self.queue.len() >= self.config.max_batch_size {
             oldest
         } else {
             oldest + self.config.max_delay
         };
-        Some(self.cooldown_until.map_or(due, |c| c.max(due)))
+        Some(self.cooldown_until.map_or(at, |c| c.max(at)))
+    }
+
+    /// Whether a flush or durable write asked for a queued write to go now.
+    fn forced(&self) -> bool {
+        self.flush_until
+            .is_some_and(|t| self.queue.first_seq().is_some_and(|s| s <= t))
     }
 
     /// Reports the result of applying batch `id`.
@@ -455,13 +565,13 @@ impl BufferMachine {
 
     /// Whether close began and has finished: drained, or stopped by a failure.
     pub fn closing_done(&self) -> bool {
-        self.closing && (self.is_drained() || self.close_failed)
+        self.phase != Phase::Running && self.close_status().is_some()
     }
 
     /// Whether close began and a batch then failed for good: flushing stopped,
     /// and [`take_unapplied`](Self::take_unapplied) holds what is left.
     pub fn close_failed(&self) -> bool {
-        self.close_failed
+        self.phase == Phase::CloseFailed
     }
 
     /// After a close that failed ([`close_failed`](Self::close_failed)): every
@@ -469,23 +579,15 @@ impl BufferMachine {
     /// return instead of dropping them). Otherwise nothing: a running buffer
     /// keeps its writes and flushes them itself.
     pub fn take_unapplied(&mut self) -> Vec<WriteOp> {
-        if !self.close_failed {
+        if self.phase != Phase::CloseFailed {
             return Vec::new();
         }
         let oldest = self.oldest_unapplied();
         self.given_up_from = self.given_up_from.into_iter().chain(oldest).min();
-        let mut out: Vec<(u64, WriteOp)> = Vec::new();
-        if let Some(f) = self.in_flight.take() {
-            out.extend(f.entries.into_iter().map(|(s, e)| (s, e.op)));
-        }
-        out.extend(
-            std::mem::take(&mut self.queue)
-                .into_iter()
-                .map(|(s, e)| (s, e.op)),
-        );
-        self.slots.clear();
+        let mut out: Vec<(u64, Entry)> = self.in_flight.take().map_or(Vec::new(), |f| f.entries);
+        out.extend(self.queue.take_all());
         out.sort_by_key(|(s, _)| *s);
-        out.into_iter().map(|(_, op)| op).collect()
+        out.into_iter().map(|(_, e)| e.op).collect()
     }
 
     /// Writes held (pending and in flight), after coalescing.
@@ -495,7 +597,10 @@ impl BufferMachine {
 
     /// Counters.
     pub fn metrics(&self) -> BufferMetrics {
-        self.metrics
+        BufferMetrics {
+            accepted: self.next_seq - 1,
+            ..self.metrics
+        }
     }
 
     /// The pending and in-flight writes, oldest first (for read-your-writes).
@@ -504,261 +609,14 @@ impl BufferMachine {
             .in_flight
             .iter()
             .flat_map(|f| f.entries.iter().map(|(_, e)| &e.op));
-        flight.chain(self.queue.values().map(|e| &e.op))
+        flight.chain(self.queue.ops())
     }
 
-    /// Decides a session read from the buffer's writes, or asks for the delegate.
-    pub fn read_session(&mut self, now: Timestamp, key: &SessionKey) -> Read<StoredSession> {
-        match overlay::session_after(self.held_writes(), key, None) {
-            Ok((held, _)) => Read::Known(self.visible_session(now, held, key)),
-            Err(()) => Read::Ask(self.issue_read()),
-        }
-    }
-
-    /// The answer to a session read, given what the delegate answered.
-    pub fn resolve_session(
-        &mut self,
-        now: Timestamp,
-        ticket: ReadTicket,
-        key: &SessionKey,
-        answer: Option<Arc<StoredSession>>,
-    ) -> Option<Arc<StoredSession>> {
-        let (held, from_writes) =
-            overlay::session_after(self.writes_since(ticket.start), key, Some(answer))
-                .expect("the delegate's answer is known");
-        self.redeem(ticket);
-        if from_writes {
-            self.visible_session(now, held, key)
-        } else {
-            held
-        }
-    }
-
-    /// Decides an authorization-code read from the buffer's writes, or asks.
-    pub fn read_auth_code(&mut self, now: Timestamp, code: &str) -> Read<AuthCodeRecord> {
-        match overlay::last_code(self.held_writes(), code) {
-            Some(found) => Read::Known(self.live_code(now, found)),
-            None => Read::Ask(self.issue_read()),
-        }
-    }
-
-    /// The answer to a code read, given what the delegate answered.
-    pub fn resolve_auth_code(
-        &mut self,
-        now: Timestamp,
-        ticket: ReadTicket,
-        code: &str,
-        answer: Option<Arc<AuthCodeRecord>>,
-    ) -> Option<Arc<AuthCodeRecord>> {
-        let found = overlay::last_code(self.writes_since(ticket.start), code);
-        self.redeem(ticket);
-        match found {
-            Some(found) => self.live_code(now, found),
-            None => answer,
-        }
-    }
-
-    /// Decides a client read from the buffer's writes, or asks.
-    pub fn read_client(&mut self, client_id: &str) -> Read<ClientRecord> {
-        match overlay::last_client(self.held_writes(), client_id) {
-            Some(found) => Read::Known(found),
-            None => Read::Ask(self.issue_read()),
-        }
-    }
-
-    /// The answer to a client read, given what the delegate answered.
-    pub fn resolve_client(
-        &mut self,
-        ticket: ReadTicket,
-        client_id: &str,
-        answer: Option<Arc<ClientRecord>>,
-    ) -> Option<Arc<ClientRecord>> {
-        let found = overlay::last_client(self.writes_since(ticket.start), client_id);
-        self.redeem(ticket);
-        found.unwrap_or(answer)
-    }
-
-    /// A ticket for `list_clients` (the delegate is always asked).
-    pub fn read_clients(&mut self) -> ReadTicket {
-        self.issue_read()
-    }
-
-    /// The client list, given the delegate's.
-    pub fn resolve_clients(
-        &mut self,
-        ticket: ReadTicket,
-        listed: Vec<Arc<ClientRecord>>,
-    ) -> Vec<Arc<ClientRecord>> {
-        let clients = overlay::clients_after(self.writes_since(ticket.start), listed);
-        self.redeem(ticket);
-        clients
-    }
-
-    /// Gives back a ticket whose delegate read failed or was dropped.
-    pub fn abandon_read(&mut self, ticket: ReadTicket) {
-        self.redeem(ticket);
-    }
-
-    /// Decides `consume_state` when the state's last write is still in the
-    /// buffer (queueing its removal at the delegate); otherwise the delegate
-    /// decides.
-    pub fn consume_state(
-        &mut self,
-        now: Timestamp,
-        key: &str,
-    ) -> OneTime<Option<Arc<StateRecord>>> {
-        let Some(found) = overlay::last_state(self.held_writes(), key) else {
-            return OneTime::AskDelegate;
-        };
-        if found.is_some() {
-            self.handle_internal_write(now, WriteOp::RemoveState(key.to_owned()));
-        }
-        OneTime::Decided(found.filter(|s| !s.is_expired(now)))
-    }
-
-    /// Decides `try_delete_auth_code` when the code's last write is still in the
-    /// buffer (queueing the delete); otherwise the delegate decides.
-    pub fn try_delete_auth_code(&mut self, now: Timestamp, code: &str) -> OneTime<bool> {
-        let Some(found) = overlay::last_code(self.held_writes(), code) else {
-            return OneTime::AskDelegate;
-        };
-        if found.is_some() {
-            self.handle_internal_write(now, WriteOp::DeleteAuthCode(code.to_owned()));
-        }
-        OneTime::Decided(found.is_some_and(|c| !c.is_expired(now)))
-    }
-
-    /// Reports that the delegate decided `try_delete_auth_code(code)` (after
-    /// [`OneTime::AskDelegate`]) and answered: the code is gone from the
-    /// delegate. A read of it that was in flight then must not answer it from
-    /// a write applied before, so the removal is retained like an applied
-    /// write. Not needed when the delegate failed.
-    pub fn handle_code_taken(&mut self, code: &str) {
-        if self.reads.is_empty() {
-            return;
-        }
-        let held = self.in_flight.iter().flat_map(|f| f.entries.iter());
-        let oldest_held = held
-            .map(|(seq, _)| *seq)
-            .chain(self.queue.keys().next().copied())
-            .min()
-            .unwrap_or(self.next_seq);
-        // After any code already taken at this point.
-        let n = self
-            .retained
-            .range((oldest_held, 0)..(oldest_held, APPLIED))
-            .next_back()
-            .map_or(1, |(&(_, n), _)| n + 1);
-        self.retained
-            .insert((oldest_held, n), WriteOp::DeleteAuthCode(code.to_owned()));
-    }
-
-    /// Delegate reads in flight.
-    pub fn reads_in_flight(&self) -> usize {
-        self.reads.len()
-    }
-
-    fn visible_session(
-        &mut self,
-        now: Timestamp,
-        held: Option<Arc<StoredSession>>,
-        key: &SessionKey,
-    ) -> Option<Arc<StoredSession>> {
-        let dead_token = held.as_ref().map(|s| s.access_token.clone());
-        let (answer, dead) = overlay::visible_session(held, key, now);
-        if let (true, Some(token)) = (dead, dead_token) {
-            // The delegate deletes a dead session on read; so does the buffer.
-            self.handle_internal_write(now, WriteOp::DeleteSessionByToken(token));
-        }
-        answer
-    }
-
-    fn live_code(
-        &mut self,
-        now: Timestamp,
-        found: Option<Arc<AuthCodeRecord>>,
-    ) -> Option<Arc<AuthCodeRecord>> {
-        match found {
-            Some(c) if c.is_expired(now) => {
-                // The delegate removes an expired code on read; so does the buffer.
-                self.handle_internal_write(now, WriteOp::DeleteAuthCode(c.code.clone()));
-                None
-            }
-            other => other,
-        }
-    }
-
-    fn issue_read(&mut self) -> ReadTicket {
-        let id = self.next_read;
-        self.next_read += 1;
-        let start = self.oldest_unapplied().unwrap_or(self.next_seq);
-        self.reads.insert(id, start);
-        ReadTicket { id, start }
-    }
-
-    fn redeem(&mut self, ticket: ReadTicket) {
-        self.reads.remove(&ticket.id);
-        match self.reads.values().min() {
-            None => self.retained.clear(),
-            Some(&oldest) => self.retained = self.retained.split_off(&(oldest, 0)),
-        }
-    }
-
-    /// Writes a read that began at `start` may not have seen, in order.
-    fn writes_since(&self, start: u64) -> impl Iterator<Item = &WriteOp> + Clone {
-        self.retained
-            .range((start, 0)..)
-            .map(|(_, w)| w)
-            .chain(self.held_writes())
-    }
-
-    /// When the oldest pending write was accepted.
-    fn oldest_accepted(&self) -> Option<Timestamp> {
-        self.queue.values().map(|e| e.accepted_at).min()
-    }
-
-    fn due(&self, now: Timestamp) -> bool {
-        let Some(oldest) = self.oldest_accepted() else {
-            return false;
-        };
-        if self.close_failed || self.cooldown_until.is_some_and(|c| now < c) {
-            return false;
-        }
-        self.forced()
-            || self.queue.len() >= self.config.max_batch_size.max(1)
-            || now.saturating_duration_since(oldest) >= self.config.max_delay
-    }
-
-    /// Whether a flush or durable write asked for a queued write to go now.
-    fn forced(&self) -> bool {
-        self.flush_until
-            .is_some_and(|t| self.queue.keys().next().is_some_and(|&s| s <= t))
-    }
-
-    /// Takes the front of the queue, oldest first: at most `batch_limit`
-    /// writes, so that a non-atomic delegate retries a bounded batch.
-    fn take_front(&mut self) -> Vec<(u64, Entry)> {
-        let Some(&first_left) = self.queue.keys().nth(self.batch_limit) else {
-            self.slots.clear();
-            return std::mem::take(&mut self.queue).into_iter().collect();
-        };
-        let rest = self.queue.split_off(&first_left);
-        let front = std::mem::replace(&mut self.queue, rest);
-        for (seq, entry) in &front {
-            let slot = entry.op.slot();
-            if self.slots.get(&slot) == Some(seq) {
-                self.slots.remove(&slot);
-            }
-        }
-        front.into_iter().collect()
-    }
-
-    fn batch_of(f: &InFlight) -> Batch {
-        Batch {
-            id: f.id,
-            writes: f.entries.iter().map(|(_, e)| e.op.clone()).collect(),
-            attempt: f.attempt,
-        }
+    /// The retry delay after failed attempt `attempt` (1 for the first):
+    /// `retry_backoff`, doubling with each attempt.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(16);
+        self.config.retry_backoff.saturating_mul(1 << doublings)
     }
 
     fn applied(&mut self) -> BatchOutcome {
@@ -774,10 +632,11 @@ impl BufferMachine {
         self.batch_limit = self
             .batch_limit
             .saturating_mul(2)
-            .min(self.config.max_batch_size.max(1));
+            .min(self.config.max_batch_size);
         self.metrics.applied_batches += 1;
         self.metrics.applied_writes += f.entries.len() as u64;
         let seqs = f.covered();
+        self.settle(&seqs, &Ok(()));
         if self.is_drained() || self.flush_until.is_some_and(|t| self.is_flushed(Seq(t))) {
             self.flush_until = None;
         }
@@ -786,76 +645,46 @@ impl BufferMachine {
 
     fn failed(&mut self, now: Timestamp, error: StoreError) -> BatchOutcome {
         self.metrics.failed_attempts += 1;
-        let f = self.in_flight.as_mut().expect("checked in flight");
+        let f = self.in_flight.as_ref().expect("checked in flight");
         if f.attempt <= self.config.max_retries {
-            let backoff = self
-                .config
-                .retry_backoff
-                .saturating_mul(1 << (f.attempt - 1).min(16));
-            f.retry_at = Some(now + backoff);
+            let retry_at = now + self.backoff(f.attempt);
+            self.in_flight.as_mut().expect("checked").retry_at = Some(retry_at);
             return BatchOutcome::Retrying;
         }
         self.metrics.failed_batches += 1;
+        self.failures += 1;
         self.batch_limit = (self.batch_limit / 2).max(1);
         let f = self.in_flight.take().expect("checked in flight");
         let seqs = f.covered();
         self.last_failure = seqs.first().map(|s| (*s, error.clone()));
-        self.requeue(f.entries);
-        if self.closing {
-            self.close_failed = true;
+        self.metrics.coalesced += self.queue.requeue(f.entries);
+        self.settle(&seqs, &Err(error.clone()));
+        if self.phase == Phase::Running {
+            self.cooldown_until = Some(now + self.backoff(self.config.max_retries + 1));
         } else {
-            let pause = self
-                .config
-                .retry_backoff
-                .saturating_mul(1 << self.config.max_retries.min(16));
-            self.cooldown_until = Some(now + pause);
+            self.close_failed_for_good();
         }
         BatchOutcome::Failed { seqs, error }
     }
 
-    /// Puts failed writes back in front (they keep their sequence numbers), except
-    /// those a newer pending write supersedes.
-    fn requeue(&mut self, entries: Vec<(u64, Entry)>) {
-        for (seq, entry) in entries {
-            let slot = entry.op.slot();
-            match self.slots.get(&slot) {
-                // Only a newer write can absorb a requeued one: two writes of
-                // one failed batch may share a slot, oldest requeued first.
-                Some(&newer) if newer > seq && self.queue[&newer].op.supersedes(&entry.op) => {
-                    let covers = entry.covers;
-                    self.queue
-                        .get_mut(&newer)
-                        .expect("indexed")
-                        .covers
-                        .extend(covers);
-                    self.metrics.coalesced += 1;
-                }
-                Some(&other) => {
-                    if other < seq {
-                        self.slots.insert(slot, seq);
-                    }
-                    self.queue.insert(seq, entry);
-                }
-                None => {
-                    self.slots.insert(slot, seq);
-                    self.queue.insert(seq, entry);
-                }
-            }
+    /// A batch failed for good while closing: flushing stops, and every durable
+    /// writer still waiting holds one of the writes left, so it is told now.
+    fn close_failed_for_good(&mut self) {
+        self.phase = Phase::CloseFailed;
+        let left = Err(StoreError::WritesNotApplied { count: self.held() });
+        for slot in self.durable.values_mut().filter(|s| s.is_none()) {
+            *slot = Some(left.clone());
         }
     }
 
     fn oldest_unapplied(&self) -> Option<u64> {
-        let queued = self
-            .queue
-            .values()
-            .flat_map(|e| e.covers.iter().copied())
-            .min();
         let flying = self
             .in_flight
             .iter()
             .flat_map(|f| f.entries.iter().flat_map(|(_, e)| e.covers.iter().copied()))
             .min();
-        queued
+        self.queue
+            .oldest_covered()
             .into_iter()
             .chain(flying)
             .chain(self.given_up_from)
@@ -866,15 +695,12 @@ impl BufferMachine {
     /// its delay from the earliest time seen since.
     fn observe(&mut self, now: Timestamp) {
         if now < self.last_now {
-            for e in self.queue.values_mut() {
-                e.accepted_at = e.accepted_at.min(now);
-            }
+            self.queue.clamp_accepted(now);
+            let soonest = now + self.config.retry_backoff;
             if let Some(f) = &mut self.in_flight {
-                f.retry_at = f.retry_at.map(|r| r.min(now + self.config.retry_backoff));
+                f.retry_at = f.retry_at.map(|r| r.min(soonest));
             }
-            self.cooldown_until = self
-                .cooldown_until
-                .map(|c| c.min(now + self.config.retry_backoff));
+            self.cooldown_until = self.cooldown_until.map(|c| c.min(soonest));
         }
         self.last_now = now;
     }
@@ -888,8 +714,9 @@ impl fmt::Debug for BufferMachine {
                 "in_flight",
                 &self.in_flight.as_ref().map(|f| f.entries.len()),
             )
-            .field("closing", &self.closing)
-            .field("metrics", &self.metrics)
+            .field("closing", &(self.phase != Phase::Running))
+            .field("phase", &self.phase)
+            .field("metrics", &self.metrics())
             .finish_non_exhaustive()
     }
 }

@@ -1,34 +1,8 @@
-//! The writes the buffer queues, and when a newer one makes an older one
-//! unnecessary (coalescing).
+//! When a newer write makes an older one unnecessary (coalescing), and how a
+//! batch of writes is applied to a delegate.
 
-use crate::{AuthCodeRecord, ClientRecord, Secret, StateRecord, StoredSession, TokenHash};
-use std::fmt;
+use crate::{StoredSession, TokenHash, WriteOp};
 use std::sync::Arc;
-
-/// A write the buffer holds until a flush applies it to the delegate.
-#[derive(Clone, PartialEq, Eq)]
-pub enum WriteOp {
-    /// `store_state`.
-    StoreState(Arc<StateRecord>),
-    /// Removes a state at the delegate (a `consume_state` whose answer is
-    /// ignored): queued when a state still in the buffer is consumed.
-    RemoveState(String),
-    /// `store_auth_code`.
-    StoreAuthCode(Arc<AuthCodeRecord>),
-    /// `delete_auth_code`.
-    DeleteAuthCode(String),
-    /// `store_session`.
-    StoreSession(Arc<StoredSession>),
-    /// `delete_session_by_token` (the token is kept for delegates without the
-    /// bulk capability; bulk deletes use its hash).
-    DeleteSessionByToken(Secret),
-    /// `delete_session_by_id`.
-    DeleteSessionById(String),
-    /// `store_client`.
-    StoreClient(Arc<ClientRecord>),
-    /// `delete_client`.
-    DeleteClient(String),
-}
 
 /// What a write is coalesced by: a newer write can only replace an older one
 /// with the same slot.
@@ -77,31 +51,6 @@ impl WriteOp {
             (Self::StoreSession(_), _) | (_, Self::StoreSession(_)) => false,
             _ => self.slot() == older.slot(),
         }
-    }
-
-    /// Whether the write is to a session.
-    pub fn is_session(&self) -> bool {
-        matches!(
-            self,
-            Self::StoreSession(_) | Self::DeleteSessionByToken(_) | Self::DeleteSessionById(_)
-        )
-    }
-}
-
-impl fmt::Debug for WriteOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            Self::StoreState(_) => "StoreState",
-            Self::RemoveState(_) => "RemoveState",
-            Self::StoreAuthCode(_) => "StoreAuthCode",
-            Self::DeleteAuthCode(_) => "DeleteAuthCode",
-            Self::StoreSession(_) => "StoreSession",
-            Self::DeleteSessionByToken(_) => "DeleteSessionByToken",
-            Self::DeleteSessionById(_) => "DeleteSessionById",
-            Self::StoreClient(_) => "StoreClient",
-            Self::DeleteClient(_) => "DeleteClient",
-        };
-        write!(f, "WriteOp::{name}(..)")
     }
 }
 
@@ -165,8 +114,13 @@ pub async fn apply_batch<S: crate::TokenStore + ?Sized>(
 }
 
 /// Applies one step to `store`: the one piece of I/O a flush does, shared by the
-/// adapters, the tests and the fuzzers. A bulk step on a store without the bulk
-/// capability falls back to the loop of single calls.
+/// adapters, the tests and the fuzzers.
+///
+/// [`plan`] makes bulk steps only for a store that has the bulk capability.
+/// Given one anyway, a store without it runs [`Step::BulkStoreSessions`] as the
+/// loop of single calls, but fails [`Step::BulkDeleteSessions`] with
+/// [`StoreError::Backend`](crate::StoreError::Backend): the step holds only
+/// hashes, and the contract deletes by token.
 pub async fn apply<S: crate::TokenStore + ?Sized>(
     store: &S,
     step: Step,

@@ -18,22 +18,60 @@ use crate::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Permission to resolve one delegate read; give it back to the matching
-/// `resolve_*` method, or to `abandon_read` if the delegate failed.
-#[derive(Debug, PartialEq, Eq)]
+/// Permission to resolve one delegate read of a `T`, holding what the read is
+/// keyed by; give it back to the matching `resolve_*` method, or to
+/// `abandon_read` if the delegate failed. Its `Debug` shows no key.
 #[must_use = "a read ticket must be given back (resolve or abandon)"]
-pub struct ReadTicket {
+pub struct ReadTicket<T: ReadKind + ?Sized> {
     pub(crate) id: u64,
     pub(crate) start: u64,
+    pub(crate) key: T::Key,
+}
+
+impl<T: ReadKind + ?Sized> std::fmt::Debug for ReadTicket<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadTicket")
+            .field("id", &self.id)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`ReadTicket`] reads, and so what it is keyed by.
+pub trait ReadKind {
+    /// The key of one read.
+    type Key;
+}
+
+impl ReadKind for StoredSession {
+    type Key = SessionKey;
+}
+
+impl ReadKind for AuthCodeRecord {
+    /// The code.
+    type Key = String;
+}
+
+impl ReadKind for ClientRecord {
+    /// The client id.
+    type Key = String;
+}
+
+/// What `list_clients` reads: every client.
+#[derive(Debug)]
+pub struct ClientList;
+
+impl ReadKind for ClientList {
+    type Key = ();
 }
 
 /// The answer to a read, or what to do to get it.
 #[derive(Debug)]
-pub enum Read<T> {
+pub enum Read<T: ReadKind> {
     /// Decided by the buffer's writes: answer this, without asking the delegate.
     Known(Option<Arc<T>>),
     /// Ask the delegate, then pass its answer and the ticket to `resolve_*`.
-    Ask(ReadTicket),
+    Ask(ReadTicket<T>),
 }
 
 /// The decision for a one-time operation.

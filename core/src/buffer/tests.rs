@@ -45,18 +45,18 @@ fn config() -> BufferConfig {
 fn size_trigger_flushes_at_max_batch_size() {
     let mut b = BufferMachine::new(config());
     for i in 0..3 {
-        b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
+        b.accept(t0(), state(&format!("s{i}"))).unwrap();
     }
     assert!(b.poll_batch(t0()).is_none());
-    b.handle_write(t0(), state("s3")).unwrap();
+    b.accept(t0(), state("s3")).unwrap();
     assert_eq!(b.poll_batch(t0()).map(|batch| batch.writes.len()), Some(4));
 }
 
 #[test]
 fn time_trigger_flushes_after_max_delay() {
     let mut b = BufferMachine::new(config());
-    b.handle_write(t0(), state("a")).unwrap();
-    b.handle_write(t0() + 3 * MS, state("b")).unwrap();
+    b.accept(t0(), state("a")).unwrap();
+    b.accept(t0() + 3 * MS, state("b")).unwrap();
     assert_eq!(b.poll_timeout(), Some(t0() + 10 * MS));
     assert!(b.poll_batch(t0() + 9 * MS).is_none());
     assert_eq!(
@@ -76,10 +76,10 @@ fn zero_delay_flushes_when_idle() {
         max_delay: Duration::ZERO,
         ..config()
     });
-    b.handle_write(t0(), state("a")).unwrap();
+    b.accept(t0(), state("a")).unwrap();
     let first = b.poll_batch(t0()).expect("due at once");
-    b.handle_write(t0(), state("b")).unwrap();
-    b.handle_write(t0(), state("c")).unwrap();
+    b.accept(t0(), state("b")).unwrap();
+    b.accept(t0(), state("c")).unwrap();
     assert!(b.poll_batch(t0()).is_none(), "one batch in flight");
     b.handle_batch_result(t0(), first.id, Ok(()));
     assert_eq!(
@@ -92,11 +92,9 @@ fn zero_delay_flushes_when_idle() {
 #[test]
 fn last_write_wins_per_key() {
     let mut b = BufferMachine::new(config());
-    let s1 = b.handle_write(t0(), state("a")).unwrap();
-    let s2 = b
-        .handle_write(t0(), WriteOp::RemoveState("a".into()))
-        .unwrap();
-    let s3 = b.handle_write(t0(), state("a")).unwrap();
+    let s1 = b.accept(t0(), state("a")).unwrap();
+    let s2 = b.accept(t0(), WriteOp::RemoveState("a".into())).unwrap();
+    let s3 = b.accept(t0(), state("a")).unwrap();
     b.handle_flush();
     let batch = b.poll_batch(t0()).unwrap();
     assert_eq!(batch.writes, vec![state("a")]);
@@ -116,9 +114,8 @@ fn delete_after_store_leaves_the_delete_for_single_key_records() {
         t0() + Duration::from_secs(60),
         t0(),
     ));
-    b.handle_write(t0(), WriteOp::StoreAuthCode(code)).unwrap();
-    b.handle_write(t0(), WriteOp::DeleteAuthCode("c".into()))
-        .unwrap();
+    b.accept(t0(), WriteOp::StoreAuthCode(code)).unwrap();
+    b.accept(t0(), WriteOp::DeleteAuthCode("c".into())).unwrap();
     b.handle_flush();
     assert_eq!(
         b.poll_batch(t0()).unwrap().writes,
@@ -130,11 +127,9 @@ fn delete_after_store_leaves_the_delete_for_single_key_records() {
 fn session_rotation_is_never_coalesced_away() {
     let mut b = BufferMachine::new(config());
     // Login, rotate, logout: dropping the rotation would resurrect the first session.
-    b.handle_write(t0(), session("sid", "a1", Some("r1")))
-        .unwrap();
-    b.handle_write(t0(), session("sid", "a2", Some("r2")))
-        .unwrap();
-    b.handle_write(t0(), WriteOp::DeleteSessionByToken(Secret::new("a2")))
+    b.accept(t0(), session("sid", "a1", Some("r1"))).unwrap();
+    b.accept(t0(), session("sid", "a2", Some("r2"))).unwrap();
+    b.accept(t0(), WriteOp::DeleteSessionByToken(Secret::new("a2")))
         .unwrap();
     b.handle_flush();
     assert_eq!(b.poll_batch(t0()).unwrap().writes.len(), 3);
@@ -143,11 +138,9 @@ fn session_rotation_is_never_coalesced_away() {
 #[test]
 fn the_same_session_stored_again_coalesces() {
     let mut b = BufferMachine::new(config());
-    b.handle_write(t0(), session("sid", "a1", None)).unwrap();
-    b.handle_write(t0(), session("sid", "a1", Some("r1")))
-        .unwrap();
-    b.handle_write(t0(), session("sid", "a1", Some("r1")))
-        .unwrap();
+    b.accept(t0(), session("sid", "a1", None)).unwrap();
+    b.accept(t0(), session("sid", "a1", Some("r1"))).unwrap();
+    b.accept(t0(), session("sid", "a1", Some("r1"))).unwrap();
     b.handle_flush();
     assert_eq!(
         b.poll_batch(t0()).unwrap().writes,
@@ -159,26 +152,26 @@ fn the_same_session_stored_again_coalesces() {
 fn full_buffer_refuses_until_a_batch_finishes() {
     let mut b = BufferMachine::new(config());
     for i in 0..8 {
-        b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
+        b.accept(t0(), state(&format!("s{i}"))).unwrap();
     }
     assert_eq!(
-        b.handle_write(t0(), state("x")).map_err(|r| r.reason),
+        b.accept(t0(), state("x")).map_err(|r| r.reason),
         Err(Refusal::Full)
     );
     let batch = b.poll_batch(t0()).unwrap();
     assert_eq!(
-        b.handle_write(t0(), state("x")).map_err(|r| r.reason),
+        b.accept(t0(), state("x")).map_err(|r| r.reason),
         Err(Refusal::Full),
         "in flight still counts"
     );
     b.handle_batch_result(t0(), batch.id, Ok(()));
-    assert!(b.handle_write(t0(), state("x")).is_ok());
+    assert!(b.accept(t0(), state("x")).is_ok());
 }
 
 #[test]
 fn failure_is_retried_with_backoff_then_requeued() {
     let mut b = BufferMachine::new(config()); // 2 retries, 5 ms doubling
-    let seq = b.handle_write(t0(), state("a")).unwrap();
+    let seq = b.accept(t0(), state("a")).unwrap();
     b.handle_flush();
     let batch = b.poll_batch(t0()).unwrap();
     let err = StoreError::Backend("disk".into());
@@ -225,12 +218,10 @@ fn requeued_write_superseded_by_a_newer_one_is_dropped() {
         max_retries: 0,
         ..config()
     });
-    let old = b.handle_write(t0(), state("a")).unwrap();
+    let old = b.accept(t0(), state("a")).unwrap();
     b.handle_flush();
     let batch = b.poll_batch(t0()).unwrap();
-    let new = b
-        .handle_write(t0(), WriteOp::RemoveState("a".into()))
-        .unwrap();
+    let new = b.accept(t0(), WriteOp::RemoveState("a".into())).unwrap();
     b.handle_batch_result(t0(), batch.id, Err(StoreError::Backend("x".into())));
     b.handle_flush();
     let next = b.poll_batch(t0() + Duration::from_secs(1)).unwrap();
@@ -244,10 +235,10 @@ fn requeued_write_superseded_by_a_newer_one_is_dropped() {
 #[test]
 fn close_refuses_new_writes_and_drains() {
     let mut b = BufferMachine::new(config());
-    b.handle_write(t0(), state("a")).unwrap();
+    b.accept(t0(), state("a")).unwrap();
     b.handle_close();
     assert_eq!(
-        b.handle_write(t0(), state("b")),
+        b.accept(t0(), state("b")),
         Err(Refused {
             reason: Refusal::Closed,
             op: state("b")
@@ -265,11 +256,11 @@ fn close_with_a_failing_delegate_returns_every_unapplied_write_in_order() {
         max_retries: 1,
         ..config()
     });
-    b.handle_write(t0(), state("a")).unwrap();
-    b.handle_write(t0(), state("b")).unwrap();
+    b.accept(t0(), state("a")).unwrap();
+    b.accept(t0(), state("b")).unwrap();
     b.handle_flush();
     let batch = b.poll_batch(t0()).unwrap();
-    b.handle_write(t0(), state("c")).unwrap();
+    b.accept(t0(), state("c")).unwrap();
     b.handle_close();
     let err = StoreError::Backend("down".into());
     assert_eq!(
@@ -292,7 +283,7 @@ fn close_with_a_failing_delegate_returns_every_unapplied_write_in_order() {
 #[test]
 fn time_going_backwards_neither_panics_nor_stalls() {
     let mut b = BufferMachine::new(config());
-    b.handle_write(t0(), state("a")).unwrap();
+    b.accept(t0(), state("a")).unwrap();
     let earlier = t0() - Duration::from_secs(3600);
     assert!(b.poll_batch(earlier).is_none());
     assert!(b.poll_timeout().is_some_and(|t| t <= earlier + 10 * MS));
@@ -302,7 +293,7 @@ fn time_going_backwards_neither_panics_nor_stalls() {
 #[test]
 fn stale_batch_results_change_nothing() {
     let mut b = BufferMachine::new(config());
-    b.handle_write(t0(), state("a")).unwrap();
+    b.accept(t0(), state("a")).unwrap();
     b.handle_flush();
     let batch = b.poll_batch(t0()).unwrap();
     assert_eq!(
@@ -339,12 +330,12 @@ fn plan_groups_session_runs_for_bulk_and_keeps_their_order() {
 #[test]
 fn debug_shows_no_key_or_token() {
     let mut b = BufferMachine::new(config());
-    b.handle_write(
+    b.accept(
         t0(),
         session("sid-secret", "tok-secret", Some("ref-secret")),
     )
     .unwrap();
-    b.handle_write(
+    b.accept(
         t0(),
         WriteOp::DeleteSessionByToken(Secret::new("del-secret")),
     )
@@ -446,7 +437,7 @@ fn coalesced_flushes_equal_one_by_one_application() {
             now = now + Duration::from_millis(rng.below(8));
             let write = random_write(&mut rng);
             run(apply(&reference, Step::Single(write.clone()))).unwrap();
-            b.handle_write(now, write).unwrap();
+            b.accept(now, write).unwrap();
             if rng.below(4) == 0 {
                 b.handle_flush();
             }
@@ -581,7 +572,7 @@ mod read_your_writes {
             b.machine.handle_flush();
             b.pump(now, rng);
         }
-        b.machine.resolve_session(now, ticket, key, answer)
+        b.machine.resolve_session(now, ticket, answer)
     }
 
     fn buffered_code(
@@ -599,7 +590,7 @@ mod read_your_writes {
             b.pump(now, rng);
         }
         let answer = run(b.delegate.load_auth_code(code)).unwrap();
-        b.machine.resolve_auth_code(now, ticket, code, answer)
+        b.machine.resolve_auth_code(now, ticket, answer)
     }
 
     fn buffered_clients(b: &mut Buffered, now: Timestamp, rng: &mut Rng) -> Vec<Arc<ClientRecord>> {
@@ -643,7 +634,7 @@ mod read_your_writes {
                             _ => random_write(&mut rng),
                         };
                         run(apply(&reference, Step::Single(write.clone()))).unwrap();
-                        b.machine.handle_write(now, write).unwrap();
+                        b.machine.accept(now, write).unwrap();
                     }
                     4 | 5 => {
                         let (key, raw) = session_key(&mut rng);
@@ -729,7 +720,7 @@ fn flush_status_reports_applied_or_the_failure_of_a_covered_batch() {
         max_retries: 0,
         ..config()
     });
-    b.handle_write(t0(), state("a")).unwrap();
+    b.accept(t0(), state("a")).unwrap();
     let flush = b.handle_flush();
     assert_eq!(b.flush_status(&flush), None);
     let batch = b.poll_batch(t0()).unwrap();
@@ -748,14 +739,14 @@ fn flush_status_reports_applied_or_the_failure_of_a_covered_batch() {
 fn durable_writes_are_due_at_once_and_gather_while_a_batch_is_in_flight() {
     let mut b = BufferMachine::new(config());
     // A queued write waits for its delay; a durable one makes the queue due now.
-    b.handle_write(t0(), state("queued")).unwrap();
+    b.accept(t0(), state("queued")).unwrap();
     assert!(b.poll_batch(t0()).is_none());
-    b.handle_durable_write(t0(), state("d1")).unwrap();
+    b.accept_durable(t0(), state("d1")).unwrap();
     let first = b.poll_batch(t0()).expect("a durable write is due at once");
     assert_eq!(first.writes.len(), 2);
     // Group commit: three durable writers arrive while the batch is in flight.
     for k in ["d2", "d3", "d4"] {
-        b.handle_durable_write(t0(), state(k)).unwrap();
+        b.accept_durable(t0(), state(k)).unwrap();
     }
     assert!(
         b.poll_batch(t0()).is_none(),
@@ -766,7 +757,7 @@ fn durable_writes_are_due_at_once_and_gather_while_a_batch_is_in_flight() {
     assert_eq!(second.writes.len(), 3);
     b.handle_batch_result(t0(), second.id, Ok(()));
     // Nothing durable is left: a later queued write waits for its delay again.
-    b.handle_write(t0(), state("late")).unwrap();
+    b.accept(t0(), state("late")).unwrap();
     assert!(b.poll_batch(t0()).is_none());
     assert_eq!(b.poll_timeout(), Some(t0() + 10 * MS));
 }
@@ -775,7 +766,7 @@ fn durable_writes_are_due_at_once_and_gather_while_a_batch_is_in_flight() {
 fn a_refused_durable_write_changes_nothing() {
     let mut b = BufferMachine::new(config());
     b.handle_close();
-    let refused = b.handle_durable_write(t0(), state("x")).unwrap_err();
+    let refused = b.accept_durable(t0(), state("x")).unwrap_err();
     assert_eq!(refused.reason, Refusal::Closed);
     assert!(b.is_drained());
     assert!(b.poll_batch(t0()).is_none());
@@ -787,7 +778,7 @@ fn after_a_batch_fails_for_good_a_forced_flush_waits_for_the_cooldown_only() {
         max_delay: Duration::from_secs(10),
         ..config() // 2 retries, 5 ms doubling: cooldown 20 ms
     });
-    b.handle_durable_write(t0(), state("a")).unwrap();
+    b.accept_durable(t0(), state("a")).unwrap();
     let err = StoreError::Backend("disk".into());
     let mut now = t0();
     let mut batch = b.poll_batch(now).unwrap();
@@ -803,7 +794,7 @@ fn after_a_batch_fails_for_good_a_forced_flush_waits_for_the_cooldown_only() {
     }
     // Another durable writer arrives during the cooldown: the queue is due as
     // soon as the cooldown ends, not after max_delay.
-    b.handle_durable_write(now, state("b")).unwrap();
+    b.accept_durable(now, state("b")).unwrap();
     let cooldown_end = now + 20 * MS;
     assert_eq!(b.poll_timeout(), Some(cooldown_end));
     assert!(b.poll_batch(cooldown_end - MS).is_none());
@@ -817,7 +808,7 @@ fn a_full_queue_is_due_at_once_and_its_deadline_says_so() {
         ..config() // batches of 4
     });
     for k in ["a", "b", "c", "d"] {
-        b.handle_write(t0(), state(k)).unwrap();
+        b.accept(t0(), state(k)).unwrap();
     }
     assert_eq!(b.poll_timeout(), Some(t0()));
 }
@@ -829,11 +820,11 @@ fn batches_hold_at_most_max_batch_size_writes_in_order() {
         ..config() // batches of 4
     });
     for i in 0..10 {
-        b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
+        b.accept(t0(), state(&format!("s{i}"))).unwrap();
     }
     // A later write to a key of the first batch still coalesces with it only
     // while it is queued: s9 was queued, s0 goes to the first batch.
-    b.handle_write(t0(), state("s9")).unwrap();
+    b.accept(t0(), state("s9")).unwrap();
     b.handle_flush();
     let mut sizes = Vec::new();
     let mut keys = Vec::new();
@@ -858,11 +849,11 @@ fn after_a_failed_close_no_flush_reports_success_for_given_up_writes() {
         max_retries: 0,
         ..config()
     });
-    let applied = b.handle_write(t0(), state("a")).unwrap();
+    let applied = b.accept(t0(), state("a")).unwrap();
     b.handle_flush();
     let first = b.poll_batch(t0()).unwrap();
     b.handle_batch_result(t0(), first.id, Ok(()));
-    b.handle_write(t0(), state("b")).unwrap();
+    b.accept(t0(), state("b")).unwrap();
     let before = b.handle_flush();
     b.handle_close();
     let batch = b.poll_batch(t0()).unwrap();
@@ -885,7 +876,7 @@ fn batches_shrink_after_a_final_failure_and_grow_back_after_successes() {
         ..config() // batches of 4, cooldown 5 ms
     });
     for i in 0..12 {
-        b.handle_write(t0(), state(&format!("s{i}"))).unwrap();
+        b.accept(t0(), state(&format!("s{i}"))).unwrap();
     }
     b.handle_flush();
     let err = StoreError::Backend("disk".into());
@@ -916,8 +907,8 @@ fn a_failed_batch_requeued_keeps_the_newer_of_two_stores_sharing_a_token() {
     });
     let older = session("s1", "tok", Some("r"));
     let newer = session("s1", "tok", None);
-    b.handle_write(t0(), older).unwrap();
-    b.handle_write(t0(), newer.clone()).unwrap();
+    b.accept(t0(), older).unwrap();
+    b.accept(t0(), newer.clone()).unwrap();
     b.handle_flush();
     let batch = b.poll_batch(t0()).unwrap();
     let err = StoreError::Backend("disk".into());
@@ -943,7 +934,7 @@ fn a_code_taken_at_the_delegate_is_not_answered_to_a_read_that_began_before() {
         panic!("nothing is buffered: the delegate is asked");
     };
     let code = AuthCodeRecord::new("c", "sid", t0() + Duration::from_secs(60), t0());
-    b.handle_write(t0(), WriteOp::StoreAuthCode(Arc::new(code)))
+    b.accept(t0(), WriteOp::StoreAuthCode(Arc::new(code)))
         .unwrap();
     b.handle_flush();
     let batch = b.poll_batch(t0()).expect("flushed");
@@ -953,10 +944,10 @@ fn a_code_taken_at_the_delegate_is_not_answered_to_a_read_that_began_before() {
     assert!(run(delegate.try_delete_auth_code("c")).unwrap());
     b.handle_code_taken("c");
     let answer = run(delegate.load_auth_code("c")).unwrap();
-    assert_eq!(b.resolve_auth_code(t0(), ticket, "c", answer), None);
+    assert_eq!(b.resolve_auth_code(t0(), ticket, answer), None);
     // A later write of the code is answered again.
     let again = AuthCodeRecord::new("c", "sid2", t0() + Duration::from_secs(60), t0());
-    b.handle_write(t0(), WriteOp::StoreAuthCode(Arc::new(again)))
+    b.accept(t0(), WriteOp::StoreAuthCode(Arc::new(again)))
         .unwrap();
     assert!(matches!(b.read_auth_code(t0(), "c"), Read::Known(Some(_))));
 }
@@ -971,8 +962,161 @@ fn a_taken_code_is_retained_only_while_reads_are_out() {
     let code = AuthCodeRecord::new("c", "sid", t0() + Duration::from_secs(60), t0());
     let answer = Some(Arc::new(code));
     assert_eq!(
-        b.resolve_auth_code(t0(), ticket, "c", answer.clone()),
+        b.resolve_auth_code(t0(), ticket, answer.clone()),
         answer,
         "a code taken before the read began does not hide the delegate's answer"
     );
+}
+
+#[test]
+fn a_key_rewritten_more_often_than_max_delay_still_flushes_within_max_delay() {
+    // One client record re-stored every max_delay / 2: each write supersedes
+    // the last, and the first acceptance time still sets the deadline.
+    let mut b = BufferMachine::new(config());
+    let half = config().max_delay / 2;
+    let client = |i: u32| {
+        let mut c = ClientRecord::new("hot-client", t0());
+        c.client_name = Some(format!("rev {i}"));
+        WriteOp::StoreClient(Arc::new(c))
+    };
+    let mut flushed_at = None;
+    for i in 0..6 {
+        let now = t0() + half * i;
+        b.accept(now, client(i)).unwrap();
+        assert!(b.poll_timeout() <= Some(t0() + config().max_delay));
+        if let Some(batch) = b.poll_batch(now) {
+            assert_eq!(batch.writes, vec![client(i)], "the last write wins");
+            flushed_at = Some(now);
+            break;
+        }
+    }
+    assert_eq!(flushed_at, Some(t0() + config().max_delay));
+}
+
+#[test]
+fn a_requeued_write_absorbed_by_a_newer_one_keeps_its_acceptance_time() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_retries: 0,
+        ..config()
+    });
+    b.accept(t0(), state("a")).unwrap();
+    let batch = b.poll_batch(t0() + 10 * MS).expect("due by delay");
+    b.accept(t0() + 11 * MS, state("a")).unwrap();
+    let outcome = b.handle_batch_result(t0() + 12 * MS, batch.id, Err(StoreError::Closed));
+    assert!(matches!(outcome, BatchOutcome::Failed { .. }));
+    // The newer write absorbed the failed one: due at the end of the cooldown,
+    // not max_delay after the newer write.
+    let cooldown_end = t0() + 12 * MS + config().retry_backoff;
+    assert_eq!(b.poll_timeout(), Some(cooldown_end));
+}
+
+#[test]
+fn each_durable_writer_gets_the_outcome_of_the_first_batch_that_held_its_write_once() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_retries: 0,
+        ..config()
+    });
+    let a = b.accept_durable(t0(), state("a")).unwrap();
+    let first = b.poll_batch(t0()).expect("durable writes are due at once");
+    assert_eq!(b.take_durable_outcome(a), None, "undecided while in flight");
+    let error = StoreError::Backend("injected".into());
+    b.handle_batch_result(t0(), first.id, Err(error.clone()));
+    assert_eq!(b.take_durable_outcome(a), Some(Err(error)));
+    assert_eq!(b.take_durable_outcome(a), None, "answered once");
+    // The requeued write is applied later; its writer was already answered.
+    let second = b.poll_batch(t0() + 100 * MS).expect("after the cooldown");
+    let c = b.accept_durable(t0() + 100 * MS, state("c")).unwrap();
+    b.handle_batch_result(t0() + 100 * MS, second.id, Ok(()));
+    assert_eq!(b.take_durable_outcome(a), None);
+    assert_eq!(b.take_durable_outcome(c), None, "c was not in that batch");
+    let third = b.poll_batch(t0() + 100 * MS).expect("c is due");
+    b.handle_batch_result(t0() + 100 * MS, third.id, Ok(()));
+    assert_eq!(b.take_durable_outcome(c), Some(Ok(())));
+    assert_eq!(b.durable_waiting(), 0);
+}
+
+#[test]
+fn a_superseded_durable_write_is_answered_by_the_batch_of_the_write_that_replaced_it() {
+    let mut b = BufferMachine::new(config());
+    let old = b.accept_durable(t0(), state("a")).unwrap();
+    let new = b.accept_durable(t0(), state("a")).unwrap();
+    let batch = b.poll_batch(t0()).expect("due");
+    assert_eq!(batch.writes.len(), 1);
+    b.handle_batch_result(t0(), batch.id, Ok(()));
+    assert_eq!(b.take_durable_outcome(old), Some(Ok(())));
+    assert_eq!(b.take_durable_outcome(new), Some(Ok(())));
+}
+
+#[test]
+fn a_failed_close_answers_every_waiting_durable_writer() {
+    let mut b = BufferMachine::new(BufferConfig {
+        max_retries: 0,
+        max_batch_size: 1,
+        ..config()
+    });
+    let a = b.accept_durable(t0(), state("a")).unwrap();
+    let c = b.accept_durable(t0(), state("c")).unwrap();
+    let forgotten = b.accept_durable(t0(), state("d")).unwrap();
+    b.forget_durable(forgotten);
+    b.handle_close();
+    assert_eq!(b.close_status(), None, "draining");
+    let batch = b.poll_batch(t0()).expect("close flushes");
+    let error = StoreError::Backend("down".into());
+    b.handle_batch_result(t0(), batch.id, Err(error.clone()));
+    assert!(b.close_failed());
+    let left = StoreError::WritesNotApplied { count: 3 };
+    assert_eq!(b.close_status(), Some(Err(left.clone())));
+    assert_eq!(
+        b.take_durable_outcome(a),
+        Some(Err(error)),
+        "its batch's error"
+    );
+    assert_eq!(
+        b.take_durable_outcome(c),
+        Some(Err(left)),
+        "never in a batch"
+    );
+    assert_eq!(
+        b.take_durable_outcome(forgotten),
+        None,
+        "its writer went away"
+    );
+    assert_eq!(b.durable_waiting(), 0);
+    assert_eq!(b.take_unapplied().len(), 3);
+}
+
+#[test]
+fn a_close_that_drains_reports_ok() {
+    let mut b = BufferMachine::new(config());
+    b.accept(t0(), state("a")).unwrap();
+    b.handle_close();
+    assert_eq!(
+        b.accept(t0(), state("b")).unwrap_err().reason,
+        Refusal::Closed
+    );
+    let batch = b.poll_batch(t0()).expect("close flushes at once");
+    assert_eq!(b.close_status(), None);
+    b.handle_batch_result(t0(), batch.id, Ok(()));
+    assert_eq!(b.close_status(), Some(Ok(())));
+    assert!(b.closing_done());
+}
+
+#[test]
+fn accepted_counts_every_write_the_queue_took() {
+    let mut b = BufferMachine::new(config());
+    b.accept(t0(), state("a")).unwrap();
+    b.accept(t0(), state("a")).unwrap();
+    b.accept_internal(t0(), WriteOp::RemoveState("a".into()));
+    let m = b.metrics();
+    assert_eq!((m.accepted, m.coalesced), (3, 2));
+}
+
+#[test]
+fn zero_sizes_in_the_config_read_as_one() {
+    let b = BufferMachine::new(BufferConfig {
+        max_batch_size: 0,
+        max_pending: 0,
+        ..config()
+    });
+    assert_eq!((b.config().max_batch_size, b.config().max_pending), (1, 1));
 }

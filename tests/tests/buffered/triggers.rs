@@ -138,6 +138,41 @@ pub(crate) async fn time_trigger_system_clock<R: Runtime>() {
     store.close().await.expect("close drains");
 }
 
+/// One key rewritten every `max_delay / 2` (a hot client record) still reaches
+/// the delegate about `max_delay` after its first write, while the rewrites go
+/// on: a write that replaces a pending one keeps the older acceptance time.
+/// Real time and the system clock; the slack covers scheduling on a busy
+/// machine, and the rewriting lasts ten times `max_delay`, so a buffer that
+/// postponed the flush on every rewrite would not flush before it ends.
+pub(crate) async fn rewritten_key_flushes_within_max_delay<R: Runtime>() {
+    let delay = Duration::from_millis(40);
+    let slack = Duration::from_millis(150);
+    let delegate = Arc::new(MemoryTokenStore::new(SystemClock));
+    let config = BufferConfig {
+        max_delay: delay,
+        ..quiet_config()
+    };
+    let store = buffer(delegate.clone(), config, Ack::Queued, SystemClock);
+    let started = Instant::now();
+    let mut arrived = None;
+    for round in 0..20 {
+        let mut c = sample::client("hot-client", SystemClock.now());
+        c.client_name = Some(format!("rev {round}"));
+        store.store_client(Arc::new(c)).await.expect("queued");
+        sleep(delay / 2).await;
+        if !delegate.contents().clients.is_empty() {
+            arrived = Some(started.elapsed());
+            break;
+        }
+    }
+    let arrived = arrived.expect("the rewritten key never reached the delegate while rewritten");
+    assert!(
+        arrived < delay + slack,
+        "the rewritten key reached the delegate after {arrived:?} (max_delay {delay:?})"
+    );
+    store.close().await.expect("close drains");
+}
+
 /// Several writes to one key before a flush persist one value, the last, with
 /// one delegate call per key.
 pub(crate) async fn last_write_wins<R: Runtime>() {
