@@ -1,8 +1,8 @@
 //! Simulation for users (issue 5): the real stack on tokio's paused clock.
 //!
 //! A user who wants to test their server without waiting builds a
-//! current-thread tokio runtime with `start_paused(true)`, gives the stack a
-//! [`Clock`] that reads tokio's virtual time, and uses [`TokioRuntime`] for the
+//! current-thread tokio runtime with `start_paused(true)`, gives the stack the
+//! [`TokioClock`] (a clock on tokio's time), and uses [`TokioRuntime`] for the
 //! flush timer. Then a flush delay of seconds and a cache lifetime of minutes
 //! pass in no real time, and nothing reads the system clock.
 
@@ -10,32 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenstore::buffer::BufferConfig;
 use tokenstore::cache::CacheConfig;
-use tokenstore::runtime::TokioRuntime;
+use tokenstore::runtime::{TokioClock, TokioRuntime};
 use tokenstore::{Ack, BufferedTokenStore, CachingTokenStore};
 use tokenstore_core::{Clock, MemoryTokenStore, StoredSession, Timestamp, TokenStore, UserInfo};
-
-/// A user-written clock on tokio's virtual time: a fixed Unix time plus the
-/// virtual time elapsed since the clock was made.
-#[derive(Debug, Clone)]
-struct TokioVirtualClock {
-    base: Timestamp,
-    start: tokio::time::Instant,
-}
-
-impl TokioVirtualClock {
-    fn new(base: Timestamp) -> Self {
-        Self {
-            base,
-            start: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioVirtualClock {
-    fn now(&self) -> Timestamp {
-        self.base + self.start.elapsed()
-    }
-}
 
 #[test]
 fn flush_delay_and_cache_lifetime_pass_in_virtual_time() {
@@ -47,7 +24,7 @@ fn flush_delay_and_cache_lifetime_pass_in_virtual_time() {
         .expect("a paused tokio runtime");
     let virtual_elapsed = runtime.block_on(async {
         let start = tokio::time::Instant::now();
-        let clock = TokioVirtualClock::new(Timestamp::from_unix_secs(1_700_000_000));
+        let clock = TokioClock::new(Timestamp::from_unix_secs(1_700_000_000));
         let delegate = Arc::new(MemoryTokenStore::new(clock.clone()));
         let buffered = BufferedTokenStore::with_clock(
             delegate.clone(),

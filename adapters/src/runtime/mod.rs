@@ -18,7 +18,7 @@ mod tokio;
 #[cfg(feature = "smol")]
 pub use self::smol::SmolRuntime;
 #[cfg(feature = "tokio")]
-pub use self::tokio::TokioRuntime;
+pub use self::tokio::{TokioClock, TokioRuntime};
 
 /// A boxed `Send` future with no output, as the runtime spawns it.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

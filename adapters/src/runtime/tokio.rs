@@ -2,9 +2,13 @@
 
 use super::{Runtime, Task};
 use std::time::Duration;
+use tokenstore_core::{Clock, SystemClock, Timestamp};
 
-/// Spawns on a tokio runtime and sleeps with `tokio::time` (so tests that pause
-/// tokio's time jump over flush delays instead of waiting).
+/// Spawns on a tokio runtime and sleeps with `tokio::time`.
+///
+/// With tokio's time paused (`start_paused(true)`, `tokio::time::pause`), the
+/// flush timer jumps instead of waiting; give the stack a [`TokioClock`] too,
+/// so that the time the machines are told moves with it.
 #[derive(Debug, Clone)]
 pub struct TokioRuntime(tokio::runtime::Handle);
 
@@ -37,5 +41,55 @@ impl Runtime for TokioRuntime {
 
     fn sleep(&self, duration: Duration) -> Task {
         Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// A [`Clock`] that follows tokio's time: a Unix time fixed at construction
+/// plus the `tokio::time::Instant` time elapsed since. Under paused time it
+/// moves only when tokio's clock is advanced (or auto-advances), so flush
+/// delays and cache lifetimes pass in no real time.
+///
+/// Make it inside the runtime whose time it should follow.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenstore::runtime::TokioClock;
+/// use tokenstore::{Clock, Timestamp};
+///
+/// let rt = tokio::runtime::Builder::new_current_thread()
+///     .enable_time()
+///     .start_paused(true)
+///     .build()
+///     .unwrap();
+/// rt.block_on(async {
+///     let clock = TokioClock::new(Timestamp::from_unix_secs(1_700_000_000));
+///     tokio::time::sleep(Duration::from_secs(3600)).await; // instant: time is paused
+///     assert_eq!(clock.now(), Timestamp::from_unix_secs(1_700_003_600));
+/// });
+/// ```
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    base: Timestamp,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock that reads `base` now.
+    pub fn new(base: Timestamp) -> Self {
+        Self {
+            base,
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// A clock that reads the system's time now, then follows tokio's.
+    pub fn from_system() -> Self {
+        Self::new(SystemClock.now())
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        self.base + self.start.elapsed()
     }
 }
