@@ -266,6 +266,7 @@ fn run_stack<S: SimStack>(
         trace.clone(),
         rt.clone(),
         cfg.clients,
+        (cfg.ack == Ack::Durable && cfg.caps == Caps::Batch).then_some(cfg.buffer.max_retries),
     ));
     for id in 0..cfg.clients {
         let task = client(world.clone(), id, rng.fork(100 + id as u64), cfg.ops);

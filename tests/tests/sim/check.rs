@@ -17,6 +17,9 @@
 //!   and after a crash.
 //! - One-time calls: at most one `consume_state` / `try_delete_auth_code` wins
 //!   per stored value.
+//! - Durable outcomes (`Ack::Durable` over the atomic-batch delegate, in
+//!   `client.rs`): a write answers `Ok` exactly when the first buffer batch
+//!   that held it was applied (the delegate logs its batch calls).
 //! - Close: after `close()` returned `Ok`, the delegate equals the model (every
 //!   accepted write applied one by one); after `WritesNotApplied { count }`,
 //!   the delegate plus the `count` writes of `take_unapplied()` equals it.

@@ -66,6 +66,10 @@ pub(crate) struct World<S> {
     latch: Latch,
     /// Set when `close()` begins.
     pub(crate) closing: std::sync::atomic::AtomicBool,
+    /// With `Ack::Durable` over the atomic-batch delegate: the buffer's
+    /// `max_retries`, to check each durable writer's outcome against the first
+    /// batch that held its write.
+    durable_retries: Option<u32>,
 }
 
 impl<S: SimStack> World<S> {
@@ -75,6 +79,7 @@ impl<S: SimStack> World<S> {
         trace: Trace,
         rt: SimRuntime,
         clients: usize,
+        durable_retries: Option<u32>,
     ) -> Self {
         let clock = rt.clock();
         let start = clock.now();
@@ -88,6 +93,7 @@ impl<S: SimStack> World<S> {
             published: Mutex::new(Vec::new()),
             latch: Latch::new(clients),
             closing: std::sync::atomic::AtomicBool::new(false),
+            durable_retries,
         }
     }
 
@@ -247,12 +253,38 @@ impl<S: SimStack> Client<'_, S> {
         op: WriteOp,
     ) -> Status {
         let wid = self.w.chk().begin_write(effects);
+        let from = self.w.store.buffer().inner().batch_calls();
         let r = super::apply_write(&*self.w.store, op.clone()).await;
         let st = status(&r);
         self.w.log(self.id, format!("{what} -> {}", outcome(&r)));
+        self.check_durable_outcome(&what, from, &op, st);
         self.w.chk().end_write(wid, st, Some(op));
         self.note_closed(&r);
         st
+    }
+
+    /// A durable writer gets the outcome of the first batch that held its
+    /// write: `Ok` exactly when that batch was applied (a batch that failed for
+    /// good answers `Err`, even if a later one applies the requeued write).
+    fn check_durable_outcome(&self, what: &str, from: usize, op: &WriteOp, st: Status) {
+        let Some(max_retries) = self.w.durable_retries else {
+            return;
+        };
+        if !matches!(st, Status::Ok | Status::Failed) {
+            return;
+        }
+        let delegate = self.w.store.buffer().inner();
+        match (delegate.first_batch_applied(from, op, max_retries), st) {
+            (Some(true), Status::Ok) | (Some(false) | None, Status::Failed) => {}
+            (first, st) => self.w.chk().violation(format!(
+                "durable {what} answered {st:?}, but the first batch holding it {}",
+                match first {
+                    Some(true) => "was applied",
+                    Some(false) => "failed for good",
+                    None => "never came",
+                }
+            )),
+        }
     }
 
     async fn login(&mut self) {

@@ -71,6 +71,8 @@ pub(crate) struct SimStore {
     /// The fault mode: [`NORMAL`], [`CALM`] (no more injected failures) or
     /// [`STORM`] (every call fails).
     mode: Arc<AtomicU8>,
+    /// Every atomic-batch call so far: its writes, and whether it was applied.
+    batch_log: Mutex<Vec<(Vec<WriteOp>, bool)>>,
 }
 
 impl fmt::Debug for SimStore {
@@ -105,7 +107,46 @@ impl SimStore {
             dirty,
             stats,
             mode,
+            batch_log: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Atomic-batch calls so far.
+    pub(crate) fn batch_calls(&self) -> usize {
+        self.batch_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether the first buffer batch holding `op` among the atomic-batch calls
+    /// from call `from` on was applied; `None` if no such call held it.
+    ///
+    /// The calls are cut into the buffer's batches as its machine makes them,
+    /// one at a time: a batch is its first call and its retries, and ends at
+    /// the first success or after `max_retries + 1` failed calls.
+    pub(crate) fn first_batch_applied(
+        &self,
+        from: usize,
+        op: &WriteOp,
+        max_retries: u32,
+    ) -> Option<bool> {
+        let log = self
+            .batch_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut attempt = 0;
+        for (i, (writes, applied)) in log.iter().enumerate() {
+            attempt += 1;
+            let last = *applied || attempt > max_retries;
+            if last {
+                attempt = 0;
+                if i >= from && writes.contains(op) {
+                    return Some(*applied);
+                }
+            }
+        }
+        None
     }
 
     fn draw_latency(&self) -> Duration {
@@ -345,13 +386,20 @@ impl BatchWriteStore for SimStore {
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
             let n = writes.len();
             let mem = &*self.mem;
-            self.call(&format!("apply_batch({n})"), true, async move {
-                for w in writes {
-                    apply(mem, Step::Single(w)).await?;
-                }
-                Ok(())
-            })
-            .await
+            let logged = writes.clone();
+            let out = self
+                .call(&format!("apply_batch({n})"), true, async move {
+                    for w in writes {
+                        apply(mem, Step::Single(w)).await?;
+                    }
+                    Ok(())
+                })
+                .await;
+            self.batch_log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((logged, out.is_ok()));
+            out
         })
     }
 }
