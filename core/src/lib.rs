@@ -48,6 +48,7 @@ mod hash;
 mod memory;
 mod record;
 mod secret;
+mod session_key;
 mod store;
 mod time;
 mod write;
@@ -60,6 +61,7 @@ pub use record::{
     StoredSession, TokenEndpointAuthMethod, UserInfo, by_access, by_refresh, validate_key,
 };
 pub use secret::Secret;
+pub use session_key::SessionKey;
 pub use store::{BatchWriteStore, BoxFuture, BulkSessionStore, CleanupCounts, TokenStore};
 pub use time::{Clock, CoarseSystemClock, ManualClock, SystemClock, Timestamp};
 pub use write::WriteOp;

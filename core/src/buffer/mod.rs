@@ -11,9 +11,9 @@ mod overlay;
 mod queue;
 mod reads;
 
-pub use crate::WriteOp;
+pub use crate::{SessionKey, WriteOp};
 pub use op::{Step, apply, apply_batch, plan};
-pub use overlay::{ClientList, OneTime, Read, ReadKind, ReadTicket, SessionKey};
+pub use overlay::{ClientList, OneTime, Read, ReadKind, ReadTicket};
 
 use crate::{StoreError, Timestamp};
 use queue::{Entry, Queue};

@@ -10,10 +10,9 @@
 //! through a write the delegate had already seen changes nothing, so the result
 //! is right whichever of them the delegate saw.
 
-use super::WriteOp;
 use crate::{
-    AuthCodeRecord, ClientRecord, SessionVisibility, StateRecord, StoredSession, Timestamp,
-    TokenHash,
+    AuthCodeRecord, ClientRecord, SessionKey, SessionVisibility, StateRecord, StoredSession,
+    Timestamp, TokenHash, WriteOp,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -83,40 +82,10 @@ pub enum OneTime<T> {
     AskDelegate,
 }
 
-/// What a session read is keyed by. Its `Debug` shows only the variant.
-#[derive(Clone, PartialEq, Eq)]
-pub enum SessionKey {
-    /// By the access token's hash.
-    Access(TokenHash),
-    /// By session id.
-    Id(String),
-    /// By the refresh token's hash.
-    Refresh(TokenHash),
-}
-
-impl std::fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
-            Self::Access(_) => "Access",
-            Self::Id(_) => "Id",
-            Self::Refresh(_) => "Refresh",
-        };
-        write!(f, "SessionKey::{name}(..)")
-    }
-}
-
-fn has_key(s: &StoredSession, key: &SessionKey) -> bool {
-    match key {
-        SessionKey::Access(h) => s.access_hash() == *h,
-        SessionKey::Id(id) => s.session_id == *id,
-        SessionKey::Refresh(h) => s.refresh_hash() == Some(*h),
-    }
-}
-
 /// Whether `op` names `key` (it decides who holds the key afterwards).
 fn names_session(op: &WriteOp, key: &SessionKey) -> bool {
     match (op, key) {
-        (WriteOp::StoreSession(s), _) => has_key(s, key),
+        (WriteOp::StoreSession(s), _) => key.finds(s),
         (WriteOp::DeleteSessionByToken(t), SessionKey::Access(h)) => {
             TokenHash::of(t.expose()) == *h
         }
@@ -175,11 +144,7 @@ pub(crate) fn visible_session(
     let Some(s) = s else {
         return (None, false);
     };
-    let visibility = match key {
-        SessionKey::Refresh(_) => s.visibility_by_refresh(now),
-        _ => s.visibility_by_access(now),
-    };
-    match visibility {
+    match key.visibility(&s, now) {
         SessionVisibility::Live if s.issued_at == Some(s.created_at) => (Some(s), false),
         // Loads hand back `issued_at = created_at`, as every store does.
         SessionVisibility::Live => (Some(Arc::new(StoredSession::clone(&s).normalized())), false),

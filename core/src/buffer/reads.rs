@@ -2,9 +2,11 @@
 //! or from the delegate's answer with those writes laid over it, and the
 //! one-time calls (see the type docs for the driving steps).
 
-use super::overlay::{self, ClientList, OneTime, Read, ReadKind, ReadTicket, SessionKey};
+use super::overlay::{self, ClientList, OneTime, Read, ReadKind, ReadTicket};
 use super::{APPLIED, BufferMachine};
-use crate::{AuthCodeRecord, ClientRecord, StateRecord, StoredSession, Timestamp, WriteOp};
+use crate::{
+    AuthCodeRecord, ClientRecord, SessionKey, StateRecord, StoredSession, Timestamp, WriteOp,
+};
 use std::sync::Arc;
 
 impl BufferMachine {
