@@ -44,21 +44,32 @@ impl Timestamp {
 
     /// From fractional seconds since the epoch, as mxcp stores them (`REAL`).
     ///
-    /// The exact inverse of [`Timestamp::as_unix_secs_f64`] wherever a double
-    /// still tells microseconds apart (within 2^33 seconds of the epoch, about
-    /// the year 2242); elsewhere, and for values no timestamp encodes to,
-    /// about the nearest microsecond. Saturates; NaN maps to the epoch. Use
+    /// The microsecond nearest to the exact value of `secs`, ties to even:
+    /// what Python's `round(secs, 6)` gives, so a time mxcp wrote with
+    /// `time.time()` reads as the microsecond Python prints for it. This is
+    /// the exact inverse of [`Timestamp::as_unix_secs_f64`] within 2^33
+    /// seconds of the epoch (about the year 2242); further out, doubles no
+    /// longer tell microseconds apart. Saturates; NaN maps to the epoch. Use
     /// [`Timestamp::try_from_unix_secs_f64`] to reject non-finite values.
     pub fn from_unix_secs_f64(secs: f64) -> Self {
-        // `as` saturates on overflow and maps NaN to 0.
-        let guess = (secs * 1_000_000.0).round() as i64;
-        // `secs` and the product are each rounded, so past 2^32 s the guess
-        // can be one microsecond off the one that encodes to `secs`.
-        [guess, guess.saturating_sub(1), guess.saturating_add(1)]
-            .into_iter()
-            .map(Self)
-            .find(|t| t.as_unix_secs_f64() == secs)
-            .unwrap_or(Self(guess))
+        if secs.is_nan() {
+            return Self::EPOCH;
+        }
+        let bits = secs.to_bits();
+        let biased = ((bits >> 52) & 0x7ff) as i32;
+        let fraction = bits & ((1 << 52) - 1);
+        // Finite doubles are `mantissa * 2^exponent` exactly (infinities
+        // come out far beyond the range and saturate).
+        let (mantissa, exponent) = match biased {
+            0 => (fraction, -1074),
+            _ => (fraction | 1 << 52, biased - 1075),
+        };
+        // Why this inverts `as_unix_secs_f64` within 2^33 s: there `t as f64`
+        // is exact (|t| < 2^53 µs) and the division rounds correctly, so the
+        // double of t is within half an ulp, at most 2^-21 s < 0.5 µs, of t.
+        let micros = nearest_micros(mantissa, exponent);
+        let micros = if secs < 0.0 { -micros } else { micros };
+        Self(i64::try_from(micros).unwrap_or(if secs < 0.0 { i64::MIN } else { i64::MAX }))
     }
 
     /// From fractional seconds, or `None` when `secs` is NaN or infinite.
@@ -91,6 +102,32 @@ impl Timestamp {
         let micros = self.0.saturating_sub(earlier.0).max(0);
         Duration::from_micros(micros as u64)
     }
+}
+
+/// The integer nearest to `mantissa * 2^exponent * 10^6`, ties to even,
+/// computed exactly; anything beyond `i64` comes out as `2^64` or more.
+///
+/// With `mantissa < 2^53`, `m = mantissa * 15625 < 2^67` and the value is
+/// `m * 2^(exponent + 6)`.
+fn nearest_micros(mantissa: u64, exponent: i32) -> i128 {
+    let m = u128::from(mantissa) * 15_625;
+    let shift = exponent + 6;
+    if shift >= 0 {
+        // A shift past 60 makes any nonzero value at least 15625 * 2^61 > 2^64.
+        return if m == 0 || shift <= 60 {
+            (m << shift) as i128
+        } else {
+            1 << 64
+        };
+    }
+    let shift = shift.unsigned_abs();
+    if shift > 68 {
+        // m < 2^67 <= half of 2^shift: below one half, so zero.
+        return 0;
+    }
+    let (whole, rest, half) = (m >> shift, m & ((1 << shift) - 1), 1 << (shift - 1));
+    let up = rest > half || (rest == half && whole % 2 == 1);
+    (whole + u128::from(up)) as i128
 }
 
 fn duration_micros(d: Duration) -> i64 {
