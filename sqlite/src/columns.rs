@@ -15,36 +15,44 @@ use tokenstore_core::{Secret, StoreError, Timestamp, TokenHash};
 /// parameter bound to [`cutoff`]`(now)`.
 ///
 /// It decides exactly as Rust does on the decoded value
-/// (`Timestamp::from_unix_secs_f64(col) < now`, rounding to the microsecond)
-/// for every `now` within about 140 years of the epoch, and only counts numbers:
-/// a NULL or a corrupt value is never expired.
+/// (`Timestamp::from_unix_secs_f64(col) < now`) for every `now`, and only
+/// counts numbers: a NULL or a corrupt value is never expired.
 macro_rules! expired_sql {
     ($col:literal, $cutoff:literal) => {
         concat!(
             "(typeof(",
             $col,
-            ") IN ('real', 'integer') AND (",
+            ") IN ('real', 'integer') AND ",
             $col,
-            " * 1000000.0 < ",
+            " < ",
             $cutoff,
-            " OR (",
-            $col,
-            " * 1000000.0 = ",
-            $cutoff,
-            " AND ",
-            $cutoff,
-            " < 0)))"
+            ")"
         )
     };
 }
 pub(crate) use expired_sql;
 
-/// The parameter of [`expired_sql!`] for `now`: microseconds minus one half.
+/// The parameter of [`expired_sql!`] for `now`: the least double that
+/// decodes to `now` or later.
 ///
-/// `round(x) < n` exactly when `x < n - 0.5` (or `x = n - 0.5 < 0`, as `round`
-/// goes away from zero); `n - 0.5` is exact while `|n| < 2^52` microseconds.
+/// Decoding is monotone, so a stored double decodes to before `now` exactly
+/// when it is below this one. The start, `(now - 0.5 µs)` in seconds, is
+/// within a few ulps of the answer (three correctly rounded steps), so each
+/// loop runs a few times at most.
 pub(crate) fn cutoff(now: Timestamp) -> f64 {
-    now.as_unix_micros() as f64 - 0.5
+    if now == Timestamp::MIN {
+        // Every double, -inf included, decodes to MIN or later.
+        return f64::NEG_INFINITY;
+    }
+    let decodes_late = |x: f64| Timestamp::from_unix_secs_f64(x) >= now;
+    let mut x = (now.as_unix_micros() as f64 - 0.5) / 1e6;
+    while !decodes_late(x) {
+        x = x.next_up();
+    }
+    while decodes_late(x.next_down()) {
+        x = x.next_down();
+    }
+    x
 }
 
 /// A time as mxcp stores it: REAL Unix seconds.
@@ -168,6 +176,68 @@ mod tests {
         }
         for (stored, now) in [(-0.0000005, 0), (-0.0000015, -1), (0.0000005, 1), (0.0, 0)] {
             assert!(agree(&conn, stored, Timestamp::from_unix_micros(now)));
+        }
+    }
+
+    /// A few thousand times: the extremes, near the epoch, and spread over
+    /// every magnitude (many in mxcp's range, now ± 50 years).
+    fn sample_nows() -> Vec<Timestamp> {
+        let mut nows = vec![i64::MIN, i64::MIN + 1, -1, 0, 1, 7_813, 23_438, i64::MAX];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..4_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let micros = match i % 4 {
+                // 1977 .. 2076 (mxcp's range around 2026)
+                0 | 1 => 218_000_000_000_000 + (x % 3_156_000_000_000_000) as i64,
+                2 => (x >> (x % 64)) as i64,
+                _ => -((x >> (x % 64)) as i64),
+            };
+            nows.push(micros);
+        }
+        nows.into_iter().map(Timestamp::from_unix_micros).collect()
+    }
+
+    #[test]
+    fn cutoff_is_the_least_double_decoding_to_now_or_later() {
+        for now in sample_nows() {
+            let c = cutoff(now);
+            assert!(Timestamp::from_unix_secs_f64(c) >= now, "{now:?}");
+            if now != Timestamp::MIN {
+                assert!(
+                    Timestamp::from_unix_secs_f64(c.next_down()) < now,
+                    "{now:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sql_expiry_matches_rust_around_every_cutoff() {
+        let conn = Connection::open_in_memory().expect("open");
+        for now in sample_nows() {
+            let (c, t) = (cutoff(now), now.as_unix_secs_f64());
+            let near = [c.next_down().next_down(), c.next_down(), c, c.next_up()];
+            for stored in near.into_iter().chain([t.next_down(), t, t.next_up()]) {
+                assert!(agree(&conn, stored, now), "{stored:?} at {now:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sql_expiry_matches_rust_on_integer_columns() {
+        let conn = Connection::open_in_memory().expect("open");
+        let sql = concat!("SELECT ", expired_sql!("?1", "?2"));
+        for now in sample_nows() {
+            let secs = now.as_unix_micros() / 1_000_000;
+            for stored in [secs - 1, secs, secs + 1, i64::MIN, i64::MAX] {
+                let in_sql: bool = conn
+                    .query_row(sql, rusqlite::params![stored, cutoff(now)], |r| r.get(0))
+                    .expect("query");
+                let in_rust = Timestamp::from_unix_secs_f64(stored as f64) < now;
+                assert_eq!(in_sql, in_rust, "{stored} at {now:?}");
+            }
         }
     }
 
