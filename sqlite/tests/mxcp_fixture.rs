@@ -7,6 +7,11 @@
 //! The fixture (`tests/fixtures/mxcp_0_12_3.{sqlite,json}` at the workspace
 //! root) is made by `tests/fixtures/make_mxcp_fixture.py`; this test reads a
 //! copy and never changes it.
+//!
+//! A second fixture, `sqlite/tests/fixtures/mxcp_0_12_3_times.{sqlite,json}`
+//! (made by `make_mxcp_times.py` beside it), holds 540 `time.time()`-like
+//! times written by mxcp, each with what Python printed for `round(x, 6)`:
+//! every one reads back as that microsecond, and expires just after it.
 
 use futures_lite::future::block_on;
 use rusqlite::Connection;
@@ -431,5 +436,175 @@ fn the_same_records_written_here_match_mxcps_columns() {
         if v["user_info"]["raw_profile"].is_null() {
             assert_eq!(a, b, "{id}: user_info bytes");
         }
+    }
+}
+
+/// The times fixture: a file of `sqlite/tests/fixtures`.
+fn times_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// One time mxcp stored, and what Python printed for `round(stored, 6)`.
+struct PythonTime {
+    table: String,
+    key: String,
+    column: String,
+    stored: f64,
+    micros: i64,
+}
+
+/// The fixture's key and times.
+fn python_times() -> (String, Vec<PythonTime>) {
+    let path = times_fixture("mxcp_0_12_3_times.json");
+    let raw = std::fs::read_to_string(path).expect("times fixture JSON");
+    let json: Value = serde_json::from_str(&raw).expect("valid JSON");
+    let entries = records(&json, "times");
+    let times = entries.iter().map(|v| PythonTime {
+        table: text(v, "table"),
+        key: text(v, "key"),
+        column: text(v, "column"),
+        stored: v["stored"].as_f64().expect("stored is a number"),
+        micros: python_micros(&text(v, "round6")),
+    });
+    let times = times.collect();
+    (text(&json, "fernet_key"), times)
+}
+
+/// Microseconds from Python's repr of a number rounded to 6 decimals, read
+/// as decimal text (no float arithmetic): "1796154906.34579" is
+/// 1796154906345790.
+fn python_micros(printed: &str) -> i64 {
+    let (sign, digits) = match printed.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, printed),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    assert!(frac.len() <= 6, "{printed}: more than 6 decimals");
+    let whole: i64 = whole.parse().unwrap_or_else(|_| panic!("{printed}"));
+    let frac: i64 = format!("{frac:0<6}")
+        .parse()
+        .unwrap_or_else(|_| panic!("{printed}"));
+    sign * (whole * 1_000_000 + frac)
+}
+
+/// Every time in `contents`, by table, key and column.
+fn times_read(contents: &tokenstore_core::Contents) -> Vec<((&str, String, &str), Timestamp)> {
+    let mut out = Vec::new();
+    for s in &contents.states {
+        out.push((("states", s.state.clone(), "expires_at"), s.expires_at));
+        out.push((("states", s.state.clone(), "created_at"), s.created_at));
+    }
+    for c in &contents.auth_codes {
+        out.push((("auth_codes", c.code.clone(), "expires_at"), c.expires_at));
+        out.push((("auth_codes", c.code.clone(), "created_at"), c.created_at));
+    }
+    for s in &contents.sessions {
+        let id = &s.session_id;
+        for (column, t) in [
+            ("provider_expires_at", s.provider_expires_at),
+            ("access_expires_at", s.access_expires_at),
+            ("refresh_expires_at", s.refresh_expires_at),
+            ("created_at", Some(s.created_at)),
+        ] {
+            if let Some(t) = t {
+                out.push((("sessions", id.clone(), column), t));
+            }
+        }
+    }
+    for c in &contents.clients {
+        out.push((
+            ("oauth_clients", c.client_id.clone(), "created_at"),
+            c.created_at,
+        ));
+    }
+    out
+}
+
+#[test]
+fn every_time_mxcp_wrote_reads_as_the_microsecond_python_printed() {
+    let (key, times) = python_times();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("times.sqlite");
+    std::fs::copy(times_fixture("mxcp_0_12_3_times.sqlite"), &path).expect("copy fixture");
+    let store = open(&path, &key);
+    let contents = block_on(store.contents()).expect("contents");
+    let read: std::collections::HashMap<_, _> = times_read(&contents).into_iter().collect();
+    assert_eq!(read.len(), times.len(), "every stored time is in the JSON");
+    let mut wrong = Vec::new();
+    for t in &times {
+        let got = read[&(t.table.as_str(), t.key.clone(), t.column.as_str())];
+        if got.as_unix_micros() != t.micros {
+            wrong.push(format!("{} {} {}: {got:?}", t.table, t.key, t.column));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} differ: {wrong:#?}",
+        wrong.len(),
+        times.len()
+    );
+}
+
+#[test]
+fn the_times_fixture_json_holds_the_doubles_mxcp_stored() {
+    let (_, times) = python_times();
+    let conn = Connection::open(times_fixture("mxcp_0_12_3_times.sqlite")).expect("open");
+    for t in &times {
+        let key_column = match t.table.as_str() {
+            "states" => "state",
+            "auth_codes" => "code",
+            "sessions" => "session_id",
+            _ => "client_id",
+        };
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {key_column} = ?1",
+            t.column, t.table
+        );
+        let stored: f64 = conn
+            .query_row(&sql, [&t.key], |r| r.get(0))
+            .expect("the stored REAL");
+        assert_eq!(
+            stored.to_bits(),
+            t.stored.to_bits(),
+            "{} {}",
+            t.key,
+            t.column
+        );
+    }
+}
+
+#[test]
+fn mxcp_expiries_last_until_the_microsecond_python_printed() {
+    let (key, times) = python_times();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("times.sqlite");
+    std::fs::copy(times_fixture("mxcp_0_12_3_times.sqlite"), &path).expect("copy fixture");
+    let clock = ManualClock::new(Timestamp::EPOCH);
+    let builder = SqliteTokenStore::builder(&path)
+        .encryption_key(key.as_str())
+        .clock(clock.clone());
+    let store = block_on(builder.open()).expect("open the mxcp database");
+    let expiries = |table: &str| {
+        let mut e: Vec<i64> = times
+            .iter()
+            .filter(|t| t.table == table && t.column == "expires_at")
+            .map(|t| t.micros)
+            .collect();
+        e.sort_unstable();
+        e
+    };
+    let (states, codes) = (expiries("states"), expiries("auth_codes"));
+    let mut all: Vec<i64> = states.iter().chain(&codes).copied().collect();
+    all.sort_unstable();
+    let (mut gone_states, mut gone_codes) = (0, 0);
+    let before = |list: &[i64], now: i64| list.iter().filter(|&&e| e < now).count() as u64;
+    for now in all.into_iter().flat_map(|e| [e, e + 1]) {
+        clock.set(Timestamp::from_unix_micros(now));
+        let counts = block_on(store.cleanup_expired()).expect("cleanup");
+        (gone_states, gone_codes) = (gone_states + counts.states, gone_codes + counts.auth_codes);
+        assert_eq!(gone_states, before(&states, now), "states at {now}");
+        assert_eq!(gone_codes, before(&codes, now), "codes at {now}");
     }
 }
