@@ -71,8 +71,7 @@ pub(crate) fn all(ctx: Ctx<'_>) -> Result<Vec<ClientRecord>, StoreError> {
 
 /// Deletes a client if present.
 pub(crate) fn delete(ctx: Ctx<'_>, client_id: &str) -> Result<(), StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(DELETE).map_err(backend)?;
-    stmt.execute([client_id]).map_err(backend)?;
+    ctx.execute(DELETE, [client_id])?;
     Ok(())
 }
 

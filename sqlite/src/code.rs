@@ -68,20 +68,13 @@ pub(crate) fn load(
     }
     drop(rows);
     // Deletes only while still expired, so a concurrent re-store survives.
-    let mut delete = ctx
-        .conn
-        .prepare_cached(DELETE_IF_EXPIRED)
-        .map_err(backend)?;
-    delete
-        .execute(params![code, cutoff(now)])
-        .map_err(backend)?;
+    ctx.execute(DELETE_IF_EXPIRED, params![code, cutoff(now)])?;
     Ok(None)
 }
 
 /// Deletes a code if present.
 pub(crate) fn delete(ctx: Ctx<'_>, code: &str) -> Result<(), StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(DELETE).map_err(backend)?;
-    stmt.execute([code]).map_err(backend)?;
+    ctx.execute(DELETE, [code])?;
     Ok(())
 }
 

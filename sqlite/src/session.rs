@@ -133,10 +133,8 @@ struct Encoded {
 /// refresh-token hash. Run it in a transaction.
 pub(crate) fn store(ctx: Ctx<'_>, s: &StoredSession) -> Result<(), StoreError> {
     let e = encode(ctx.codec, s)?;
-    let mut delete = ctx.conn.prepare_cached(DELETE_SHARING).map_err(backend)?;
-    delete
-        .execute(params![e.access_hash, s.session_id, e.refresh_hash])
-        .map_err(backend)?;
+    let sharing = params![e.access_hash, s.session_id, e.refresh_hash];
+    ctx.execute(DELETE_SHARING, sharing)?;
     insert(ctx, &e, s)
 }
 
@@ -217,23 +215,19 @@ fn classify(ctx: Ctx<'_>, row: &Row<'_>, by: By, now: Timestamp) -> Result<Found
 /// Deletes the row only while it is still dead, so a concurrent re-store
 /// survives.
 fn delete_if_dead(ctx: Ctx<'_>, access_hash: &str, now: Timestamp) -> Result<(), StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(DELETE_IF_DEAD).map_err(backend)?;
-    stmt.execute(params![access_hash, cutoff(now)])
-        .map_err(backend)?;
+    ctx.execute(DELETE_IF_DEAD, params![access_hash, cutoff(now)])?;
     Ok(())
 }
 
 /// Deletes the session with this access-token hash (hex), if any.
 pub(crate) fn delete_by_access(ctx: Ctx<'_>, access_hash: &str) -> Result<(), StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(DELETE_BY_ACCESS).map_err(backend)?;
-    stmt.execute([access_hash]).map_err(backend)?;
+    ctx.execute(DELETE_BY_ACCESS, [access_hash])?;
     Ok(())
 }
 
 /// Deletes the session with this id, if any.
 pub(crate) fn delete_by_id(ctx: Ctx<'_>, session_id: &str) -> Result<(), StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(DELETE_BY_ID).map_err(backend)?;
-    stmt.execute([session_id]).map_err(backend)?;
+    ctx.execute(DELETE_BY_ID, [session_id])?;
     Ok(())
 }
 
@@ -248,9 +242,8 @@ pub(crate) fn delete_hashes(ctx: Ctx<'_>, hashes: &[TokenHash]) -> Result<u64, S
         } else {
             delete_in_sql(chunk.len())
         };
-        let mut stmt = ctx.conn.prepare_cached(&sql).map_err(backend)?;
         let hex = chunk.iter().map(TokenHash::to_hex);
-        deleted += stmt.execute(params_from_iter(hex)).map_err(backend)? as u64;
+        deleted += ctx.execute(&sql, params_from_iter(hex))?;
     }
     Ok(deleted)
 }
@@ -262,9 +255,7 @@ fn delete_in_sql(n: usize) -> String {
 
 /// Removes every session no lookup can return again; returns how many.
 pub(crate) fn delete_dead(ctx: Ctx<'_>, now: Timestamp) -> Result<u64, StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(DELETE_DEAD).map_err(backend)?;
-    let n = stmt.execute([cutoff(now)]).map_err(backend)?;
-    Ok(n as u64)
+    ctx.execute(DELETE_DEAD, [cutoff(now)])
 }
 
 /// Every session, dead ones included, ordered by access-token hash.

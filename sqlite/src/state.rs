@@ -69,8 +69,7 @@ pub(crate) fn consume(
 /// Removes a state whatever its expiry or contents (a consume whose answer
 /// nobody reads).
 pub(crate) fn remove(ctx: Ctx<'_>, state: &str) -> Result<(), StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(REMOVE).map_err(backend)?;
-    stmt.execute([state]).map_err(backend)?;
+    ctx.execute(REMOVE, [state])?;
     Ok(())
 }
 
