@@ -15,8 +15,9 @@ use tokenstore_core::buffer::{
     Refusal, Seq, SessionKey, WriteOp, apply_batch,
 };
 use tokenstore_core::{
-    AuthCodeRecord, CleanupCounts, ClientRecord, Clock, Secret, StateRecord, StoreError,
-    StoredSession, SystemClock, Timestamp, TokenHash, TokenStore, validate_key,
+    AuthCodeRecord, BatchWriteStore, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord,
+    Clock, Secret, StateRecord, StoreError, StoredSession, SystemClock, Timestamp, TokenHash,
+    TokenStore, validate_key,
 };
 
 /// When a buffered write call returns.
@@ -534,6 +535,82 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
         // The writes a failed close kept stay in the machine (reads keep seeing
         // them) until the caller takes them.
         drained.and(closed)
+    }
+
+    fn bulk(&self) -> Option<&dyn BulkSessionStore> {
+        self.shared
+            .inner
+            .bulk()
+            .map(|_| self as &dyn BulkSessionStore)
+    }
+
+    fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
+        self.shared
+            .inner
+            .batch_writer()
+            .map(|_| self as &dyn BatchWriteStore)
+    }
+}
+
+/// The delegate's capabilities, forwarded: a bulk or batch call first flushes
+/// what this buffer holds, then goes to the delegate as one call, so it comes
+/// after every write accepted before it, as the loop of single calls would.
+/// (The buffer's own flushes already use the delegate's capabilities; these
+/// are for a caller above the buffer, such as another wrapper.)
+impl<S: TokenStore + 'static> BufferedTokenStore<S> {
+    async fn flushed_then<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.flush().await?;
+        call.await
+    }
+}
+
+fn lost(what: &str) -> StoreError {
+    StoreError::Backend(format!("the delegate lost its {what} capability"))
+}
+
+impl<S: TokenStore + 'static> BulkSessionStore for BufferedTokenStore<S> {
+    fn bulk_store_sessions(
+        &self,
+        sessions: Vec<Arc<StoredSession>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let bulk = self.shared.inner.bulk().ok_or_else(|| lost("bulk"))?;
+            self.flushed_then(bulk.bulk_store_sessions(sessions)).await
+        })
+    }
+
+    fn bulk_delete_sessions_by_hash(
+        &self,
+        hashes: Vec<TokenHash>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let bulk = self.shared.inner.bulk().ok_or_else(|| lost("bulk"))?;
+            self.flushed_then(bulk.bulk_delete_sessions_by_hash(hashes))
+                .await
+        })
+    }
+
+    fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
+        Box::pin(async move {
+            let bulk = self.shared.inner.bulk().ok_or_else(|| lost("bulk"))?;
+            self.flushed_then(bulk.bulk_cleanup_expired()).await
+        })
+    }
+}
+
+impl<S: TokenStore + 'static> BatchWriteStore for BufferedTokenStore<S> {
+    fn apply_batch(&self, writes: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let batch = self
+                .shared
+                .inner
+                .batch_writer()
+                .ok_or_else(|| lost("batch"))?;
+            self.flushed_then(batch.apply_batch(writes)).await
+        })
     }
 }
 

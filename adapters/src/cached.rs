@@ -13,9 +13,9 @@ use tokenstore_core::cache::{
     Write,
 };
 use tokenstore_core::{
-    AuthCodeRecord, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord, Clock,
-    CoarseSystemClock, StateRecord, StoreError, StoredSession, Timestamp, TokenHash, TokenStore,
-    validate_key,
+    AuthCodeRecord, BatchWriteStore, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord,
+    Clock, CoarseSystemClock, StateRecord, StoreError, StoredSession, Timestamp, TokenHash,
+    TokenStore, WriteOp, validate_key,
 };
 
 /// A read cache in front of any [`TokenStore`].
@@ -396,6 +396,33 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
 
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
         self.inner.bulk().map(|_| self as &dyn BulkSessionStore)
+    }
+
+    /// The delegate's atomic batch, evicting what every write of a batch can
+    /// affect, as its single call would.
+    fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
+        self.inner
+            .batch_writer()
+            .map(|_| self as &dyn BatchWriteStore)
+    }
+}
+
+impl<S: TokenStore> BatchWriteStore for CachingTokenStore<S> {
+    fn apply_batch(&self, writes: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let Some(batch) = self.inner.batch_writer() else {
+                return Err(StoreError::Backend(
+                    "the delegate lost its batch capability".into(),
+                ));
+            };
+            let ops = writes.clone();
+            let passing: Vec<Write<'_>> = ops.iter().map(Write::from).collect();
+            let _report = WriteGuard {
+                store: self,
+                writes: &passing,
+            };
+            batch.apply_batch(writes).await
+        })
     }
 }
 

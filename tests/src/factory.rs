@@ -114,3 +114,35 @@ impl<F: Factory> fmt::Debug for Fixture<F> {
             .finish_non_exhaustive()
     }
 }
+
+/// A fresh store of `F` behind [`WithoutBulk`](crate::probe::WithoutBulk): no
+/// bulk or batch capability, for stacks that must work without them.
+///
+/// ```text
+/// contract_suite!(buffered_plain_memory_tokio, Buffered<Plain<MemoryFactory>, false>, Tokio, without bulk);
+/// ```
+pub struct Plain<F>(std::marker::PhantomData<F>);
+
+impl<F> std::fmt::Debug for Plain<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Plain")
+    }
+}
+
+impl<F: Factory> Factory for Plain<F> {
+    type Store = crate::probe::WithoutBulk<F::Store>;
+    type Guard = F::Guard;
+
+    async fn make(clock: ManualClock) -> (Self::Store, F::Guard) {
+        let (inner, guard) = F::make(clock).await;
+        (crate::probe::WithoutBulk::new(inner), guard)
+    }
+
+    async fn contents(store: &Self::Store, guard: &F::Guard) -> Contents {
+        F::contents(store.inner(), guard).await
+    }
+
+    fn config_secrets() -> Vec<String> {
+        F::config_secrets()
+    }
+}

@@ -41,7 +41,7 @@ mod suite;
 
 pub use buffered::{Buffered, contract_buffer_config};
 pub use cached::{Cached, contract_cache_config};
-pub use factory::{Factory, Fixture, MemoryFactory, T0};
+pub use factory::{Factory, Fixture, MemoryFactory, Plain, T0};
 pub use runtime::{Runtime, Smol, Task, Tokio, WORKER_THREADS};
 pub use sqlite::{SqliteFactory, TEST_KEY};
 

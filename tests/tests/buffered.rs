@@ -2,7 +2,8 @@
 //! on smol (issue 4): flush triggers, the bulk path and its single-call
 //! fallback, durable acknowledgement over SQLite with group commit, delegate
 //! faults (retries, surfaced errors, unapplied writes on close, recovery),
-//! backpressure, and read-your-writes before a flush.
+//! backpressure, read-your-writes before a flush, and capabilities through
+//! stacks of the cache and the buffer in either order.
 //!
 //! Test names say where they run: `tokio::faults::permanent_batch`. Time is
 //! a manual clock wherever the buffer's decisions depend on it; where real
@@ -29,6 +30,8 @@ mod durable;
 mod faults;
 #[path = "buffered/read_your_writes.rs"]
 mod read_your_writes;
+#[path = "buffered/stacks.rs"]
+mod stacks;
 #[path = "buffered/triggers.rs"]
 mod triggers;
 
@@ -56,6 +59,11 @@ macro_rules! on_runtimes {
 }
 
 on_runtimes! {
+    stacks {
+        buffer_over_cache_flushes_in_one_commit,
+        cache_over_buffer_flushes_in_one_commit,
+        bulk_and_batch_through_the_cache_leave_no_stale_read,
+    }
     triggers {
         size_trigger,
         time_trigger_manual_clock,

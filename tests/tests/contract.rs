@@ -3,11 +3,13 @@
 //! Test names say where they run: `memory_tokio::sessions::rotation_invalidates_old_tokens`;
 //! `cached_<backend>_<runtime>` is the read cache over that backend,
 //! `buffered_` / `durable_` the write buffer (`Ack::Queued` / `Ack::Durable`),
-//! `cached_buffered_` the cache over the buffer.
+//! `cached_buffered_` the cache over the buffer; `plain_` marks a delegate
+//! without the bulk and batch capabilities (the stacks must work without
+//! them and must not advertise them).
 
 use tokenstore_tests::{
-    Buffered, Cached, MemoryFactory, Smol, SqliteFactory, Tokio, cache_machine_suite, cache_suite,
-    contract_suite,
+    Buffered, Cached, MemoryFactory, Plain, Smol, SqliteFactory, Tokio, cache_machine_suite,
+    cache_suite, contract_suite,
 };
 
 contract_suite!(memory_tokio, MemoryFactory, Tokio);
@@ -18,24 +20,35 @@ contract_suite!(cached_memory_tokio, Cached<MemoryFactory>, Tokio);
 contract_suite!(cached_memory_smol, Cached<MemoryFactory>, Smol);
 contract_suite!(cached_sqlite_tokio, Cached<SqliteFactory>, Tokio);
 contract_suite!(cached_sqlite_smol, Cached<SqliteFactory>, Smol);
-contract_suite!(buffered_memory_tokio, Buffered<MemoryFactory, false>, Tokio, without bulk);
-contract_suite!(buffered_memory_smol, Buffered<MemoryFactory, false>, Smol, without bulk);
-contract_suite!(durable_memory_tokio, Buffered<MemoryFactory, true>, Tokio, without bulk);
-contract_suite!(durable_memory_smol, Buffered<MemoryFactory, true>, Smol, without bulk);
-contract_suite!(buffered_sqlite_tokio, Buffered<SqliteFactory, false>, Tokio, without bulk);
-contract_suite!(buffered_sqlite_smol, Buffered<SqliteFactory, false>, Smol, without bulk);
-contract_suite!(durable_sqlite_tokio, Buffered<SqliteFactory, true>, Tokio, without bulk);
-contract_suite!(durable_sqlite_smol, Buffered<SqliteFactory, true>, Smol, without bulk);
+contract_suite!(buffered_memory_tokio, Buffered<MemoryFactory, false>, Tokio);
+contract_suite!(buffered_memory_smol, Buffered<MemoryFactory, false>, Smol);
+contract_suite!(durable_memory_tokio, Buffered<MemoryFactory, true>, Tokio);
+contract_suite!(durable_memory_smol, Buffered<MemoryFactory, true>, Smol);
+contract_suite!(buffered_sqlite_tokio, Buffered<SqliteFactory, false>, Tokio);
+contract_suite!(buffered_sqlite_smol, Buffered<SqliteFactory, false>, Smol);
+contract_suite!(durable_sqlite_tokio, Buffered<SqliteFactory, true>, Tokio);
+contract_suite!(durable_sqlite_smol, Buffered<SqliteFactory, true>, Smol);
 contract_suite!(
     cached_buffered_sqlite_tokio,
     Cached<Buffered<SqliteFactory, false>>,
-    Tokio,
-    without bulk
+    Tokio
 );
 contract_suite!(
     cached_buffered_sqlite_smol,
     Cached<Buffered<SqliteFactory, false>>,
+    Smol
+);
+contract_suite!(plain_memory_tokio, Plain<MemoryFactory>, Tokio, without bulk);
+contract_suite!(
+    buffered_plain_memory_smol,
+    Buffered<Plain<MemoryFactory>, false>,
     Smol,
+    without bulk
+);
+contract_suite!(
+    cached_buffered_plain_sqlite_tokio,
+    Cached<Buffered<Plain<SqliteFactory>, true>>,
+    Tokio,
     without bulk
 );
 

@@ -1,6 +1,6 @@
 //! Cache keys, kinds and the writes that invalidate them.
 
-use crate::{StoredSession, TokenHash};
+use crate::{StoredSession, TokenHash, WriteOp};
 use std::fmt;
 
 /// The kinds of record the cache knows, for configuration and counters.
@@ -85,6 +85,25 @@ pub enum Write<'a> {
     DeleteSessionById(&'a str),
     /// `store_client` or `delete_client`.
     Client(&'a str),
+}
+
+impl<'a> From<&'a WriteOp> for Write<'a> {
+    /// What a write of a batch ([`BatchWriteStore`](crate::BatchWriteStore))
+    /// does to the cache: the same as the single call it stands for.
+    fn from(op: &'a WriteOp) -> Self {
+        match op {
+            WriteOp::StoreState(_) | WriteOp::RemoveState(_) => Self::State,
+            WriteOp::StoreAuthCode(r) => Self::AuthCode(&r.code),
+            WriteOp::DeleteAuthCode(code) => Self::AuthCode(code),
+            WriteOp::StoreSession(s) => Self::StoreSession(s),
+            WriteOp::DeleteSessionByToken(t) => {
+                Self::DeleteSessionByHash(TokenHash::of(t.expose()))
+            }
+            WriteOp::DeleteSessionById(id) => Self::DeleteSessionById(id),
+            WriteOp::StoreClient(r) => Self::Client(&r.client_id),
+            WriteOp::DeleteClient(id) => Self::Client(id),
+        }
+    }
 }
 
 impl Write<'_> {
