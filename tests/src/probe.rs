@@ -22,6 +22,134 @@ use tokenstore_core::{
     StateRecord, StoreError, StoredSession, TokenHash, TokenStore,
 };
 
+/// A call a probe's hooks are told about: one per method of [`TokenStore`] and
+/// [`BulkSessionStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // One variant per method, named after it.
+pub enum Call {
+    StoreState,
+    ConsumeState,
+    StoreAuthCode,
+    LoadAuthCode,
+    DeleteAuthCode,
+    TryDeleteAuthCode,
+    StoreSession,
+    LoadSessionByToken,
+    LoadSessionById,
+    LoadSessionByRefreshToken,
+    DeleteSessionByToken,
+    DeleteSessionById,
+    StoreClient,
+    LoadClient,
+    ListClients,
+    DeleteClient,
+    CleanupExpired,
+    Close,
+    BulkStoreSessions,
+    BulkDeleteSessionsByHash,
+    BulkCleanupExpired,
+}
+
+impl Call {
+    /// A single call that writes (what [`FlakyStore`] can refuse).
+    pub fn is_single_write(self) -> bool {
+        !matches!(
+            self,
+            Self::LoadAuthCode
+                | Self::LoadSessionByToken
+                | Self::LoadSessionById
+                | Self::LoadSessionByRefreshToken
+                | Self::LoadClient
+                | Self::ListClients
+                | Self::Close
+                | Self::BulkStoreSessions
+                | Self::BulkDeleteSessionsByHash
+                | Self::BulkCleanupExpired
+        )
+    }
+}
+
+/// `impl TokenStore for $probe<S>`: every method runs the probe's
+/// `before(call)` hook (whose error is the call's answer), then the inner
+/// store's method, then the `after(call)` hook. The block holds what the
+/// probe says of the capabilities (`bulk`, `batch_writer`); left empty, it
+/// offers none.
+macro_rules! forward_token_store {
+    ($probe:ident { $($caps:tt)* }) => {
+        impl<S: TokenStore> TokenStore for $probe<S> {
+            forward_token_store!(@call store_state(record: Arc<StateRecord>) -> (), StoreState);
+            forward_token_store!(@call consume_state(state: &str) -> Option<Arc<StateRecord>>, ConsumeState);
+            forward_token_store!(@call store_auth_code(record: Arc<AuthCodeRecord>) -> (), StoreAuthCode);
+            forward_token_store!(@call load_auth_code(code: &str) -> Option<Arc<AuthCodeRecord>>, LoadAuthCode);
+            forward_token_store!(@call delete_auth_code(code: &str) -> (), DeleteAuthCode);
+            forward_token_store!(@call try_delete_auth_code(code: &str) -> bool, TryDeleteAuthCode);
+            forward_token_store!(@call store_session(record: Arc<StoredSession>) -> (), StoreSession);
+            forward_token_store!(@call load_session_by_token(access_token: &str) -> Option<Arc<StoredSession>>, LoadSessionByToken);
+            forward_token_store!(@call load_session_by_id(session_id: &str) -> Option<Arc<StoredSession>>, LoadSessionById);
+            forward_token_store!(@call load_session_by_refresh_token(refresh_token: &str) -> Option<Arc<StoredSession>>, LoadSessionByRefreshToken);
+            forward_token_store!(@call delete_session_by_token(access_token: &str) -> (), DeleteSessionByToken);
+            forward_token_store!(@call delete_session_by_id(session_id: &str) -> (), DeleteSessionById);
+            forward_token_store!(@call store_client(record: Arc<ClientRecord>) -> (), StoreClient);
+            forward_token_store!(@call load_client(client_id: &str) -> Option<Arc<ClientRecord>>, LoadClient);
+            forward_token_store!(@call list_clients() -> Vec<Arc<ClientRecord>>, ListClients);
+            forward_token_store!(@call delete_client(client_id: &str) -> (), DeleteClient);
+            forward_token_store!(@call cleanup_expired() -> CleanupCounts, CleanupExpired);
+            forward_token_store!(@call close() -> (), Close);
+            $($caps)*
+        }
+    };
+    (@call $name:ident($($arg:ident: $ty:ty),*) -> $out:ty, $call:ident) => {
+        async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+            self.before(Call::$call).await?;
+            let out = self.inner.$name($($arg),*).await;
+            self.after(Call::$call).await;
+            out
+        }
+    };
+}
+
+/// `impl BulkSessionStore for $probe<S>` over the inner store's bulk
+/// capability, each call after the probe's `before` hook.
+macro_rules! forward_bulk {
+    ($probe:ident) => {
+        impl<S: TokenStore> BulkSessionStore for $probe<S> {
+            fn bulk_store_sessions(
+                &self,
+                sessions: Vec<Arc<StoredSession>>,
+            ) -> BoxFuture<'_, Result<(), StoreError>> {
+                Box::pin(async move {
+                    self.before(Call::BulkStoreSessions).await?;
+                    let bulk = self.inner.bulk().ok_or_else(no_bulk)?;
+                    bulk.bulk_store_sessions(sessions).await
+                })
+            }
+
+            fn bulk_delete_sessions_by_hash(
+                &self,
+                hashes: Vec<TokenHash>,
+            ) -> BoxFuture<'_, Result<u64, StoreError>> {
+                Box::pin(async move {
+                    self.before(Call::BulkDeleteSessionsByHash).await?;
+                    let bulk = self.inner.bulk().ok_or_else(no_bulk)?;
+                    bulk.bulk_delete_sessions_by_hash(hashes).await
+                })
+            }
+
+            fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
+                Box::pin(async move {
+                    self.before(Call::BulkCleanupExpired).await?;
+                    let bulk = self.inner.bulk().ok_or_else(no_bulk)?;
+                    bulk.bulk_cleanup_expired().await
+                })
+            }
+        }
+    };
+}
+
+fn no_bulk() -> StoreError {
+    StoreError::Backend("the inner store has no bulk capability".into())
+}
+
 /// How many times each method of a [`CountingStore`] was called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[allow(missing_docs)] // One field per method, named after it.
@@ -50,6 +178,33 @@ pub struct Calls {
 }
 
 impl Calls {
+    /// The count of `call`.
+    fn of(&mut self, call: Call) -> &mut u64 {
+        match call {
+            Call::StoreState => &mut self.store_state,
+            Call::ConsumeState => &mut self.consume_state,
+            Call::StoreAuthCode => &mut self.store_auth_code,
+            Call::LoadAuthCode => &mut self.load_auth_code,
+            Call::DeleteAuthCode => &mut self.delete_auth_code,
+            Call::TryDeleteAuthCode => &mut self.try_delete_auth_code,
+            Call::StoreSession => &mut self.store_session,
+            Call::LoadSessionByToken => &mut self.load_session_by_token,
+            Call::LoadSessionById => &mut self.load_session_by_id,
+            Call::LoadSessionByRefreshToken => &mut self.load_session_by_refresh_token,
+            Call::DeleteSessionByToken => &mut self.delete_session_by_token,
+            Call::DeleteSessionById => &mut self.delete_session_by_id,
+            Call::StoreClient => &mut self.store_client,
+            Call::LoadClient => &mut self.load_client,
+            Call::ListClients => &mut self.list_clients,
+            Call::DeleteClient => &mut self.delete_client,
+            Call::CleanupExpired => &mut self.cleanup_expired,
+            Call::Close => &mut self.close,
+            Call::BulkStoreSessions => &mut self.bulk_store_sessions,
+            Call::BulkDeleteSessionsByHash => &mut self.bulk_delete_sessions_by_hash,
+            Call::BulkCleanupExpired => &mut self.bulk_cleanup_expired,
+        }
+    }
+
     /// Session loads of every kind (by token, id and refresh token).
     pub fn session_loads(&self) -> u64 {
         self.load_session_by_token + self.load_session_by_id + self.load_session_by_refresh_token
@@ -85,9 +240,13 @@ impl<S: TokenStore> CountingStore<S> {
         *self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn count(&self, field: fn(&mut Calls) -> &mut u64) {
-        *field(&mut self.calls.lock().unwrap_or_else(PoisonError::into_inner)) += 1;
+    async fn before(&self, call: Call) -> Result<(), StoreError> {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        *calls.of(call) += 1;
+        Ok(())
     }
+
+    async fn after(&self, _: Call) {}
 }
 
 impl<S: fmt::Debug> fmt::Debug for CountingStore<S> {
@@ -102,148 +261,12 @@ impl<S: fmt::Debug> fmt::Debug for CountingStore<S> {
     }
 }
 
-impl<S: TokenStore> TokenStore for CountingStore<S> {
-    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
-        self.count(|c| &mut c.store_state);
-        self.inner.store_state(record).await
-    }
-
-    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
-        self.count(|c| &mut c.consume_state);
-        self.inner.consume_state(state).await
-    }
-
-    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
-        self.count(|c| &mut c.store_auth_code);
-        self.inner.store_auth_code(record).await
-    }
-
-    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
-        self.count(|c| &mut c.load_auth_code);
-        self.inner.load_auth_code(code).await
-    }
-
-    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
-        self.count(|c| &mut c.delete_auth_code);
-        self.inner.delete_auth_code(code).await
-    }
-
-    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
-        self.count(|c| &mut c.try_delete_auth_code);
-        self.inner.try_delete_auth_code(code).await
-    }
-
-    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
-        self.count(|c| &mut c.store_session);
-        self.inner.store_session(record).await
-    }
-
-    async fn load_session_by_token(
-        &self,
-        access_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.count(|c| &mut c.load_session_by_token);
-        self.inner.load_session_by_token(access_token).await
-    }
-
-    async fn load_session_by_id(
-        &self,
-        session_id: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.count(|c| &mut c.load_session_by_id);
-        self.inner.load_session_by_id(session_id).await
-    }
-
-    async fn load_session_by_refresh_token(
-        &self,
-        refresh_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.count(|c| &mut c.load_session_by_refresh_token);
-        self.inner
-            .load_session_by_refresh_token(refresh_token)
-            .await
-    }
-
-    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
-        self.count(|c| &mut c.delete_session_by_token);
-        self.inner.delete_session_by_token(access_token).await
-    }
-
-    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
-        self.count(|c| &mut c.delete_session_by_id);
-        self.inner.delete_session_by_id(session_id).await
-    }
-
-    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
-        self.count(|c| &mut c.store_client);
-        self.inner.store_client(record).await
-    }
-
-    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
-        self.count(|c| &mut c.load_client);
-        self.inner.load_client(client_id).await
-    }
-
-    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        self.count(|c| &mut c.list_clients);
-        self.inner.list_clients().await
-    }
-
-    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
-        self.count(|c| &mut c.delete_client);
-        self.inner.delete_client(client_id).await
-    }
-
-    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
-        self.count(|c| &mut c.cleanup_expired);
-        self.inner.cleanup_expired().await
-    }
-
-    async fn close(&self) -> Result<(), StoreError> {
-        self.count(|c| &mut c.close);
-        self.inner.close().await
-    }
-
+forward_token_store!(CountingStore {
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
         self.inner.bulk().map(|_| self as &dyn BulkSessionStore)
     }
-}
-
-impl<S: TokenStore> BulkSessionStore for CountingStore<S> {
-    fn bulk_store_sessions(
-        &self,
-        sessions: Vec<Arc<StoredSession>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.count(|c| &mut c.bulk_store_sessions);
-        match self.inner.bulk() {
-            Some(bulk) => bulk.bulk_store_sessions(sessions),
-            None => Box::pin(async { Err(no_bulk()) }),
-        }
-    }
-
-    fn bulk_delete_sessions_by_hash(
-        &self,
-        hashes: Vec<TokenHash>,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.count(|c| &mut c.bulk_delete_sessions_by_hash);
-        match self.inner.bulk() {
-            Some(bulk) => bulk.bulk_delete_sessions_by_hash(hashes),
-            None => Box::pin(async { Err(no_bulk()) }),
-        }
-    }
-
-    fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
-        self.count(|c| &mut c.bulk_cleanup_expired);
-        match self.inner.bulk() {
-            Some(bulk) => bulk.bulk_cleanup_expired(),
-            None => Box::pin(async { Err(no_bulk()) }),
-        }
-    }
-}
-
-fn no_bulk() -> StoreError {
-    StoreError::Backend("the inner store has no bulk capability".into())
-}
+});
+forward_bulk!(CountingStore);
 
 /// Holds delegate calls half way until the test opens it.
 ///
@@ -356,98 +379,23 @@ impl<S: TokenStore> GatedStore<S> {
     }
 }
 
-impl<S: TokenStore> TokenStore for GatedStore<S> {
-    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
-        self.inner.store_state(record).await
+impl<S> GatedStore<S> {
+    async fn before(&self, _: Call) -> Result<(), StoreError> {
+        Ok(())
     }
 
-    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
-        self.inner.consume_state(state).await
+    async fn after(&self, call: Call) {
+        if matches!(call, Call::LoadAuthCode | Call::LoadSessionByToken) {
+            self.gate.pass().await;
+        }
     }
+}
 
-    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
-        self.inner.store_auth_code(record).await
-    }
-
-    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
-        let found = self.inner.load_auth_code(code).await;
-        self.gate.pass().await;
-        found
-    }
-
-    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
-        self.inner.delete_auth_code(code).await
-    }
-
-    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
-        self.inner.try_delete_auth_code(code).await
-    }
-
-    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
-        self.inner.store_session(record).await
-    }
-
-    async fn load_session_by_token(
-        &self,
-        access_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        let found = self.inner.load_session_by_token(access_token).await;
-        self.gate.pass().await;
-        found
-    }
-
-    async fn load_session_by_id(
-        &self,
-        session_id: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.inner.load_session_by_id(session_id).await
-    }
-
-    async fn load_session_by_refresh_token(
-        &self,
-        refresh_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.inner
-            .load_session_by_refresh_token(refresh_token)
-            .await
-    }
-
-    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
-        self.inner.delete_session_by_token(access_token).await
-    }
-
-    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
-        self.inner.delete_session_by_id(session_id).await
-    }
-
-    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
-        self.inner.store_client(record).await
-    }
-
-    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
-        self.inner.load_client(client_id).await
-    }
-
-    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        self.inner.list_clients().await
-    }
-
-    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
-        self.inner.delete_client(client_id).await
-    }
-
-    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
-        self.inner.cleanup_expired().await
-    }
-
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
-    }
-
+forward_token_store!(GatedStore {
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
         self.inner.bulk()
     }
-}
+});
 
 /// Forwards every call to `inner`, but offers neither the bulk nor the
 /// atomic-batch capability (whatever `inner` has): the single-call path.
@@ -468,90 +416,15 @@ impl<S: TokenStore> WithoutBulk<S> {
     }
 }
 
-impl<S: TokenStore> TokenStore for WithoutBulk<S> {
-    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
-        self.inner.store_state(record).await
+impl<S> WithoutBulk<S> {
+    async fn before(&self, _: Call) -> Result<(), StoreError> {
+        Ok(())
     }
 
-    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
-        self.inner.consume_state(state).await
-    }
-
-    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
-        self.inner.store_auth_code(record).await
-    }
-
-    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
-        self.inner.load_auth_code(code).await
-    }
-
-    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
-        self.inner.delete_auth_code(code).await
-    }
-
-    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
-        self.inner.try_delete_auth_code(code).await
-    }
-
-    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
-        self.inner.store_session(record).await
-    }
-
-    async fn load_session_by_token(
-        &self,
-        access_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.inner.load_session_by_token(access_token).await
-    }
-
-    async fn load_session_by_id(
-        &self,
-        session_id: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.inner.load_session_by_id(session_id).await
-    }
-
-    async fn load_session_by_refresh_token(
-        &self,
-        refresh_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.inner
-            .load_session_by_refresh_token(refresh_token)
-            .await
-    }
-
-    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
-        self.inner.delete_session_by_token(access_token).await
-    }
-
-    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
-        self.inner.delete_session_by_id(session_id).await
-    }
-
-    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
-        self.inner.store_client(record).await
-    }
-
-    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
-        self.inner.load_client(client_id).await
-    }
-
-    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        self.inner.list_clients().await
-    }
-
-    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
-        self.inner.delete_client(client_id).await
-    }
-
-    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
-        self.inner.cleanup_expired().await
-    }
-
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
-    }
+    async fn after(&self, _: Call) {}
 }
+
+forward_token_store!(WithoutBulk {});
 
 /// Writes a [`FlakyStore`] refused, per path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -658,9 +531,17 @@ impl<S: TokenStore> FlakyStore<S> {
         Ok(())
     }
 
-    async fn single(&self) -> Result<(), StoreError> {
-        self.admit(|f| &mut f.single).await
+    async fn before(&self, call: Call) -> Result<(), StoreError> {
+        match call {
+            Call::BulkStoreSessions | Call::BulkDeleteSessionsByHash | Call::BulkCleanupExpired => {
+                self.admit(|f| &mut f.bulk).await
+            }
+            call if call.is_single_write() => self.admit(|f| &mut f.single).await,
+            _ => Ok(()),
+        }
     }
+
+    async fn after(&self, _: Call) {}
 }
 
 impl<S: fmt::Debug> fmt::Debug for FlakyStore<S> {
@@ -678,101 +559,7 @@ impl<S: fmt::Debug> fmt::Debug for FlakyStore<S> {
     }
 }
 
-impl<S: TokenStore> TokenStore for FlakyStore<S> {
-    async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
-        self.single().await?;
-        self.inner.store_state(record).await
-    }
-
-    async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
-        self.single().await?;
-        self.inner.consume_state(state).await
-    }
-
-    async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
-        self.single().await?;
-        self.inner.store_auth_code(record).await
-    }
-
-    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
-        self.inner.load_auth_code(code).await
-    }
-
-    async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
-        self.single().await?;
-        self.inner.delete_auth_code(code).await
-    }
-
-    async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
-        self.single().await?;
-        self.inner.try_delete_auth_code(code).await
-    }
-
-    async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
-        self.single().await?;
-        self.inner.store_session(record).await
-    }
-
-    async fn load_session_by_token(
-        &self,
-        access_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.inner.load_session_by_token(access_token).await
-    }
-
-    async fn load_session_by_id(
-        &self,
-        session_id: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.inner.load_session_by_id(session_id).await
-    }
-
-    async fn load_session_by_refresh_token(
-        &self,
-        refresh_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        self.inner
-            .load_session_by_refresh_token(refresh_token)
-            .await
-    }
-
-    async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
-        self.single().await?;
-        self.inner.delete_session_by_token(access_token).await
-    }
-
-    async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
-        self.single().await?;
-        self.inner.delete_session_by_id(session_id).await
-    }
-
-    async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
-        self.single().await?;
-        self.inner.store_client(record).await
-    }
-
-    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
-        self.inner.load_client(client_id).await
-    }
-
-    async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        self.inner.list_clients().await
-    }
-
-    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
-        self.single().await?;
-        self.inner.delete_client(client_id).await
-    }
-
-    async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
-        self.single().await?;
-        self.inner.cleanup_expired().await
-    }
-
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
-    }
-
+forward_token_store!(FlakyStore {
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
         self.inner.bulk().map(|_| self as &dyn BulkSessionStore)
     }
@@ -782,45 +569,8 @@ impl<S: TokenStore> TokenStore for FlakyStore<S> {
             .batch_writer()
             .map(|_| self as &dyn BatchWriteStore)
     }
-}
-
-impl<S: TokenStore> BulkSessionStore for FlakyStore<S> {
-    fn bulk_store_sessions(
-        &self,
-        sessions: Vec<Arc<StoredSession>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.admit(|f| &mut f.bulk).await?;
-            match self.inner.bulk() {
-                Some(bulk) => bulk.bulk_store_sessions(sessions).await,
-                None => Err(no_bulk()),
-            }
-        })
-    }
-
-    fn bulk_delete_sessions_by_hash(
-        &self,
-        hashes: Vec<TokenHash>,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(async move {
-            self.admit(|f| &mut f.bulk).await?;
-            match self.inner.bulk() {
-                Some(bulk) => bulk.bulk_delete_sessions_by_hash(hashes).await,
-                None => Err(no_bulk()),
-            }
-        })
-    }
-
-    fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
-        Box::pin(async move {
-            self.admit(|f| &mut f.bulk).await?;
-            match self.inner.bulk() {
-                Some(bulk) => bulk.bulk_cleanup_expired().await,
-                None => Err(no_bulk()),
-            }
-        })
-    }
-}
+});
+forward_bulk!(FlakyStore);
 
 impl<S: TokenStore> BatchWriteStore for FlakyStore<S> {
     fn apply_batch(&self, writes: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
