@@ -26,7 +26,7 @@ use std::mem::size_of;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenstore::cache::{CacheConfig, CacheKey, CacheMachine, FillOutcome, Lookup};
-use tokenstore::{Clock, Secret, StoredSession, SystemClock, Timestamp};
+use tokenstore::{Clock, Secret, SessionKey, StoredSession, SystemClock, Timestamp};
 
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
@@ -52,7 +52,8 @@ fn main() {
     let before_cache = ALLOCATOR.allocated();
     let mut cache = CacheMachine::new(config);
     for s in &records {
-        let Lookup::Miss(ticket) = cache.lookup(now, &CacheKey::SessionByAccess(s.access_hash()))
+        let Lookup::Miss(ticket) =
+            cache.lookup(now, &CacheKey::Session(SessionKey::Access(s.access_hash())))
         else {
             panic!("a first lookup misses");
         };

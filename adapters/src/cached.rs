@@ -8,6 +8,7 @@ use crate::sync::{Event, EventListener, Mutex};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use tokenstore_core::SessionKey;
 use tokenstore_core::cache::{
     CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, FillOutcome, FillTicket, Lookup,
     Write,
@@ -315,7 +316,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         access_token: &str,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("access_token", access_token)?;
-        let key = CacheKey::SessionByAccess(TokenHash::of(access_token));
+        let key = CacheKey::Session(SessionKey::Access(TokenHash::of(access_token)));
         let fetch = || self.inner.load_session_by_token(access_token);
         self.read(key, fetch, CacheMachine::fill_session, session)
             .await
@@ -326,7 +327,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         session_id: &str,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("session_id", session_id)?;
-        let key = CacheKey::SessionById(session_id.to_owned());
+        let key = CacheKey::Session(SessionKey::Id(session_id.to_owned()));
         let fetch = || self.inner.load_session_by_id(session_id);
         self.read(key, fetch, CacheMachine::fill_session, session)
             .await
@@ -337,7 +338,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         refresh_token: &str,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("refresh_token", refresh_token)?;
-        let key = CacheKey::SessionByRefresh(TokenHash::of(refresh_token));
+        let key = CacheKey::Session(SessionKey::Refresh(TokenHash::of(refresh_token)));
         let fetch = || self.inner.load_session_by_refresh_token(refresh_token);
         self.read(key, fetch, CacheMachine::fill_session, session)
             .await

@@ -11,6 +11,7 @@
 use futures_lite::future::block_on;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenstore_core::SessionKey;
 use tokenstore_core::buffer::{BatchOutcome, BufferConfig, BufferMachine, WriteOp, apply_batch};
 use tokenstore_core::cache::{CacheConfig, CacheKey, CacheMachine, Cached, Lookup, Write};
 use tokenstore_core::{
@@ -62,7 +63,7 @@ fn main() -> Result<(), StoreError> {
 
     // 2. The read cache: look up, ask the backend on a miss, fill with the ticket.
     let mut cache = CacheMachine::new(CacheConfig::default());
-    let key = CacheKey::SessionByAccess(TokenHash::of("access-token"));
+    let key = CacheKey::Session(SessionKey::Access(TokenHash::of("access-token")));
     for round in 1..=2 {
         match cache.lookup(clock.now(), &key) {
             Lookup::Hit(Cached::Session(found)) => {

@@ -16,6 +16,7 @@ use arbitrary::Arbitrary;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenstore_core::SessionKey;
 use tokenstore_core::cache::{
     CacheConfig, CacheKey, CacheMachine, Cached, FillOutcome, FillTicket, Lookup, Write,
 };
@@ -77,13 +78,15 @@ fn session(n: u8, start: Timestamp) -> Arc<StoredSession> {
 fn key(pick: KeyPick) -> CacheKey {
     use tokenstore_core::TokenHash;
     match pick {
-        KeyPick::Access(n) => {
-            CacheKey::SessionByAccess(TokenHash::of(&format!("at-{}", n % (KEYS + 1))))
-        }
-        KeyPick::Id(n) => CacheKey::SessionById(format!("id-{}", n % KEYS)),
-        KeyPick::Refresh(n) => {
-            CacheKey::SessionByRefresh(TokenHash::of(&format!("rt-{}", n % KEYS)))
-        }
+        KeyPick::Access(n) => CacheKey::Session(SessionKey::Access(TokenHash::of(&format!(
+            "at-{}",
+            n % (KEYS + 1)
+        )))),
+        KeyPick::Id(n) => CacheKey::Session(SessionKey::Id(format!("id-{}", n % KEYS))),
+        KeyPick::Refresh(n) => CacheKey::Session(SessionKey::Refresh(TokenHash::of(&format!(
+            "rt-{}",
+            n % KEYS
+        )))),
     }
 }
 
@@ -184,7 +187,7 @@ pub(crate) fn check(input: Input) {
             }
             Op::DeleteByToken { token } => {
                 let k = key(KeyPick::Access(token));
-                let CacheKey::SessionByAccess(h) = k else {
+                let CacheKey::Session(SessionKey::Access(h)) = k else {
                     unreachable!()
                 };
                 write(&mut m, vec![k]);
@@ -230,7 +233,7 @@ fn check_hit(
         );
     }
     let expiry = match k {
-        CacheKey::SessionByRefresh(_) => s.refresh_expires_at,
+        CacheKey::Session(SessionKey::Refresh(_)) => s.refresh_expires_at,
         _ => s.access_expires_at,
     };
     if let Some(e) = expiry {

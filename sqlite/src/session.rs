@@ -12,8 +12,8 @@ use crate::json::{decode_user_info, encode_user_info};
 use crate::worker::Ctx;
 use rusqlite::{Row, params, params_from_iter};
 use tokenstore_core::{
-    Secret, SessionVisibility, StoreError, StoredSession, Timestamp, TokenHash, by_access,
-    by_refresh,
+    Secret, SessionKey, SessionVisibility, StoreError, StoredSession, Timestamp, TokenHash,
+    by_access, by_refresh,
 };
 
 const TABLE: &str = "sessions";
@@ -75,30 +75,23 @@ const DELETE_DEAD: &str = concat!("DELETE FROM sessions WHERE ", dead_sql!("?1")
 /// in the bundled build, 999 in old ones).
 const DELETE_CHUNK: usize = 500;
 
-/// How a session is looked up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum By {
-    /// By access-token hash (hex).
-    Access,
-    /// By session id.
-    Id,
-    /// By refresh-token hash (hex).
-    Refresh,
+/// The statement that finds a session by `key`, and the value it binds (a hash
+/// in hex, or the id).
+fn select(key: &SessionKey) -> (&'static str, String) {
+    match key {
+        SessionKey::Access(hash) => (BY_ACCESS, hash.to_hex()),
+        SessionKey::Id(id) => (BY_ID, id.clone()),
+        SessionKey::Refresh(hash) => (BY_REFRESH, hash.to_hex()),
+    }
 }
 
-impl By {
-    fn select(self) -> &'static str {
-        match self {
-            Self::Access => BY_ACCESS,
-            Self::Id => BY_ID,
-            Self::Refresh => BY_REFRESH,
-        }
-    }
-
-    fn visibility(self, e: &Expiry, now: Timestamp) -> SessionVisibility {
-        match self {
-            Self::Access | Self::Id => by_access(e.access, e.has_refresh, e.refresh, now),
-            Self::Refresh => by_refresh(e.access, e.refresh, now),
+/// The expiry rule a load by `key` applies to a row's raw columns (what
+/// [`SessionKey::visibility`] applies to a decoded session).
+fn visibility(key: &SessionKey, e: &Expiry, now: Timestamp) -> SessionVisibility {
+    match key {
+        SessionKey::Refresh(_) => by_refresh(e.access, e.refresh, now),
+        SessionKey::Access(_) | SessionKey::Id(_) => {
+            by_access(e.access, e.has_refresh, e.refresh, now)
         }
     }
 }
@@ -171,15 +164,14 @@ fn insert(ctx: Ctx<'_>, e: &Encoded, s: &StoredSession) -> Result<(), StoreError
     Ok(())
 }
 
-/// Loads the session `key` names (a hex hash or a session id, per `by`) when
-/// the expiry rules let it be returned; deletes it when they call it dead.
+/// Loads the session `key` names when the expiry rules let it be returned;
+/// deletes it when they call it dead.
 pub(crate) fn load(
     ctx: Ctx<'_>,
-    by: By,
-    key: &str,
+    key: &SessionKey,
     now: Timestamp,
 ) -> Result<Option<StoredSession>, StoreError> {
-    match find(ctx, by, key, now)? {
+    match find(ctx, key, now)? {
         Some(Found::Live(session)) => Ok(Some(*session)),
         Some(Found::Dead(access_hash)) => {
             delete_if_dead(ctx, &access_hash, now)?;
@@ -189,23 +181,29 @@ pub(crate) fn load(
     }
 }
 
-fn find(ctx: Ctx<'_>, by: By, key: &str, now: Timestamp) -> Result<Option<Found>, StoreError> {
-    let mut stmt = ctx.conn.prepare_cached(by.select()).map_err(backend)?;
-    let mut rows = stmt.query([key]).map_err(backend)?;
+fn find(ctx: Ctx<'_>, key: &SessionKey, now: Timestamp) -> Result<Option<Found>, StoreError> {
+    let (sql, value) = select(key);
+    let mut stmt = ctx.conn.prepare_cached(sql).map_err(backend)?;
+    let mut rows = stmt.query([value]).map_err(backend)?;
     match rows.next().map_err(backend)? {
-        Some(row) => classify(ctx, row, by, now).map(Some),
+        Some(row) => classify(ctx, row, key, now).map(Some),
         None => Ok(None),
     }
 }
 
-fn classify(ctx: Ctx<'_>, row: &Row<'_>, by: By, now: Timestamp) -> Result<Found, StoreError> {
+fn classify(
+    ctx: Ctx<'_>,
+    row: &Row<'_>,
+    key: &SessionKey,
+    now: Timestamp,
+) -> Result<Found, StoreError> {
     let c = Cols::new(row, TABLE);
     let expiry = Expiry {
         access: c.opt_time("access_expires_at")?,
         has_refresh: c.opt_text("refresh_token_hash")?.is_some(),
         refresh: c.opt_time("refresh_expires_at")?,
     };
-    Ok(match by.visibility(&expiry, now) {
+    Ok(match visibility(key, &expiry, now) {
         SessionVisibility::Live => Found::Live(Box::new(from_row(ctx, row)?)),
         SessionVisibility::Hidden => Found::Hidden,
         SessionVisibility::Dead => Found::Dead(c.text("access_token_hash")?),

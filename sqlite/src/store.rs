@@ -5,7 +5,6 @@
 
 use crate::builder::SqliteTokenStoreBuilder;
 use crate::schema::Counters;
-use crate::session::By;
 use crate::worker::{Db, Worker};
 use crate::{client, code, session, state};
 use std::fmt;
@@ -14,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BulkSessionStore, CleanupCounts, ClientRecord, Clock,
-    Contents, StateRecord, StoreError, StoredSession, TokenHash, TokenStore, validate_key,
+    Contents, SessionKey, StateRecord, StoreError, StoredSession, TokenHash, TokenStore,
+    validate_key,
 };
 
 /// A [`TokenStore`] in an SQLite file with mxcp 0.12.3's schema.
@@ -90,12 +90,11 @@ impl SqliteTokenStore {
     async fn load_session(
         &self,
         op: &'static str,
-        by: By,
-        key: String,
+        key: SessionKey,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         let now = self.clock.now();
         let found = self
-            .run(op, move |db| session::load(db.ctx(), by, &key, now))
+            .run(op, move |db| session::load(db.ctx(), &key, now))
             .await?;
         Ok(found.map(Arc::new))
     }
@@ -180,8 +179,8 @@ impl TokenStore for SqliteTokenStore {
         access_token: &str,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("access_token", access_token)?;
-        self.load_session("load_session_by_token", By::Access, hex(access_token))
-            .await
+        let key = SessionKey::Access(TokenHash::of(access_token));
+        self.load_session("load_session_by_token", key).await
     }
 
     async fn load_session_by_id(
@@ -189,8 +188,8 @@ impl TokenStore for SqliteTokenStore {
         session_id: &str,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("session_id", session_id)?;
-        self.load_session("load_session_by_id", By::Id, session_id.to_owned())
-            .await
+        let key = SessionKey::Id(session_id.to_owned());
+        self.load_session("load_session_by_id", key).await
     }
 
     async fn load_session_by_refresh_token(
@@ -198,8 +197,8 @@ impl TokenStore for SqliteTokenStore {
         refresh_token: &str,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("refresh_token", refresh_token)?;
-        let key = hex(refresh_token);
-        self.load_session("load_session_by_refresh_token", By::Refresh, key)
+        let key = SessionKey::Refresh(TokenHash::of(refresh_token));
+        self.load_session("load_session_by_refresh_token", key)
             .await
     }
 

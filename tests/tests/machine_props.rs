@@ -44,6 +44,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenstore_core::SessionKey;
 use tokenstore_core::buffer::{
     Batch, BatchOutcome, BufferConfig, BufferMachine, FlushTicket, Refusal, Seq, Step, WriteOp,
     apply, apply_batch, plan,
@@ -630,9 +631,13 @@ impl fmt::Debug for K {
 impl K {
     fn key(self) -> CacheKey {
         match self {
-            Self::Access(n) => CacheKey::SessionByAccess(TokenHash::of(&format!("tok-{n}"))),
-            Self::Id(n) => CacheKey::SessionById(format!("sess-{n}")),
-            Self::Refresh(n) => CacheKey::SessionByRefresh(TokenHash::of(&format!("tok-{n}"))),
+            Self::Access(n) => {
+                CacheKey::Session(SessionKey::Access(TokenHash::of(&format!("tok-{n}"))))
+            }
+            Self::Id(n) => CacheKey::Session(SessionKey::Id(format!("sess-{n}"))),
+            Self::Refresh(n) => {
+                CacheKey::Session(SessionKey::Refresh(TokenHash::of(&format!("tok-{n}"))))
+            }
             Self::Code(n) => CacheKey::AuthCode(format!("code-{n}")),
             Self::Client(n) => CacheKey::Client(format!("client-{n}")),
         }
@@ -929,7 +934,7 @@ impl Rec {
     /// The record's own expiry as seen through `key`.
     fn expiry(&self, key: &CacheKey) -> Option<Timestamp> {
         match (self, key) {
-            (Self::Session(s), CacheKey::SessionByRefresh(_)) => s.refresh_expires_at,
+            (Self::Session(s), CacheKey::Session(SessionKey::Refresh(_))) => s.refresh_expires_at,
             (Self::Session(s), _) => s.access_expires_at,
             (Self::Code(c), _) => Some(c.expires_at),
             (Self::Client(_), _) => None,
@@ -1139,12 +1144,12 @@ fn cache_case(config: CacheConfig, pools: Pools, steps: Vec<C>) -> Result<(), Te
                     }
                     CW::DeleteByToken(n) => {
                         let h = TokenHash::of(&format!("tok-{n}"));
-                        keys = vec![CacheKey::SessionByAccess(h)];
+                        keys = vec![CacheKey::Session(SessionKey::Access(h))];
                         cache.handle_write(Write::DeleteSessionByHash(h));
                     }
                     CW::DeleteById(n) => {
                         let id = format!("sess-{n}");
-                        keys = vec![CacheKey::SessionById(id.clone())];
+                        keys = vec![CacheKey::Session(SessionKey::Id(id.clone()))];
                         cache.handle_write(Write::DeleteSessionById(&id));
                     }
                     CW::Code(n) => {

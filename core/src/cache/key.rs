@@ -1,6 +1,6 @@
 //! Cache keys, kinds and the writes that invalidate them.
 
-use crate::{StoredSession, TokenHash, WriteOp};
+use crate::{SessionKey, StoredSession, TokenHash, WriteOp};
 use std::fmt;
 
 /// The kinds of record the cache knows, for configuration and counters.
@@ -19,12 +19,8 @@ pub enum Kind {
 /// What a cached record is found by. Its `Debug` shows only the variant.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum CacheKey {
-    /// A session by the hash of its access token.
-    SessionByAccess(TokenHash),
-    /// A session by its id.
-    SessionById(String),
-    /// A session by the hash of its refresh token.
-    SessionByRefresh(TokenHash),
+    /// A session, by any of its three keys.
+    Session(SessionKey),
     /// An authorization code.
     AuthCode(String),
     /// A client by id.
@@ -35,9 +31,7 @@ impl CacheKey {
     /// The kind of record behind the key.
     pub fn kind(&self) -> Kind {
         match self {
-            Self::SessionByAccess(_) | Self::SessionById(_) | Self::SessionByRefresh(_) => {
-                Kind::Session
-            }
+            Self::Session(_) => Kind::Session,
             Self::AuthCode(_) => Kind::AuthCode,
             Self::Client(_) => Kind::Client,
         }
@@ -45,26 +39,20 @@ impl CacheKey {
 
     /// Every key a session can be found by.
     pub fn of_session(session: &StoredSession) -> Vec<Self> {
-        let mut keys = Vec::with_capacity(3);
-        keys.push(Self::SessionByAccess(session.access_hash()));
-        keys.push(Self::SessionById(session.session_id.clone()));
-        if let Some(refresh) = session.refresh_hash() {
-            keys.push(Self::SessionByRefresh(refresh));
-        }
-        keys
+        SessionKey::all_of(session)
+            .into_iter()
+            .map(Self::Session)
+            .collect()
     }
 }
 
 impl fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            Self::SessionByAccess(_) => "SessionByAccess",
-            Self::SessionById(_) => "SessionById",
-            Self::SessionByRefresh(_) => "SessionByRefresh",
-            Self::AuthCode(_) => "AuthCode",
-            Self::Client(_) => "Client",
-        };
-        write!(f, "CacheKey::{name}(..)")
+        match self {
+            Self::Session(_) => f.write_str("CacheKey::Session(..)"),
+            Self::AuthCode(_) => f.write_str("CacheKey::AuthCode(..)"),
+            Self::Client(_) => f.write_str("CacheKey::Client(..)"),
+        }
     }
 }
 
@@ -123,8 +111,8 @@ impl Write<'_> {
             Self::State => Vec::new(),
             Self::AuthCode(code) => vec![CacheKey::AuthCode(code.to_owned())],
             Self::StoreSession(s) => CacheKey::of_session(s),
-            Self::DeleteSessionByHash(h) => vec![CacheKey::SessionByAccess(h)],
-            Self::DeleteSessionById(id) => vec![CacheKey::SessionById(id.to_owned())],
+            Self::DeleteSessionByHash(h) => vec![CacheKey::Session(SessionKey::Access(h))],
+            Self::DeleteSessionById(id) => vec![CacheKey::Session(SessionKey::Id(id.to_owned()))],
             Self::Client(id) => vec![CacheKey::Client(id.to_owned())],
         }
     }

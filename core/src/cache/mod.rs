@@ -15,7 +15,7 @@ pub use key::{CacheKey, Kind, Write};
 pub use metrics::{CacheMetrics, KindMetrics};
 pub use races::FillTicket;
 
-use crate::{AuthCodeRecord, ClientRecord, StoredSession, Timestamp};
+use crate::{AuthCodeRecord, ClientRecord, SessionKey, StoredSession, Timestamp};
 use races::Races;
 use std::fmt;
 use std::sync::Arc;
@@ -156,14 +156,14 @@ impl<T> Clone for Entry<T> {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use tokenstore_core::cache::{CacheConfig, CacheKey, CacheMachine, FillOutcome, Lookup, Write};
-/// use tokenstore_core::{StoredSession, Timestamp, TokenHash, UserInfo};
+/// use tokenstore_core::{SessionKey, StoredSession, Timestamp, TokenHash, UserInfo};
 ///
 /// let now = Timestamp::from_unix_secs(1_000);
 /// let mut cache = CacheMachine::new(CacheConfig::default());
 /// let session = Arc::new(StoredSession::new(
 ///     "sid", UserInfo::new("p", "u", "n"), "tok", now + Duration::from_secs(3600), now,
 /// ));
-/// let key = CacheKey::SessionByAccess(TokenHash::of("tok"));
+/// let key = CacheKey::Session(SessionKey::Access(TokenHash::of("tok")));
 ///
 /// let Lookup::Miss(ticket) = cache.lookup(now, &key) else { panic!() };
 /// // ... the delegate answers with `session` ...
@@ -445,7 +445,7 @@ impl CacheMachine {
 impl SessionEntry {
     fn deadline_for(&self, key: &CacheKey) -> Timestamp {
         match key {
-            CacheKey::SessionByRefresh(_) => self.refresh_deadline,
+            CacheKey::Session(SessionKey::Refresh(_)) => self.refresh_deadline,
             _ => self.access_deadline,
         }
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::{Secret, TokenHash, UserInfo};
+use crate::{Secret, SessionKey, TokenHash, UserInfo};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -25,7 +25,7 @@ fn session(
 }
 
 fn by_access(token: &str) -> CacheKey {
-    CacheKey::SessionByAccess(TokenHash::of(token))
+    CacheKey::Session(SessionKey::Access(TokenHash::of(token)))
 }
 
 fn miss(cache: &mut CacheMachine, now: Timestamp, key: CacheKey) -> FillTicket {
@@ -47,7 +47,7 @@ fn is_hit(cache: &mut CacheMachine, now: Timestamp, key: CacheKey) -> bool {
 }
 
 fn cached_session(cache: &mut CacheMachine, s: &Arc<StoredSession>) {
-    let key = CacheKey::SessionByAccess(s.access_hash());
+    let key = CacheKey::Session(SessionKey::Access(s.access_hash()));
     let ticket = miss(cache, t0(), key);
     assert_eq!(
         cache.fill_session(t0(), ticket, Some(s.clone())),
@@ -138,7 +138,7 @@ fn refresh_key_uses_refresh_expiry() {
     let mut s = StoredSession::clone(&session("sid", "acc", Some("ref"), t0() + HOUR));
     s.refresh_expires_at = Some(t0() + Duration::from_secs(10));
     cached_session(&mut cache, &Arc::new(s));
-    let by_refresh = CacheKey::SessionByRefresh(TokenHash::of("ref"));
+    let by_refresh = CacheKey::Session(SessionKey::Refresh(TokenHash::of("ref")));
     assert!(is_hit(
         &mut cache,
         t0() + Duration::from_secs(9),
@@ -199,7 +199,11 @@ fn stale_fill_is_refused() {
 fn stale_fill_through_another_key_is_refused() {
     let mut cache = CacheMachine::new(CacheConfig::default());
     let old = session("sid", "acc", None, t0() + HOUR);
-    let ticket = miss(&mut cache, t0(), CacheKey::SessionById("sid".into()));
+    let ticket = miss(
+        &mut cache,
+        t0(),
+        CacheKey::Session(SessionKey::Id("sid".into())),
+    );
     cache.handle_write(Write::DeleteSessionByHash(TokenHash::of("acc")));
     assert_eq!(
         cache.fill_session(t0(), ticket, Some(old)),
@@ -295,7 +299,7 @@ fn flood_of_unknown_tokens_keeps_negatives_bounded() {
     for i in 0..200_000u32 {
         let mut bytes = [0u8; 32];
         bytes[..4].copy_from_slice(&i.to_le_bytes());
-        let key = CacheKey::SessionByAccess(TokenHash::from_bytes(bytes));
+        let key = CacheKey::Session(SessionKey::Access(TokenHash::from_bytes(bytes)));
         let ticket = miss(&mut cache, t0(), key);
         cache.fill_session(t0(), ticket, None);
     }
@@ -370,7 +374,11 @@ fn debug_shows_no_secret_or_identifier() {
     let mut cache = CacheMachine::new(CacheConfig::default());
     let s = session("sid-secret", "acc-secret", Some("ref-secret"), t0() + HOUR);
     cached_session(&mut cache, &s);
-    let ticket = miss(&mut cache, t0(), CacheKey::SessionById("id-secret".into()));
+    let ticket = miss(
+        &mut cache,
+        t0(),
+        CacheKey::Session(SessionKey::Id("id-secret".into())),
+    );
     let text = format!(
         "{cache:?} {:?} {ticket:?} {:?}",
         cache.metrics(),

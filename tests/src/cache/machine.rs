@@ -8,13 +8,14 @@ use std::sync::Arc;
 use tokenstore::cache::{
     CacheConfig, CacheKey, CacheMachine, FillOutcome, FillTicket, Lookup, Write,
 };
+use tokenstore_core::SessionKey;
 use tokenstore_core::{StoredSession, TokenHash};
 
 /// Unknown keys looked up in [`negative_flood_stays_bounded`].
 pub const FLOOD: usize = 1_000_000;
 
 fn by_access(token: &str) -> CacheKey {
-    CacheKey::SessionByAccess(TokenHash::of(token))
+    CacheKey::Session(SessionKey::Access(TokenHash::of(token)))
 }
 
 fn sess(id: &str, access: &str, refresh: &str) -> Arc<StoredSession> {
@@ -61,7 +62,7 @@ pub fn stale_fill_after_rotation_refused() {
         machine.fill_session(T0, ticket, Some(old)),
         FillOutcome::Refused
     );
-    for key in [key, CacheKey::SessionById("sess-1".into())] {
+    for key in [key, CacheKey::Session(SessionKey::Id("sess-1".into()))] {
         let next = miss(&mut machine, &key);
         machine.abandon(next);
     }
@@ -131,7 +132,7 @@ pub fn negative_flood_stays_bounded() {
     let now = T0 + HOUR;
     for i in 0..FLOOD {
         let key = match i % 3 {
-            0 => CacheKey::SessionById(format!("unknown-{i}")),
+            0 => CacheKey::Session(SessionKey::Id(format!("unknown-{i}"))),
             1 => CacheKey::AuthCode(format!("unknown-{i}")),
             _ => CacheKey::Client(format!("unknown-{i}")),
         };

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokenstore::cache::{CacheConfig, CacheKey, CacheMachine, FillOutcome, KindMetrics, Lookup};
+use tokenstore_core::SessionKey;
 use tokenstore_core::{Secret, StateRecord, TokenHash, TokenStore};
 
 /// A small, seeded pseudo-random generator (SplitMix64).
@@ -270,9 +271,9 @@ fn secret_session() -> tokenstore_core::StoredSession {
 /// Every key the cache can hold, built from the needles.
 fn every_key() -> Vec<CacheKey> {
     vec![
-        CacheKey::SessionByAccess(TokenHash::of(ACCESS)),
-        CacheKey::SessionById(SESSION_ID.to_owned()),
-        CacheKey::SessionByRefresh(TokenHash::of(REFRESH)),
+        CacheKey::Session(SessionKey::Access(TokenHash::of(ACCESS))),
+        CacheKey::Session(SessionKey::Id(SESSION_ID.to_owned())),
+        CacheKey::Session(SessionKey::Refresh(TokenHash::of(REFRESH))),
         CacheKey::AuthCode(CODE.to_owned()),
         CacheKey::Client(CLIENT_ID.to_owned()),
     ]
@@ -337,7 +338,7 @@ pub async fn debug_shows_no_identifiers<F: Factory, R: Runtime>() {
         assert!(matches!(hit, Lookup::Hit(_)));
         assert_debug_clean::<F>("a hit", &hit);
     }
-    let unknown = CacheKey::SessionByAccess(TokenHash::of(UNKNOWN));
+    let unknown = CacheKey::Session(SessionKey::Access(TokenHash::of(UNKNOWN)));
     let Lookup::Miss(ticket) = machine.lookup(now, &unknown) else {
         panic!("unknown keys miss");
     };
