@@ -9,7 +9,9 @@ use tempfile::TempDir;
 use tokenstore::cache::CacheConfig;
 use tokenstore::{Ack, CachingTokenStore, TokenStore};
 use tokenstore_core::buffer::WriteOp;
-use tokenstore_core::{Clock, Secret, StoredSession, SystemClock, Timestamp, TokenHash};
+use tokenstore_core::{
+    Clock, Secret, StoreError, StoredSession, SystemClock, Timestamp, TokenHash,
+};
 use tokenstore_sqlite::SqliteTokenStore;
 use tokenstore_tests::sample::{self, HOUR};
 use tokenstore_tests::{Runtime, TEST_KEY};
@@ -77,6 +79,33 @@ async fn check_mixed(sqlite: &SqliteTokenStore) {
     assert_eq!(ids, ["client-1"]);
 }
 
+/// Issues the mixed writes through `stack`, checks that nothing committed
+/// before `flush` and that `flush` took exactly one commit, then checks what
+/// the store holds.
+async fn one_commit<S: TokenStore, F: std::future::Future<Output = Result<(), StoreError>>>(
+    sqlite: &SqliteTokenStore,
+    stack: &S,
+    flush: impl FnOnce() -> F,
+) {
+    assert!(stack.batch_writer().is_some(), "the stack lost the batch");
+    assert!(stack.bulk().is_some(), "the stack lost bulk");
+    let before = sqlite.stats().commits;
+    issue_all(stack, &mixed(SystemClock.now())).await;
+    assert_eq!(
+        sqlite.stats().commits,
+        before,
+        "a write committed before the flush"
+    );
+    flush().await.expect("flush");
+    assert_eq!(
+        sqlite.stats().commits - before,
+        1,
+        "the flush took one commit"
+    );
+    check_mixed(sqlite).await;
+    stack.close().await.expect("close");
+}
+
 /// `BufferedTokenStore<CachingTokenStore<SqliteTokenStore>>`: the cache
 /// forwards the atomic batch, so the buffer's flush is one commit.
 pub(crate) async fn buffer_over_cache_flushes_in_one_commit<R: Runtime>() {
@@ -87,23 +116,7 @@ pub(crate) async fn buffer_over_cache_flushes_in_one_commit<R: Runtime>() {
         Ack::Queued,
         SystemClock,
     );
-    assert!(stack.batch_writer().is_some(), "the stack lost the batch");
-    assert!(stack.bulk().is_some(), "the stack lost bulk");
-    let before = sqlite.stats().commits;
-    issue_all(&stack, &mixed(SystemClock.now())).await;
-    assert_eq!(
-        sqlite.stats().commits,
-        before,
-        "a write committed before the flush"
-    );
-    stack.flush().await.expect("flush");
-    assert_eq!(
-        sqlite.stats().commits - before,
-        1,
-        "the flush took one commit"
-    );
-    check_mixed(&sqlite).await;
-    stack.close().await.expect("close");
+    one_commit(&sqlite, &stack, || stack.flush()).await;
 }
 
 /// `CachingTokenStore<BufferedTokenStore<SqliteTokenStore>>`: the buffer under
@@ -117,23 +130,7 @@ pub(crate) async fn cache_over_buffer_flushes_in_one_commit<R: Runtime>() {
         Ack::Queued,
         SystemClock,
     ));
-    assert!(stack.batch_writer().is_some(), "the stack lost the batch");
-    assert!(stack.bulk().is_some(), "the stack lost bulk");
-    let before = sqlite.stats().commits;
-    issue_all(&stack, &mixed(SystemClock.now())).await;
-    assert_eq!(
-        sqlite.stats().commits,
-        before,
-        "a write committed before the flush"
-    );
-    stack.inner().flush().await.expect("flush");
-    assert_eq!(
-        sqlite.stats().commits - before,
-        1,
-        "the flush took one commit"
-    );
-    check_mixed(&sqlite).await;
-    stack.close().await.expect("close");
+    one_commit(&sqlite, &stack, || stack.inner().flush()).await;
 }
 
 /// Bulk and batch calls made through the cache evict every key they can
