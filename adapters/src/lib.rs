@@ -50,3 +50,7 @@ pub use tokenstore_core::*;
 /// The SQLite backend (feature `sqlite`).
 #[cfg(feature = "sqlite")]
 pub use tokenstore_sqlite as sqlite;
+
+/// The PostgreSQL backend (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use tokenstore_postgres as postgres;

@@ -7,6 +7,7 @@
 //! - [`Factory`]: makes a fresh store with a [`ManualClock`](tokenstore_core::ManualClock)
 //!   and reads its whole [`Contents`](tokenstore_core::Contents);
 //!   [`MemoryFactory`] is the reference model's, [`SqliteFactory`] the SQLite backend's,
+//!   [`PostgresFactory`] the PostgreSQL backend's (a fresh database per test),
 //!   and [`Cached`] puts a [`CachingTokenStore`](tokenstore::CachingTokenStore) over
 //!   any of them.
 //! - [`contract`]: the test bodies, `pub async fn name<F: Factory, R: Runtime>()`,
@@ -33,6 +34,7 @@ mod cached;
 pub mod compare;
 pub mod contract;
 mod factory;
+mod postgres;
 pub mod probe;
 mod runtime;
 pub mod sample;
@@ -42,6 +44,7 @@ mod suite;
 pub use buffered::{Buffered, contract_buffer_config};
 pub use cached::{Cached, contract_cache_config};
 pub use factory::{Factory, Fixture, MemoryFactory, Plain, T0};
+pub use postgres::PostgresFactory;
 pub use runtime::{Runtime, Smol, Task, Tokio, WORKER_THREADS};
 pub use sqlite::{SqliteFactory, TEST_KEY};
 

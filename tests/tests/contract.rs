@@ -8,14 +8,16 @@
 //! them and must not advertise them).
 
 use tokenstore_tests::{
-    Buffered, Cached, MemoryFactory, Plain, Smol, SqliteFactory, Tokio, cache_machine_suite,
-    cache_suite, contract_suite,
+    Buffered, Cached, MemoryFactory, Plain, PostgresFactory, Smol, SqliteFactory, Tokio,
+    cache_machine_suite, cache_suite, contract_suite,
 };
 
 contract_suite!(memory_tokio, MemoryFactory, Tokio);
 contract_suite!(memory_smol, MemoryFactory, Smol);
 contract_suite!(sqlite_tokio, SqliteFactory, Tokio);
 contract_suite!(sqlite_smol, SqliteFactory, Smol);
+contract_suite!(postgres_tokio, PostgresFactory, Tokio);
+contract_suite!(postgres_smol, PostgresFactory, Smol);
 contract_suite!(cached_memory_tokio, Cached<MemoryFactory>, Tokio);
 contract_suite!(cached_memory_smol, Cached<MemoryFactory>, Smol);
 contract_suite!(cached_sqlite_tokio, Cached<SqliteFactory>, Tokio);

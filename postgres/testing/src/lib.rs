@@ -309,12 +309,12 @@ async fn run_sql(admin: &Config, sql: &str) -> Result<(), Error> {
     let (client, connection) = admin
         .connect(NoTls)
         .await
-        .map_err(|e| fail(format!("cannot connect to the test server: {e}")))?;
+        .map_err(|e| fail(format!("cannot connect to the test server: {}", chain(&e))))?;
     let driver = tokio::spawn(connection);
     let done = client
         .batch_execute(sql)
         .await
-        .map_err(|e| fail(format!("`{sql}` failed: {e}")));
+        .map_err(|e| fail(format!("`{sql}` failed: {}", chain(&e))));
     drop(client);
     let _ = driver.await;
     done
@@ -322,6 +322,17 @@ async fn run_sql(admin: &Config, sql: &str) -> Result<(), Error> {
 
 /// Where Debian's `postgresql-NN` packages install, one folder per version.
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
+
+/// An error and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
+}
 
 /// The directory holding `initdb` and `pg_ctl`: `initdb` on `path`, else the
 /// newest `<debian>/*/bin/initdb`.

@@ -1,0 +1,232 @@
+//! [`PostgresTokenStoreBuilder`]: how a [`PostgresTokenStore`] is configured and opened.
+
+use crate::PostgresTokenStore;
+use crate::conn::Shared;
+use crate::crypto::Codec;
+use crate::schema::{quote, valid_name};
+use crate::sql::Sql;
+use crate::worker::{Settings, Worker, targets};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenstore_core::{Clock, Secret, StoreError, SystemClock};
+use tokio_postgres::Config;
+
+/// The schema the tables live in when none is set.
+pub const DEFAULT_SCHEMA: &str = "tokenstore";
+/// Connections when no pool size is set.
+pub const DEFAULT_POOL_SIZE: usize = 4;
+/// The statement timeout when none is set.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long dialling a server may take when the URL sets no `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Configures and opens a [`PostgresTokenStore`]; made by
+/// [`PostgresTokenStore::builder`] or [`PostgresTokenStore::builder_with_config`].
+///
+/// Defaults: no encryption key and no plaintext (so storing a token fails
+/// until one of them is set), schema `tokenstore`, 4 connections, a 30 s
+/// statement timeout, a 10 s connect timeout, the system clock.
+pub struct PostgresTokenStoreBuilder {
+    config: Result<Config, StoreError>,
+    pool_size: usize,
+    statement_timeout: Option<Duration>,
+    schema: String,
+    key: Option<Secret>,
+    allow_plaintext: bool,
+    clock: Arc<dyn Clock>,
+}
+
+impl PostgresTokenStoreBuilder {
+    pub(crate) fn from_url(url: &str) -> Self {
+        // The URL may hold the password: the error never quotes it.
+        let config = Config::from_str(url).map_err(|_| {
+            StoreError::InvalidConfig(
+                "the PostgreSQL URL could not be parsed (expected postgresql://... or \
+                 key=value pairs)"
+                    .to_owned(),
+            )
+        });
+        Self::new(config)
+    }
+
+    pub(crate) fn from_config(config: Config) -> Self {
+        Self::new(Ok(config))
+    }
+
+    fn new(config: Result<Config, StoreError>) -> Self {
+        Self {
+            config,
+            pool_size: DEFAULT_POOL_SIZE,
+            statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
+            schema: DEFAULT_SCHEMA.to_owned(),
+            key: None,
+            allow_plaintext: false,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// How many connections the store keeps at most (at least 1).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// The server-side `statement_timeout` of every connection (30 s by
+    /// default); `None` leaves the server's setting.
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// The schema the tables live in (`tokenstore` by default), created when
+    /// missing: 1 to 63 ASCII letters, digits or `_`, not starting with a
+    /// digit or `pg_`. Several stores may share a database in separate schemas.
+    pub fn schema(mut self, name: impl Into<String>) -> Self {
+        self.schema = name.into();
+        self
+    }
+
+    /// Encrypts the secret columns with this Fernet key (URL-safe base64 of 32
+    /// bytes, as [`generate_key`](crate::generate_key) and Python's
+    /// `Fernet.generate_key()` make): the same key format and sealed values as
+    /// `tokenstore-sqlite`, so a record moved between the backends decrypts.
+    pub fn encryption_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(Secret::new(key));
+        self
+    }
+
+    /// Without an encryption key, stores and reads tokens in plain text instead
+    /// of refusing them with [`StoreError::EncryptionKeyRequired`]. Logs a
+    /// warning at open. Ignored when a key is set.
+    pub fn allow_plaintext_tokens(mut self, allow: bool) -> Self {
+        self.allow_plaintext = allow;
+        self
+    }
+
+    /// The clock every expiry decision reads ([`SystemClock`] by default).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Connects, creates or migrates the schema (one transaction under an
+    /// advisory lock), and starts the store's runtime thread.
+    ///
+    /// Fails with [`StoreError::InvalidConfig`] for an unparsable URL, a bad
+    /// schema name, pool size or key, or a database whose schema is newer than
+    /// this crate; with [`StoreError::Backend`] naming the host and port when
+    /// the server cannot be reached or refuses the login.
+    pub async fn open(self) -> Result<PostgresTokenStore, StoreError> {
+        let mut config = self.config?;
+        if !valid_name(&self.schema) {
+            return Err(StoreError::InvalidConfig(
+                "the schema name must be 1 to 63 ASCII letters, digits or _, \
+                 not starting with a digit or pg_"
+                    .to_owned(),
+            ));
+        }
+        if self.pool_size == 0 {
+            return Err(StoreError::InvalidConfig(
+                "the pool size must be at least 1".to_owned(),
+            ));
+        }
+        let codec = Codec::new(self.key.as_ref(), self.allow_plaintext)?;
+        if !codec.encrypts() && self.allow_plaintext {
+            tracing::warn!(
+                "tokens are stored in plain text: no encryption key is set and \
+                 allow_plaintext_tokens is on, so there is no at-rest protection"
+            );
+        }
+        apply_defaults(&mut config, self.statement_timeout);
+        let info = Info {
+            targets: targets(&config),
+            dbname: config.get_dbname().map(str::to_owned),
+            user: config.get_user().map(str::to_owned),
+            schema: self.schema.clone(),
+            pool_size: self.pool_size,
+            encrypted: codec.encrypts(),
+        };
+        let settings = Settings {
+            config,
+            pool_size: self.pool_size,
+            shared: Shared {
+                sql: Sql::new(&quote(&self.schema)),
+                codec,
+            },
+            schema: self.schema,
+        };
+        let worker = Worker::start(settings).await?;
+        Ok(PostgresTokenStore::new(worker, self.clock, info))
+    }
+}
+
+/// Our defaults on top of the caller's config: the statement timeout (as a
+/// startup option, so it costs no round trip), a connect timeout and an
+/// application name when the URL set none.
+fn apply_defaults(config: &mut Config, statement_timeout: Option<Duration>) {
+    if let Some(timeout) = statement_timeout {
+        let ms = timeout.as_millis().max(1);
+        let option = format!("-c statement_timeout={ms}");
+        let options = match config.get_options() {
+            Some(existing) if !existing.is_empty() => format!("{existing} {option}"),
+            _ => option,
+        };
+        config.options(&options);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("tokenstore");
+    }
+}
+
+/// What a store's `Debug` shows about its configuration (no password).
+#[derive(Clone)]
+pub(crate) struct Info {
+    pub(crate) targets: String,
+    pub(crate) dbname: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) schema: String,
+    pub(crate) pool_size: usize,
+    pub(crate) encrypted: bool,
+}
+
+impl fmt::Debug for Info {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Info")
+            .field("targets", &self.targets)
+            .field("dbname", &self.dbname)
+            .field("user", &self.user)
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("encrypted", &self.encrypted)
+            .finish()
+    }
+}
+
+impl fmt::Debug for PostgresTokenStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (targets, dbname, has_password) = match &self.config {
+            Ok(c) => (
+                targets(c),
+                c.get_dbname().map(str::to_owned),
+                c.get_password().is_some(),
+            ),
+            Err(_) => ("(unparsable URL)".to_owned(), None, false),
+        };
+        f.debug_struct("PostgresTokenStoreBuilder")
+            .field("targets", &targets)
+            .field("dbname", &dbname)
+            .field("has_password", &has_password)
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("schema", &self.schema)
+            .field("has_encryption_key", &self.key.is_some())
+            .field("allow_plaintext_tokens", &self.allow_plaintext)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}

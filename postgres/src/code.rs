@@ -1,0 +1,138 @@
+//! The `auth_codes` table: authorization codes, loaded then deleted.
+
+use crate::cols::Cols;
+use crate::conn::Db;
+use crate::error::Fail;
+use crate::json::encode_list;
+use crate::sql::{excluded, params};
+use crate::types::{Json, PgTime};
+use tokenstore_core::{AuthCodeRecord, StoreError, Timestamp};
+use tokio_postgres::Row;
+
+const TABLE: &str = "auth_codes";
+const COLUMNS: &str = "code, session_id, client_id, redirect_uri, code_challenge, \
+     code_challenge_method, scopes, expires_at, created_at";
+
+/// The statements on `auth_codes`.
+pub(crate) struct Statements {
+    upsert: String,
+    select: String,
+    delete_if_expired: String,
+    pub(crate) delete: String,
+    take: String,
+    all: String,
+    delete_expired: String,
+    pub(crate) upsert_many: String,
+    pub(crate) delete_many: String,
+}
+
+impl Statements {
+    pub(crate) fn new(s: &str) -> Self {
+        let conflict = format!("ON CONFLICT (code) DO UPDATE SET {}", excluded(COLUMNS));
+        Self {
+            upsert: format!(
+                "INSERT INTO {s}.auth_codes ({COLUMNS}) VALUES ({}) {conflict}",
+                params(1, 9)
+            ),
+            select: format!("SELECT {COLUMNS} FROM {s}.auth_codes WHERE code = $1"),
+            delete_if_expired: format!(
+                "DELETE FROM {s}.auth_codes WHERE code = $1 AND expires_at < $2"
+            ),
+            delete: format!("DELETE FROM {s}.auth_codes WHERE code = $1"),
+            take: format!("DELETE FROM {s}.auth_codes WHERE code = $1 RETURNING expires_at >= $2"),
+            all: format!("SELECT {COLUMNS} FROM {s}.auth_codes ORDER BY code"),
+            delete_expired: format!("DELETE FROM {s}.auth_codes WHERE expires_at < $1"),
+            upsert_many: format!(
+                "INSERT INTO {s}.auth_codes ({COLUMNS}) SELECT * FROM UNNEST($1::text[], \
+                 $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::json[], \
+                 $8::timestamptz[], $9::timestamptz[]) {conflict}"
+            ),
+            delete_many: format!("DELETE FROM {s}.auth_codes WHERE code = ANY($1::text[])"),
+        }
+    }
+}
+
+/// Stores a code, replacing one with the same code.
+pub(crate) async fn upsert(db: &Db, r: &AuthCodeRecord) -> Result<(), Fail> {
+    let scopes = encode_list(&r.scopes);
+    db.execute(
+        &db.sql().codes.upsert,
+        &[
+            &r.code,
+            &r.session_id,
+            &r.client_id,
+            &r.redirect_uri,
+            &r.code_challenge,
+            &r.code_challenge_method,
+            &Json(&scopes),
+            &PgTime(r.expires_at),
+            &PgTime(r.created_at),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Loads a live code without consuming it; an expired one is deleted (only
+/// while still expired, so a concurrent re-store survives).
+pub(crate) async fn load(
+    db: &Db,
+    code: &str,
+    now: Timestamp,
+) -> Result<Option<AuthCodeRecord>, Fail> {
+    let Some(row) = db.query_opt(&db.sql().codes.select, &[&code]).await? else {
+        return Ok(None);
+    };
+    if Cols::new(&row, TABLE).time("expires_at")? >= now {
+        return Ok(Some(from_row(&row)?));
+    }
+    db.execute(&db.sql().codes.delete_if_expired, &[&code, &PgTime(now)])
+        .await?;
+    Ok(None)
+}
+
+/// Deletes a code if present.
+pub(crate) async fn delete(db: &Db, code: &str) -> Result<(), Fail> {
+    db.execute(&db.sql().codes.delete, &[&code]).await?;
+    Ok(())
+}
+
+/// Deletes a code in one atomic `DELETE ... RETURNING`; `true` only when it
+/// was live, so exactly one caller across every instance wins.
+pub(crate) async fn try_delete(db: &Db, code: &str, now: Timestamp) -> Result<bool, Fail> {
+    let row = db
+        .query_opt(&db.sql().codes.take, &[&code, &PgTime(now)])
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let live: Option<bool> = row
+        .try_get(0)
+        .map_err(|_| crate::error::corrupt(TABLE, "expires_at"))?;
+    Ok(live == Some(true))
+}
+
+/// Every code, expired ones included, ordered by code.
+pub(crate) async fn all(db: &Db) -> Result<Vec<AuthCodeRecord>, Fail> {
+    let rows = db.query(&db.sql().codes.all, &[]).await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// Removes every expired code; returns how many.
+pub(crate) async fn delete_expired(db: &Db, now: Timestamp) -> Result<u64, Fail> {
+    db.execute(&db.sql().codes.delete_expired, &[&PgTime(now)])
+        .await
+}
+
+fn from_row(row: &Row) -> Result<AuthCodeRecord, StoreError> {
+    let c = Cols::new(row, TABLE);
+    Ok(AuthCodeRecord {
+        code: c.text("code")?,
+        session_id: c.text("session_id")?,
+        client_id: c.opt_text("client_id")?,
+        redirect_uri: c.opt_text("redirect_uri")?,
+        code_challenge: c.opt_text("code_challenge")?,
+        code_challenge_method: c.opt_text("code_challenge_method")?,
+        scopes: c.list("scopes")?,
+        expires_at: c.time("expires_at")?,
+        created_at: c.time("created_at")?,
+    })
+}
