@@ -54,6 +54,25 @@ contract_suite!(
     without bulk
 );
 
+contract_suite!(cached_postgres_tokio, Cached<PostgresFactory>, Tokio);
+contract_suite!(cached_postgres_smol, Cached<PostgresFactory>, Smol);
+contract_suite!(buffered_postgres_tokio, Buffered<PostgresFactory, false>, Tokio, without bulk);
+contract_suite!(buffered_postgres_smol, Buffered<PostgresFactory, false>, Smol, without bulk);
+contract_suite!(durable_postgres_tokio, Buffered<PostgresFactory, true>, Tokio, without bulk);
+contract_suite!(durable_postgres_smol, Buffered<PostgresFactory, true>, Smol, without bulk);
+contract_suite!(
+    cached_buffered_postgres_tokio,
+    Cached<Buffered<PostgresFactory, false>>,
+    Tokio,
+    without bulk
+);
+contract_suite!(
+    cached_buffered_postgres_smol,
+    Cached<Buffered<PostgresFactory, false>>,
+    Smol,
+    without bulk
+);
+
 cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
 cache_suite!(cache_memory_smol, MemoryFactory, Smol);
 cache_suite!(cache_sqlite_tokio, SqliteFactory, Tokio);
