@@ -8,6 +8,7 @@
 //!   and reads its whole [`Contents`](tokenstore_core::Contents);
 //!   [`MemoryFactory`] is the reference model's, [`SqliteFactory`] the SQLite backend's,
 //!   [`PostgresFactory`] the PostgreSQL backend's (a fresh database per test),
+//!   [`TwoPostgres`] two PostgreSQL stores on one database used in turn,
 //!   and [`Cached`] puts a [`CachingTokenStore`](tokenstore::CachingTokenStore) over
 //!   any of them.
 //! - [`contract`]: the test bodies, `pub async fn name<F: Factory, R: Runtime>()`,
@@ -40,6 +41,7 @@ mod runtime;
 pub mod sample;
 mod sqlite;
 mod suite;
+mod two_instances;
 
 pub use buffered::{Buffered, contract_buffer_config};
 pub use cached::{Cached, contract_cache_config};
@@ -47,6 +49,7 @@ pub use factory::{Factory, Fixture, MemoryFactory, Plain, T0};
 pub use postgres::PostgresFactory;
 pub use runtime::{Runtime, Smol, Task, Tokio, WORKER_THREADS};
 pub use sqlite::{SqliteFactory, TEST_KEY};
+pub use two_instances::{Alternating, TwoPostgres};
 
 /// The README's Rust blocks, compiled as doctests of this crate (which has every
 /// feature of `tokenstore` on, smol's included); `no_run` blocks only compile.

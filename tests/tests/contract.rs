@@ -9,6 +9,7 @@
 
 use tokenstore_tests::{
     Buffered, Cached, MemoryFactory, Plain, PostgresFactory, Smol, SqliteFactory, Tokio,
+    TwoPostgres,
     cache_machine_suite, cache_suite, contract_suite,
 };
 
@@ -18,6 +19,8 @@ contract_suite!(sqlite_tokio, SqliteFactory, Tokio);
 contract_suite!(sqlite_smol, SqliteFactory, Smol);
 contract_suite!(postgres_tokio, PostgresFactory, Tokio);
 contract_suite!(postgres_smol, PostgresFactory, Smol);
+contract_suite!(two_postgres_tokio, TwoPostgres, Tokio);
+contract_suite!(two_postgres_smol, TwoPostgres, Smol);
 contract_suite!(cached_memory_tokio, Cached<MemoryFactory>, Tokio);
 contract_suite!(cached_memory_smol, Cached<MemoryFactory>, Smol);
 contract_suite!(cached_sqlite_tokio, Cached<SqliteFactory>, Tokio);
