@@ -196,6 +196,7 @@ async fn rotations_never_deadlock_or_share_keys<R: Runtime>() {
 
 /// A write on one store is seen by a read on the other at once (no caching
 /// in the backend).
+#[allow(clippy::extra_unused_type_parameters)] // one signature for the macro
 async fn writes_are_seen_by_the_other_store<R: Runtime>() {
     let pair = Pair::new().await;
     let now = pair.clock.now();

@@ -505,21 +505,24 @@ impl Cluster {
         .map(String::from);
         output(&mut self.command("initdb", &args))
             .map(drop)
-            .map_err(|e| fail(format!("initdb failed: {e}")))
+            .map_err(|e| fail(format!("initdb failed: {e}")))?;
+        // In the configuration file rather than on pg_ctl's command line, so a
+        // later `pg_ctl start` or `restart` by a test gets the same settings.
+        let settings = format!(
+            "\n# tokenstore-pgtest\nunix_socket_directories = '{}'\nlisten_addresses = ''\n\
+             fsync = on\nmax_connections = 200\n",
+            self.dir.display()
+        );
+        let conf = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf)
+            .map_err(|e| fail(format!("cannot read {}: {e}", conf.display())))?;
+        text.push_str(&settings);
+        std::fs::write(&conf, text)
+            .map_err(|e| fail(format!("cannot write {}: {e}", conf.display())))
     }
 
     fn start(&self) -> Result<(), Error> {
-        let options = format!(
-            "-k '{}' -c listen_addresses='' -c fsync=on -c max_connections=200",
-            self.dir.display()
-        );
-        let log = self.dir.join("log").display().to_string();
-        let data = self.data().display().to_string();
-        let args = [
-            "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options, "start",
-        ];
-        let started = output(&mut self.command("pg_ctl", &args.map(String::from)));
-        started.map(drop).map_err(|e| {
+        self.pg_ctl(&["-w", "-t", "60", "start"]).map_err(|e| {
             fail(format!(
                 "pg_ctl start failed: {e}; server log: {}",
                 self.log_tail()
