@@ -5,21 +5,27 @@
 //! `buffered_` / `durable_` the write buffer (`Ack::Queued` / `Ack::Durable`),
 //! `cached_buffered_` the cache over the buffer; `plain_` marks a delegate
 //! without the bulk and batch capabilities (the stacks must work without
-//! them and must not advertise them).
+//! them and must not advertise them). The PostgreSQL stacks build with the
+//! `postgres` feature (they need a server: see the README).
 
 use tokenstore_tests::{
-    Buffered, Cached, MemoryFactory, Plain, PostgresFactory, Smol, SqliteFactory, Tokio,
-    TwoPostgres,
-    cache_machine_suite, cache_suite, contract_suite,
+    Buffered, Cached, MemoryFactory, Plain, Smol, SqliteFactory, Tokio, cache_machine_suite,
+    cache_suite, contract_suite,
 };
+#[cfg(feature = "postgres")]
+use tokenstore_tests::{PostgresFactory, TwoPostgres};
 
 contract_suite!(memory_tokio, MemoryFactory, Tokio);
 contract_suite!(memory_smol, MemoryFactory, Smol);
 contract_suite!(sqlite_tokio, SqliteFactory, Tokio);
 contract_suite!(sqlite_smol, SqliteFactory, Smol);
+#[cfg(feature = "postgres")]
 contract_suite!(postgres_tokio, PostgresFactory, Tokio);
+#[cfg(feature = "postgres")]
 contract_suite!(postgres_smol, PostgresFactory, Smol);
+#[cfg(feature = "postgres")]
 contract_suite!(two_postgres_tokio, TwoPostgres, Tokio);
+#[cfg(feature = "postgres")]
 contract_suite!(two_postgres_smol, TwoPostgres, Smol);
 contract_suite!(cached_memory_tokio, Cached<MemoryFactory>, Tokio);
 contract_suite!(cached_memory_smol, Cached<MemoryFactory>, Smol);
@@ -57,23 +63,29 @@ contract_suite!(
     without bulk
 );
 
+#[cfg(feature = "postgres")]
 contract_suite!(cached_postgres_tokio, Cached<PostgresFactory>, Tokio);
+#[cfg(feature = "postgres")]
 contract_suite!(cached_postgres_smol, Cached<PostgresFactory>, Smol);
-contract_suite!(buffered_postgres_tokio, Buffered<PostgresFactory, false>, Tokio, without bulk);
-contract_suite!(buffered_postgres_smol, Buffered<PostgresFactory, false>, Smol, without bulk);
-contract_suite!(durable_postgres_tokio, Buffered<PostgresFactory, true>, Tokio, without bulk);
-contract_suite!(durable_postgres_smol, Buffered<PostgresFactory, true>, Smol, without bulk);
+#[cfg(feature = "postgres")]
+contract_suite!(buffered_postgres_tokio, Buffered<PostgresFactory, false>, Tokio);
+#[cfg(feature = "postgres")]
+contract_suite!(buffered_postgres_smol, Buffered<PostgresFactory, false>, Smol);
+#[cfg(feature = "postgres")]
+contract_suite!(durable_postgres_tokio, Buffered<PostgresFactory, true>, Tokio);
+#[cfg(feature = "postgres")]
+contract_suite!(durable_postgres_smol, Buffered<PostgresFactory, true>, Smol);
+#[cfg(feature = "postgres")]
 contract_suite!(
     cached_buffered_postgres_tokio,
     Cached<Buffered<PostgresFactory, false>>,
-    Tokio,
-    without bulk
+    Tokio
 );
+#[cfg(feature = "postgres")]
 contract_suite!(
     cached_buffered_postgres_smol,
     Cached<Buffered<PostgresFactory, false>>,
-    Smol,
-    without bulk
+    Smol
 );
 
 cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
