@@ -92,4 +92,6 @@ cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
 cache_suite!(cache_memory_smol, MemoryFactory, Smol);
 cache_suite!(cache_sqlite_tokio, SqliteFactory, Tokio);
 cache_suite!(cache_sqlite_smol, SqliteFactory, Smol);
+cache_suite!(cache_postgres_tokio, PostgresFactory, Tokio);
+cache_suite!(cache_postgres_smol, PostgresFactory, Smol);
 cache_machine_suite!(cache_machine);
