@@ -301,10 +301,17 @@ impl Pool {
 
     /// Dials a new connection and spawns its driver.
     async fn connect(&self) -> Result<Arc<Conn>, Fail> {
-        let (client, connection) = self
+        // tokio-postgres's connect_timeout bounds dialling the socket, not the
+        // startup handshake after it; bound both, so a server that accepted
+        // the connection but never answers (one going down) cannot hang a job.
+        let limit = self
             .config
-            .connect(NoTls)
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(crate::DEFAULT_CONNECT_TIMEOUT);
+        let (client, connection) = tokio::time::timeout(limit, self.config.connect(NoTls))
             .await
+            .map_err(|_| Fail::Store(connect_timed_out(&self.config, limit)))?
             .map_err(|e| Fail::Store(connect_error(&self.config, &e)))?;
         let driver = tokio::spawn(async move {
             // A failed connection shows as a closed client; its error reaches
@@ -339,6 +346,14 @@ pub(crate) fn connect_error(config: &Config, e: &tokio_postgres::Error) -> Store
         "cannot connect to PostgreSQL at {}: {}",
         targets(config),
         describe(e)
+    ))
+}
+
+/// "no answer from PostgreSQL at host:port within ...".
+fn connect_timed_out(config: &Config, limit: Duration) -> StoreError {
+    StoreError::Backend(format!(
+        "cannot connect to PostgreSQL at {}: no answer within {limit:?}",
+        targets(config)
     ))
 }
 
