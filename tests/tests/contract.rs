@@ -92,6 +92,8 @@ cache_suite!(cache_memory_tokio, MemoryFactory, Tokio);
 cache_suite!(cache_memory_smol, MemoryFactory, Smol);
 cache_suite!(cache_sqlite_tokio, SqliteFactory, Tokio);
 cache_suite!(cache_sqlite_smol, SqliteFactory, Smol);
+#[cfg(feature = "postgres")]
 cache_suite!(cache_postgres_tokio, PostgresFactory, Tokio);
+#[cfg(feature = "postgres")]
 cache_suite!(cache_postgres_smol, PostgresFactory, Smol);
 cache_machine_suite!(cache_machine);
