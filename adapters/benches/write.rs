@@ -39,9 +39,8 @@
 
 mod common;
 
-use common::session;
+use common::{drive, median, session, user_json, writer_counts};
 use rusqlite::{Connection, TransactionBehavior, params};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,18 +145,6 @@ fn sync_mode() -> (Synchronous, &'static str) {
         "off" => (Synchronous::Off, "OFF"),
         "normal" => (Synchronous::Normal, "NORMAL"),
         _ => (Synchronous::Full, "FULL"),
-    }
-}
-
-/// The writer counts: 1, 8 and 64 unless `TOKENSTORE_BENCH_WRITERS` lists
-/// others (comma-separated).
-fn writer_counts() -> Vec<usize> {
-    match std::env::var("TOKENSTORE_BENCH_WRITERS") {
-        Ok(list) => list
-            .split(',')
-            .map(|w| w.trim().parse().expect("TOKENSTORE_BENCH_WRITERS: numbers"))
-            .collect(),
-        Err(_) => vec![1, 8, 64],
     }
 }
 
@@ -287,11 +274,6 @@ fn main() {
     lean_schemas(&files, durable_64.unwrap_or(256), budget, rounds);
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Prints p50/p99 per call with one writer, and Durable's overhead over bare.
 fn print_latencies(runs: &mut HashMap<Stack, Vec<Duration>>) {
     println!("\none writer, per-call latency of store_session (µs):");
@@ -370,7 +352,7 @@ async fn run_stack(files: &Files, stack: Stack, writers: usize, budget: Duration
     let (rows, elapsed, latencies, avg_batch) = match stack {
         Stack::Bare => {
             let start = Instant::now();
-            let (rows, lat) = drive(sqlite.clone(), writers, budget, start).await;
+            let (rows, lat) = drive(sqlite.clone(), PREFILL, writers, budget, start).await;
             (rows, start.elapsed(), lat, None)
         }
         Stack::Queued | Stack::DurableNow | Stack::DurableDefault => {
@@ -386,7 +368,7 @@ async fn run_stack(files: &Files, stack: Stack, writers: usize, budget: Duration
                 TokioRuntime::current(),
             ));
             let start = Instant::now();
-            let (rows, lat) = drive(buffered.clone(), writers, budget, start).await;
+            let (rows, lat) = drive(buffered.clone(), PREFILL, writers, budget, start).await;
             buffered.flush().await.expect("flush");
             let elapsed = start.elapsed();
             let m = buffered.metrics();
@@ -405,44 +387,6 @@ async fn run_stack(files: &Files, stack: Stack, writers: usize, budget: Duration
         avg_batch,
         latencies,
     }
-}
-
-/// `writers` tasks storing new sessions until `budget` has passed since
-/// `start`; returns the rows written and, with one writer, every call's latency.
-async fn drive<S: TokenStore + 'static>(
-    store: Arc<S>,
-    writers: usize,
-    budget: Duration,
-    start: Instant,
-) -> (u64, Vec<Duration>) {
-    let next = Arc::new(AtomicU64::new(PREFILL));
-    let now = SystemClock.now();
-    let record = writers == 1;
-    let tasks: Vec<_> = (0..writers)
-        .map(|_| {
-            let (store, next) = (store.clone(), next.clone());
-            tokio::spawn(async move {
-                let (mut rows, mut lat) = (0u64, Vec::new());
-                while start.elapsed() < budget {
-                    let s = session(next.fetch_add(1, Ordering::Relaxed), now);
-                    let t = Instant::now();
-                    store.store_session(s).await.expect("store_session");
-                    if record {
-                        lat.push(t.elapsed());
-                    }
-                    rows += 1;
-                }
-                (rows, lat)
-            })
-        })
-        .collect();
-    let (mut rows, mut latencies) = (0, Vec::new());
-    for task in tasks {
-        let (r, l) = task.await.expect("writer task");
-        rows += r;
-        latencies.extend(l);
-    }
-    (rows, latencies)
 }
 
 /// Schema variants for the raw peer.
@@ -498,20 +442,6 @@ impl Lean {
     }
 }
 
-/// mxcp's `UserInfo` as JSON, field for field.
-#[derive(Serialize)]
-struct UserJson<'a> {
-    provider: &'a str,
-    user_id: &'a str,
-    username: &'a str,
-    email: Option<&'a str>,
-    name: Option<&'a str>,
-    avatar_url: Option<&'a str>,
-    raw_profile: Option<&'a serde_json::Map<String, serde_json::Value>>,
-    provider_scopes_granted: &'a [String],
-    capabilities: &'a [String],
-}
-
 /// One raw rusqlite run: schema, work per row, batch size, what is timed.
 #[derive(Debug, Clone, Copy)]
 struct Raw {
@@ -550,19 +480,7 @@ struct RawRow {
 
 fn raw_row(fernet: &fernet::Fernet, n: u64, now: Timestamp) -> RawRow {
     let s = session(n, now);
-    let u = &s.user_info;
-    let user = serde_json::to_string(&UserJson {
-        provider: &u.provider,
-        user_id: &u.user_id,
-        username: &u.username,
-        email: u.email.as_deref(),
-        name: u.name.as_deref(),
-        avatar_url: u.avatar_url.as_deref(),
-        raw_profile: u.raw_profile.as_ref(),
-        provider_scopes_granted: &u.provider_scopes_granted,
-        capabilities: &u.capabilities,
-    })
-    .expect("json");
+    let user = user_json(&s.user_info);
     let seal = |secret: &Secret| fernet.encrypt(secret.expose().as_bytes());
     RawRow {
         access_hash: s.access_hash().to_hex(),

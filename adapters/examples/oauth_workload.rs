@@ -1,11 +1,18 @@
 //! The main job: an OAuth authorization server's token traffic on an embedded
-//! SQLite file, run on each store stack with the same seed, with one table of
-//! what happened and a check of the final database.
+//! SQLite file (or on PostgreSQL), run on each store stack with the same seed,
+//! with one table of what happened and a check of the final database.
 //!
 //! ```text
 //! cargo run --release -p tokenstore --example oauth_workload
 //! cargo run --release -p tokenstore --example oauth_workload -- --help
+//! cargo run --release -p tokenstore --features postgres --example oauth_workload -- \
+//!     --backend postgres [--pg-url postgresql://user@host/db]
 //! ```
+//!
+//! On PostgreSQL each stack runs in a schema of its own (`oauth_workload_<stack>`,
+//! dropped and recreated first) of the database `--pg-url` names, or of a
+//! throwaway cluster started for the run when no URL is given (`initdb` must be
+//! installed; see the README).
 //!
 //! Logical users log in (state, code, session), validate their access token on
 //! API calls (a few hot users, a long tail), refresh (token rotation), log out,
@@ -30,9 +37,16 @@ use tokenstore::{
 
 #[derive(Parser, Debug, Clone)]
 #[command(
-    about = "Runs a seeded OAuth token-store workload on SQLite and prints what each stack does"
+    about = "Runs a seeded OAuth token-store workload on SQLite (or PostgreSQL) and prints what each stack does"
 )]
 struct Args {
+    /// The backend under the stacks (postgres needs `--features postgres`).
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    backend: Backend,
+    /// With `--backend postgres`: the database to run in (a URL or key=value
+    /// pairs); default: a throwaway cluster started for the run.
+    #[arg(long)]
+    pg_url: Option<String>,
     /// Logical users.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     users: u64,
@@ -68,16 +82,24 @@ struct Args {
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// SqliteTokenStore on a file.
+    Sqlite,
+    /// PostgresTokenStore.
+    Postgres,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Stack {
-    /// SqliteTokenStore alone.
+    /// The backend alone.
     Bare,
-    /// CachingTokenStore over SqliteTokenStore.
+    /// CachingTokenStore over the backend.
     Cached,
-    /// BufferedTokenStore (Ack::Queued) over SqliteTokenStore.
+    /// BufferedTokenStore (Ack::Queued) over the backend.
     Buffered,
-    /// BufferedTokenStore (Ack::Durable: group commit) over SqliteTokenStore.
+    /// BufferedTokenStore (Ack::Durable: group commit) over the backend.
     Durable,
-    /// CachingTokenStore over BufferedTokenStore (Queued) over SqliteTokenStore.
+    /// CachingTokenStore over BufferedTokenStore (Queued) over the backend.
     CachedBuffered,
 }
 
@@ -110,27 +132,42 @@ fn main() {
         std::process::exit(2);
     }
     let tmp = tempfile::tempdir().expect("temporary directory");
-    let dir = args
-        .db_dir
-        .clone()
-        .unwrap_or_else(|| tmp.path().to_path_buf());
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create {}: {e}", dir.display());
-        std::process::exit(2);
-    }
-    println!(
-        "oauth_workload: {} users, {} ops, {} tasks, seed {}, {:?}, synchronous={:?}, db in {}",
-        args.users,
-        args.ops,
-        args.concurrency,
-        args.seed,
-        args.runtime,
-        args.synchronous,
-        dir.display()
-    );
+    let target = match args.backend {
+        Backend::Sqlite => {
+            let dir = args
+                .db_dir
+                .clone()
+                .unwrap_or_else(|| tmp.path().to_path_buf());
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                eprintln!("error: cannot create {}: {e}", dir.display());
+                std::process::exit(2);
+            }
+            println!(
+                "oauth_workload: {} users, {} ops, {} tasks, seed {}, {:?}, SQLite \
+                 synchronous={:?}, db in {}",
+                args.users,
+                args.ops,
+                args.concurrency,
+                args.seed,
+                args.runtime,
+                args.synchronous,
+                dir.display()
+            );
+            Target::Sqlite(dir)
+        }
+        Backend::Postgres => {
+            let (target, where_) = postgres_target(&args);
+            println!(
+                "oauth_workload: {} users, {} ops, {} tasks, seed {}, {:?}, PostgreSQL ({}), \
+                 one schema per stack",
+                args.users, args.ops, args.concurrency, args.seed, args.runtime, where_
+            );
+            target
+        }
+    };
     let mut reports = Vec::new();
     for &stack in &args.stacks {
-        match run_stack(&args, stack, &dir) {
+        match run_stack(&args, stack, &target) {
             Ok(r) => reports.push(r),
             Err(e) => {
                 eprintln!("error: stack {stack:?} failed: {e}");
@@ -161,37 +198,99 @@ struct Report {
     latencies: BTreeMap<&'static str, Vec<u32>>,
     hit_ratio: Option<f64>,
     avg_batch: Option<f64>,
-    commits: u64,
+    /// SQLite's commits (not counted on PostgreSQL).
+    commits: Option<u64>,
     violations: u64,
     verified_live: u64,
     verified_revoked: u64,
 }
 
-fn run_stack(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError> {
-    let path = dir.join(format!("oauth_{}.sqlite", name(stack)));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+/// Where the stacks run.
+enum Target {
+    /// SQLite files in this directory, one per stack.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, one schema per stack.
+    #[cfg(feature = "postgres")]
+    Postgres(Box<PgTarget>),
+}
+
+/// The database of `--pg-url`, or of a throwaway cluster started for the run.
+#[cfg(feature = "postgres")]
+struct PgTarget {
+    config: tokenstore::postgres::Config,
+    url: Option<String>,
+    // Dropped after the runs: the database, then the cluster.
+    _db: Option<tokenstore_pgtest::TestDatabase>,
+    _server: Option<tokenstore_pgtest::Server>,
+}
+
+#[cfg(feature = "postgres")]
+impl PgTarget {
+    /// A store on `schema` of the target database.
+    async fn open(
+        &self,
+        schema: &str,
+    ) -> Result<tokenstore::postgres::PostgresTokenStore, StoreError> {
+        let builder = match &self.url {
+            Some(url) => tokenstore::postgres::PostgresTokenStore::builder(url),
+            None => {
+                tokenstore::postgres::PostgresTokenStore::builder_with_config(self.config.clone())
+            }
+        };
+        builder.schema(schema).encryption_key(KEY).open().await
     }
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_target(args: &Args) -> (Target, &'static str) {
+    if let Some(url) = &args.pg_url {
+        let config = url.parse().unwrap_or_else(|_| {
+            // The URL may hold a password: never print it.
+            eprintln!(
+                "error: --pg-url could not be parsed (expected postgresql://... or key=value pairs)"
+            );
+            std::process::exit(2);
+        });
+        let target = Target::Postgres(Box::new(PgTarget {
+            config,
+            url: Some(url.clone()),
+            _db: None,
+            _server: None,
+        }));
+        return (target, "the database of --pg-url");
+    }
+    eprintln!("starting a throwaway PostgreSQL cluster ...");
+    let server = tokenstore_pgtest::Server::from_env_or_start().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    });
+    let db = server.try_database().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    });
+    let target = Target::Postgres(Box::new(PgTarget {
+        config: db.config(),
+        url: None,
+        _db: Some(db),
+        _server: Some(server),
+    }));
+    (target, "a throwaway cluster started for the run")
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_target(_: &Args) -> (Target, &'static str) {
+    eprintln!("error: --backend postgres needs the postgres feature: add `--features postgres`");
+    std::process::exit(2);
+}
+
+fn run_stack(args: &Args, stack: Stack, target: &Target) -> Result<Report, StoreError> {
     eprintln!("running {} ...", name(stack));
-    let args2 = args.clone();
     let job = async move {
-        let sqlite = Arc::new(open(&path, args2.synchronous).await?);
-        let (outcome, hit_ratio, avg_batch) = run_on(&args2, stack, sqlite.clone()).await?;
-        let commits = sqlite.stats().commits;
-        sqlite.close().await?;
-        let (live, revoked, bad) = verify(&path, &outcome.expected).await?;
-        Ok::<_, StoreError>(Report {
-            stack,
-            ops: outcome.ops,
-            elapsed: outcome.elapsed,
-            latencies: outcome.latencies,
-            hit_ratio,
-            avg_batch,
-            commits,
-            violations: outcome.violations + bad,
-            verified_live: live,
-            verified_revoked: revoked,
-        })
+        match target {
+            Target::Sqlite(dir) => on_sqlite(args, stack, dir).await,
+            #[cfg(feature = "postgres")]
+            Target::Postgres(pg) => on_postgres(args, stack, pg).await,
+        }
     };
     match args.runtime {
         Rt::Tokio => tokio::runtime::Builder::new_multi_thread()
@@ -204,19 +303,111 @@ fn run_stack(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError
     }
 }
 
+/// The stack over a fresh SQLite file; the check reopens the file.
+async fn on_sqlite(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError> {
+    let path = dir.join(format!("oauth_{}.sqlite", name(stack)));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let sqlite = Arc::new(open(&path, args.synchronous).await?);
+    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, sqlite.clone()).await?;
+    let commits = sqlite.stats().commits;
+    sqlite.close().await?;
+    let check = SqliteTokenStore::builder(&path)
+        .encryption_key(KEY)
+        .open()
+        .await?;
+    let checked = verify(&check, &outcome.expected).await?;
+    check.close().await?;
+    Ok(report(
+        stack,
+        outcome,
+        (hit_ratio, avg_batch),
+        Some(commits),
+        checked,
+    ))
+}
+
+/// The stack over an emptied schema of its own; the check opens a new store
+/// (a new pool) on that schema.
+#[cfg(feature = "postgres")]
+async fn on_postgres(args: &Args, stack: Stack, pg: &PgTarget) -> Result<Report, StoreError> {
+    let schema = format!("oauth_workload_{}", name(stack).replace('-', "_"));
+    let store = Arc::new(pg.open(&schema).await?);
+    clear(&store).await?;
+    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, store.clone()).await?;
+    store.close().await?;
+    let check = pg.open(&schema).await?;
+    let checked = verify(&check, &outcome.expected).await?;
+    check.close().await?;
+    Ok(report(
+        stack,
+        outcome,
+        (hit_ratio, avg_batch),
+        None,
+        checked,
+    ))
+}
+
+/// Empties the schema of an earlier run through the contract's own calls.
+#[cfg(feature = "postgres")]
+async fn clear(store: &tokenstore::postgres::PostgresTokenStore) -> Result<(), StoreError> {
+    let old = store.contents().await?;
+    for s in &old.states {
+        store.consume_state(&s.state).await?;
+    }
+    for c in &old.auth_codes {
+        store.delete_auth_code(&c.code).await?;
+    }
+    for s in &old.sessions {
+        store.delete_session_by_id(&s.session_id).await?;
+    }
+    for c in &old.clients {
+        store.delete_client(&c.client_id).await?;
+    }
+    let left = store.contents().await?;
+    if left.states.len() + left.auth_codes.len() + left.sessions.len() + left.clients.len() > 0 {
+        return Err(StoreError::Backend(
+            "the schema of an earlier run could not be emptied".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn report(
+    stack: Stack,
+    outcome: Outcome,
+    (hit_ratio, avg_batch): (Option<f64>, Option<f64>),
+    commits: Option<u64>,
+    (live, revoked, bad): (u64, u64, u64),
+) -> Report {
+    Report {
+        stack,
+        ops: outcome.ops,
+        elapsed: outcome.elapsed,
+        latencies: outcome.latencies,
+        hit_ratio,
+        avg_batch,
+        commits,
+        violations: outcome.violations + bad,
+        verified_live: live,
+        verified_revoked: revoked,
+    }
+}
+
 type Figures = (Outcome, Option<f64>, Option<f64>);
 
 /// Builds `stack` over `sqlite`, drives the workload, and closes the stack (a
 /// buffer drains) so the database holds everything afterwards.
-async fn run_on(
+async fn run_on<B: TokenStore + 'static>(
     args: &Args,
     stack: Stack,
-    sqlite: Arc<SqliteTokenStore>,
+    backend: Arc<B>,
 ) -> Result<Figures, StoreError> {
     let cache = || CacheConfig::default();
     let buffer = |ack| {
         BufferedTokenStore::new(
-            sqlite.clone(),
+            backend.clone(),
             BufferConfig::default(),
             ack,
             runtime(args.runtime),
@@ -225,9 +416,9 @@ async fn run_on(
     let hits = |m: CacheMetrics| Some(m.sessions.hits as f64 / m.sessions.lookups.max(1) as f64);
     let batch = |m: BufferMetrics| Some(m.applied_writes as f64 / m.applied_batches.max(1) as f64);
     Ok(match stack {
-        Stack::Bare => (drive(args, sqlite.clone()).await?, None, None),
+        Stack::Bare => (drive(args, backend.clone()).await?, None, None),
         Stack::Cached => {
-            let store = Arc::new(CachingTokenStore::new(sqlite.clone(), cache()));
+            let store = Arc::new(CachingTokenStore::new(backend.clone(), cache()));
             let outcome = drive(args, store.clone()).await?;
             (outcome, hits(store.metrics()), None)
         }
@@ -650,13 +841,13 @@ impl<S: TokenStore> Client<S> {
     }
 }
 
-/// Reopens the file with a fresh store: every live session loads, every revoked
-/// token is refused. Returns (live found, revoked refused, violations).
-async fn verify(path: &Path, expected: &Expected) -> Result<(u64, u64, u64), StoreError> {
-    let store = SqliteTokenStore::builder(path)
-        .encryption_key(KEY)
-        .open()
-        .await?;
+/// Checks the database through a freshly opened store: every live session
+/// loads, every revoked token is refused. Returns (live found, revoked
+/// refused, violations).
+async fn verify<S: TokenStore>(
+    store: &S,
+    expected: &Expected,
+) -> Result<(u64, u64, u64), StoreError> {
     let (mut live, mut revoked, mut bad) = (0, 0, 0);
     let now = SystemClock.now();
     for (access, id, expires) in &expected.live {
@@ -672,7 +863,6 @@ async fn verify(path: &Path, expected: &Expected) -> Result<(u64, u64, u64), Sto
             Some(_) => bad += 1,
         }
     }
-    store.close().await?;
     Ok((live, revoked, bad))
 }
 
@@ -719,9 +909,10 @@ fn print_table(reports: &[Report]) {
             .hit_ratio
             .map_or("-".to_string(), |h| format!("{:.1}", h * 100.0));
         let batch = r.avg_batch.map_or("-".to_string(), |b| format!("{b:.1}"));
+        let commits = r.commits.map_or("-".to_string(), |c| c.to_string());
         println!(
             " {:>6} {:>6} {:>8} {:>10}",
-            hit, batch, r.commits, r.violations
+            hit, batch, commits, r.violations
         );
     }
     for r in reports {
@@ -756,6 +947,7 @@ fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
                 "latency": lat,
                 "cache_hit_ratio": r.hit_ratio,
                 "average_flush_batch": r.avg_batch,
+                "backend": format!("{:?}", args.backend).to_lowercase(),
                 "sqlite_commits": r.commits,
                 "violations": r.violations,
             })

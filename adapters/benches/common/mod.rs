@@ -1,8 +1,13 @@
-//! What the benchmarks share: the login session they all write.
+//! What the benchmarks share: the login session they all write, its
+//! `user_info` JSON as the backends store it, and the writer loop.
+
+// Each bench includes this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
-use tokenstore::{Secret, StoredSession, Timestamp, UserInfo};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokenstore::{Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore, UserInfo};
 
 /// Login session `n`: an access and a refresh token (distinct per `n`), an
 /// email, two scopes, an hour of access and a day of refresh from `now`.
@@ -24,4 +29,91 @@ pub(crate) fn session(n: u64, now: Timestamp) -> Arc<StoredSession> {
     )));
     s.refresh_expires_at = Some(now + Duration::from_secs(86_400));
     Arc::new(s)
+}
+
+/// mxcp's `UserInfo` as JSON, field for field, as both backends write it
+/// (for the raw peers, which write the same bytes without tokenstore).
+pub(crate) fn user_json(u: &UserInfo) -> String {
+    #[derive(serde::Serialize)]
+    struct UserJson<'a> {
+        provider: &'a str,
+        user_id: &'a str,
+        username: &'a str,
+        email: Option<&'a str>,
+        name: Option<&'a str>,
+        avatar_url: Option<&'a str>,
+        raw_profile: Option<&'a serde_json::Map<String, serde_json::Value>>,
+        provider_scopes_granted: &'a [String],
+        capabilities: &'a [String],
+    }
+    serde_json::to_string(&UserJson {
+        provider: &u.provider,
+        user_id: &u.user_id,
+        username: &u.username,
+        email: u.email.as_deref(),
+        name: u.name.as_deref(),
+        avatar_url: u.avatar_url.as_deref(),
+        raw_profile: u.raw_profile.as_ref(),
+        provider_scopes_granted: &u.provider_scopes_granted,
+        capabilities: &u.capabilities,
+    })
+    .expect("user_info as JSON")
+}
+
+/// `writers` tokio tasks storing new sessions (numbered from `first`) until
+/// `budget` has passed since `start`; returns the rows written and, with one
+/// writer, every call's latency.
+pub(crate) async fn drive<S: TokenStore + 'static>(
+    store: Arc<S>,
+    first: u64,
+    writers: usize,
+    budget: Duration,
+    start: Instant,
+) -> (u64, Vec<Duration>) {
+    let next = Arc::new(AtomicU64::new(first));
+    let now = SystemClock.now();
+    let record = writers == 1;
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (store, next) = (store.clone(), next.clone());
+            tokio::spawn(async move {
+                let (mut rows, mut lat) = (0u64, Vec::new());
+                while start.elapsed() < budget {
+                    let s = session(next.fetch_add(1, Ordering::Relaxed), now);
+                    let t = Instant::now();
+                    store.store_session(s).await.expect("store_session");
+                    if record {
+                        lat.push(t.elapsed());
+                    }
+                    rows += 1;
+                }
+                (rows, lat)
+            })
+        })
+        .collect();
+    let (mut rows, mut latencies) = (0, Vec::new());
+    for task in tasks {
+        let (r, l) = task.await.expect("writer task");
+        rows += r;
+        latencies.extend(l);
+    }
+    (rows, latencies)
+}
+
+/// The median of `values` (the upper one of an even count).
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The writer counts: 1, 8 and 64 unless `TOKENSTORE_BENCH_WRITERS` lists
+/// others (comma-separated).
+pub(crate) fn writer_counts() -> Vec<usize> {
+    match std::env::var("TOKENSTORE_BENCH_WRITERS") {
+        Ok(list) => list
+            .split(',')
+            .map(|w| w.trim().parse().expect("TOKENSTORE_BENCH_WRITERS: numbers"))
+            .collect(),
+        Err(_) => vec![1, 8, 64],
+    }
 }
