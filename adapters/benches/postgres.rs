@@ -36,7 +36,8 @@
 //! Run: `cargo bench -p tokenstore --features postgres --bench postgres`
 //! (release mode; needs `initdb`, see the README, or `TOKENSTORE_PG_URL`).
 //! `TOKENSTORE_BENCH_QUICK=1` makes a short smoke run (one round, 0.4 s
-//! runs); `TOKENSTORE_BENCH_WRITERS=1,8` chooses the writer counts.
+//! runs); `TOKENSTORE_BENCH_WRITERS=1,8` chooses the writer counts (empty:
+//! the lookups only).
 
 mod common;
 

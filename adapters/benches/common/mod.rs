@@ -107,11 +107,12 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The writer counts: 1, 8 and 64 unless `TOKENSTORE_BENCH_WRITERS` lists
-/// others (comma-separated).
+/// others (comma-separated; empty: no write runs).
 pub(crate) fn writer_counts() -> Vec<usize> {
     match std::env::var("TOKENSTORE_BENCH_WRITERS") {
         Ok(list) => list
             .split(',')
+            .filter(|w| !w.trim().is_empty())
             .map(|w| w.trim().parse().expect("TOKENSTORE_BENCH_WRITERS: numbers"))
             .collect(),
         Err(_) => vec![1, 8, 64],
