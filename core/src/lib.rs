@@ -43,6 +43,7 @@
 
 pub mod buffer;
 pub mod cache;
+pub mod codec;
 mod error;
 mod hash;
 mod memory;

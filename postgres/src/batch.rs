@@ -21,13 +21,13 @@ use crate::PostgresTokenStore;
 use crate::client;
 use crate::conn::Db;
 use crate::error::Fail;
-use crate::json::encode_list;
 use crate::session::{self, Touched};
 use crate::types::{JsonOwned, PgTime};
 use crate::worker::Mode;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokenstore_core::buffer::WriteOp;
+use tokenstore_core::codec::json::encode_list;
 use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BoxFuture, ClientRecord, InvalidInput, Secret, StateRecord,
     StoreError, StoredSession, TokenHash, validate_key,

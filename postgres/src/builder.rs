@@ -2,7 +2,6 @@
 
 use crate::PostgresTokenStore;
 use crate::conn::Shared;
-use crate::crypto::Codec;
 use crate::schema::{quote, valid_name};
 use crate::sql::Sql;
 use crate::worker::{Settings, Worker, targets};
@@ -10,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{Clock, Secret, StoreError, SystemClock};
 use tokio_postgres::Config;
 
@@ -132,7 +132,7 @@ impl PostgresTokenStoreBuilder {
                 "the pool size must be at least 1".to_owned(),
             ));
         }
-        let codec = Codec::new(self.key.as_ref(), self.allow_plaintext)?;
+        let codec = SecretCodec::new(self.key.as_ref(), self.allow_plaintext)?;
         if !codec.encrypts() && self.allow_plaintext {
             tracing::warn!(
                 "tokens are stored in plain text: no encryption key is set and \

@@ -2,11 +2,11 @@
 
 use crate::cols::Cols;
 use crate::conn::Db;
-use crate::crypto::Codec;
 use crate::error::{Fail, corrupt};
-use crate::json::encode_list;
 use crate::sql::{excluded, params};
 use crate::types::{Json, PgTime};
+use tokenstore_core::codec::json::encode_list;
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{ClientRecord, StoreError, TokenEndpointAuthMethod};
 use tokio_postgres::Row;
 
@@ -58,7 +58,7 @@ pub(crate) struct Encoded {
 }
 
 /// Encodes a client; sealing the secret comes first, so a missing key changes nothing.
-pub(crate) fn encode(codec: &Codec, r: &ClientRecord) -> Result<Encoded, StoreError> {
+pub(crate) fn encode(codec: &SecretCodec, r: &ClientRecord) -> Result<Encoded, StoreError> {
     Ok(Encoded {
         secret: codec.seal_opt(r.client_secret.as_ref())?,
         method: r
@@ -114,7 +114,7 @@ pub(crate) async fn delete(db: &Db, client_id: &str) -> Result<(), Fail> {
     Ok(())
 }
 
-fn from_row(codec: &Codec, row: &Row) -> Result<ClientRecord, StoreError> {
+fn from_row(codec: &SecretCodec, row: &Row) -> Result<ClientRecord, StoreError> {
     let c = Cols::new(row, TABLE);
     Ok(ClientRecord {
         client_id: c.text("client_id")?,

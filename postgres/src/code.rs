@@ -3,9 +3,9 @@
 use crate::cols::Cols;
 use crate::conn::Db;
 use crate::error::Fail;
-use crate::json::encode_list;
 use crate::sql::{excluded, params};
 use crate::types::{Json, PgTime};
+use tokenstore_core::codec::json::encode_list;
 use tokenstore_core::{AuthCodeRecord, StoreError, Timestamp};
 use tokio_postgres::Row;
 

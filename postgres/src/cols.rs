@@ -4,10 +4,10 @@
 //! an infinite time or malformed JSON with [`StoreError::Corrupt`] naming the
 //! table and column, never the value.
 
-use crate::crypto::Codec;
 use crate::error::corrupt;
-use crate::json;
 use crate::types::{JsonText, PgTime};
+use tokenstore_core::codec::json;
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{Secret, StoreError, Timestamp, TokenHash};
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
@@ -80,7 +80,7 @@ impl<'r> Cols<'r> {
     pub(crate) fn opt_secret(
         &self,
         column: &'static str,
-        codec: &Codec,
+        codec: &SecretCodec,
     ) -> Result<Option<Secret>, StoreError> {
         self.opt_text(column)?
             .map(|stored| codec.open(stored, self.table, column))
@@ -88,7 +88,11 @@ impl<'r> Cols<'r> {
     }
 
     /// A NOT NULL secret column, opened with `codec`.
-    pub(crate) fn secret(&self, column: &'static str, codec: &Codec) -> Result<Secret, StoreError> {
+    pub(crate) fn secret(
+        &self,
+        column: &'static str,
+        codec: &SecretCodec,
+    ) -> Result<Secret, StoreError> {
         let v = self.opt_secret(column, codec)?;
         self.required(column, v)
     }

@@ -1,11 +1,11 @@
 //! One pooled connection with its prepared statements, and the [`Db`] a job
 //! runs its statements through.
 
-use crate::crypto::Codec;
 use crate::error::Fail;
 use crate::sql::Sql;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
@@ -65,7 +65,7 @@ pub(crate) struct Db {
 /// What every job of one store shares.
 pub(crate) struct Shared {
     pub(crate) sql: Sql,
-    pub(crate) codec: Codec,
+    pub(crate) codec: SecretCodec,
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -75,7 +75,7 @@ impl Db {
         &self.shared.sql
     }
 
-    pub(crate) fn codec(&self) -> &Codec {
+    pub(crate) fn codec(&self) -> &SecretCodec {
         &self.shared.codec
     }
 

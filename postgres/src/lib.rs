@@ -69,9 +69,7 @@ mod client;
 mod code;
 mod cols;
 mod conn;
-mod crypto;
 mod error;
-mod json;
 mod schema;
 mod session;
 mod sql;
@@ -84,6 +82,6 @@ pub use builder::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT,
     PostgresTokenStoreBuilder,
 };
-pub use crypto::generate_key;
 pub use store::PostgresTokenStore;
+pub use tokenstore_core::codec::secrets::generate_key;
 pub use tokio_postgres::Config;

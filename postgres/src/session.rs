@@ -13,12 +13,12 @@
 
 use crate::cols::Cols;
 use crate::conn::Db;
-use crate::crypto::Codec;
 use crate::error::{Fail, corrupt};
-use crate::json::{decode_user_info, encode_user_info};
 use crate::sql::params;
 use crate::types::{Json, JsonOwned, PgTime, opt_time};
 use std::sync::Arc;
+use tokenstore_core::codec::json::{decode_user_info, encode_user_info};
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{
     Secret, SessionVisibility, StoreError, StoredSession, Timestamp, TokenHash, by_access,
     by_refresh,
@@ -131,7 +131,7 @@ fn hash_bytes(h: TokenHash) -> Vec<u8> {
 }
 
 /// Seals and encodes a session; fails before anything is sent.
-pub(crate) fn encode(codec: &Codec, s: &StoredSession) -> Result<Encoded, StoreError> {
+pub(crate) fn encode(codec: &SecretCodec, s: &StoredSession) -> Result<Encoded, StoreError> {
     Ok(Encoded {
         access_hash: hash_bytes(s.access_hash()),
         access: codec.seal(&s.access_token)?,
@@ -365,7 +365,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn encode(codec: &Codec, sessions: &[Arc<StoredSession>]) -> Result<Self, StoreError> {
+    fn encode(codec: &SecretCodec, sessions: &[Arc<StoredSession>]) -> Result<Self, StoreError> {
         let mut c = Self::default();
         for s in sessions {
             let e = encode(codec, s)?;
@@ -396,7 +396,7 @@ pub(crate) async fn all(db: &Db) -> Result<Vec<StoredSession>, Fail> {
         .collect::<Result<_, _>>()?)
 }
 
-fn from_row(codec: &Codec, row: &Row) -> Result<StoredSession, StoreError> {
+fn from_row(codec: &SecretCodec, row: &Row) -> Result<StoredSession, StoreError> {
     let c = Cols::new(row, TABLE);
     let access_token = c.secret("access_token_encrypted", codec)?;
     check_hash(&c, "access_token_hash", Some(&access_token))?;

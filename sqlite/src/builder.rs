@@ -1,13 +1,13 @@
 //! [`SqliteTokenStoreBuilder`]: how a [`SqliteTokenStore`] is configured and opened.
 
 use crate::SqliteTokenStore;
-use crate::crypto::Codec;
 use crate::schema::{Counters, Settings, Synchronous};
 use crate::worker::Worker;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{Clock, Secret, StoreError, SystemClock};
 
 /// The busy timeout when none is set.
@@ -78,7 +78,7 @@ impl SqliteTokenStoreBuilder {
     /// Fails with [`StoreError::InvalidConfig`] for a key that is not a Fernet
     /// key, and [`StoreError::Backend`] when the file cannot be opened.
     pub async fn open(self) -> Result<SqliteTokenStore, StoreError> {
-        let codec = Codec::new(self.key.as_ref(), self.allow_plaintext)?;
+        let codec = SecretCodec::new(self.key.as_ref(), self.allow_plaintext)?;
         if !codec.encrypts() && self.allow_plaintext {
             tracing::warn!(
                 "tokens are stored in plain text: no encryption key is set and \

@@ -2,9 +2,9 @@
 
 use crate::columns::{Cols, secs};
 use crate::error::{backend, corrupt};
-use crate::json::encode_list;
 use crate::worker::Ctx;
 use rusqlite::{Row, params};
+use tokenstore_core::codec::json::encode_list;
 use tokenstore_core::{ClientRecord, StoreError, TokenEndpointAuthMethod};
 
 const TABLE: &str = "oauth_clients";

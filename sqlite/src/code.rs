@@ -2,9 +2,9 @@
 
 use crate::columns::{Cols, cutoff, expired_sql, secs};
 use crate::error::backend;
-use crate::json::encode_list;
 use crate::worker::Ctx;
 use rusqlite::{OptionalExtension, Row, params};
+use tokenstore_core::codec::json::encode_list;
 use tokenstore_core::{AuthCodeRecord, StoreError, Timestamp};
 
 const TABLE: &str = "auth_codes";

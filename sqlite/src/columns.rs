@@ -4,11 +4,11 @@
 //! non-finite time or malformed JSON with [`StoreError::Corrupt`] naming the
 //! table and column, never the value.
 
-use crate::crypto::Codec;
 use crate::error::{backend, corrupt};
-use crate::json;
 use rusqlite::Row;
 use rusqlite::types::ValueRef;
+use tokenstore_core::codec::json;
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{Secret, StoreError, Timestamp, TokenHash};
 
 /// The SQL condition "`$col` holds a time before `now`", with `$cutoff` the
@@ -135,7 +135,7 @@ impl<'r, 's> Cols<'r, 's> {
     pub(crate) fn opt_secret(
         &self,
         column: &'static str,
-        codec: &Codec,
+        codec: &SecretCodec,
     ) -> Result<Option<Secret>, StoreError> {
         self.opt_text(column)?
             .map(|stored| codec.open(stored, self.table, column))
@@ -143,7 +143,11 @@ impl<'r, 's> Cols<'r, 's> {
     }
 
     /// A NOT NULL secret column, opened with `codec`.
-    pub(crate) fn secret(&self, column: &'static str, codec: &Codec) -> Result<Secret, StoreError> {
+    pub(crate) fn secret(
+        &self,
+        column: &'static str,
+        codec: &SecretCodec,
+    ) -> Result<Secret, StoreError> {
         self.opt_secret(column, codec)?
             .ok_or_else(|| self.corrupt(column))
     }

@@ -68,9 +68,7 @@ mod bulk;
 mod client;
 mod code;
 mod columns;
-mod crypto;
 mod error;
-mod json;
 mod schema;
 mod session;
 mod state;
@@ -78,6 +76,6 @@ mod store;
 mod worker;
 
 pub use builder::SqliteTokenStoreBuilder;
-pub use crypto::generate_key;
 pub use schema::Synchronous;
 pub use store::{SqliteStats, SqliteTokenStore};
+pub use tokenstore_core::codec::secrets::generate_key;

@@ -6,11 +6,11 @@
 //! delete the rows those rules call dead.
 
 use crate::columns::{Cols, cutoff, expired_sql, opt_secs, secs};
-use crate::crypto::Codec;
 use crate::error::{backend, corrupt};
-use crate::json::{decode_user_info, encode_user_info};
 use crate::worker::Ctx;
 use rusqlite::{Row, params, params_from_iter};
+use tokenstore_core::codec::json::{decode_user_info, encode_user_info};
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{
     Secret, SessionKey, SessionVisibility, StoreError, StoredSession, Timestamp, TokenHash,
     by_access, by_refresh,
@@ -131,7 +131,7 @@ pub(crate) fn store(ctx: Ctx<'_>, s: &StoredSession) -> Result<(), StoreError> {
     insert(ctx, &e, s)
 }
 
-fn encode(codec: &Codec, s: &StoredSession) -> Result<Encoded, StoreError> {
+fn encode(codec: &SecretCodec, s: &StoredSession) -> Result<Encoded, StoreError> {
     Ok(Encoded {
         access_hash: s.access_hash().to_hex(),
         access: codec.seal(&s.access_token)?,

@@ -2,9 +2,9 @@
 
 use crate::columns::{Cols, cutoff, expired_sql, secs};
 use crate::error::backend;
-use crate::json::encode_list;
 use crate::worker::Ctx;
 use rusqlite::{Row, params};
+use tokenstore_core::codec::json::encode_list;
 use tokenstore_core::{Secret, StateRecord, StoreError, Timestamp};
 
 const TABLE: &str = "states";

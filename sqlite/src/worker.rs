@@ -8,7 +8,6 @@
 //! A job is a closure over [`Db`], so one job may run any number of operations,
 //! inside one transaction ([`Db::write`]) or not ([`Db::ctx`]).
 
-use crate::crypto::Codec;
 use crate::error::{backend, thread_gone};
 use crate::schema::{self, Counters, Settings};
 use futures_channel::oneshot;
@@ -17,13 +16,14 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use tokenstore_core::StoreError;
+use tokenstore_core::codec::secrets::SecretCodec;
 
 /// What an operation runs against: the connection (or a transaction on it,
 /// which derefs to it) and the codec of the secret columns.
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub(crate) conn: &'a Connection,
-    pub(crate) codec: &'a Codec,
+    pub(crate) codec: &'a SecretCodec,
 }
 
 impl Ctx<'_> {
@@ -57,7 +57,7 @@ impl Ctx<'_> {
 /// The connection thread's state, lent to each job.
 pub(crate) struct Db {
     conn: Connection,
-    codec: Codec,
+    codec: SecretCodec,
 }
 
 impl Db {
@@ -126,7 +126,7 @@ impl Worker {
     /// Starts the thread, which opens the database; waits until it is ready.
     pub(crate) async fn start(
         settings: Settings,
-        codec: Codec,
+        codec: SecretCodec,
         counters: Arc<Counters>,
     ) -> Result<Self, StoreError> {
         let (jobs, inbox) = mpsc::channel();
@@ -211,7 +211,7 @@ impl Worker {
 /// The connection thread's body.
 fn serve(
     settings: &Settings,
-    codec: Codec,
+    codec: SecretCodec,
     counters: &Arc<Counters>,
     ready: Reply<()>,
     inbox: &mpsc::Receiver<Msg>,

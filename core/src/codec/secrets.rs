@@ -1,4 +1,6 @@
-//! Encryption at rest: Fernet tokens in the secret columns, as mxcp writes them.
+//! Encryption at rest: Fernet tokens in the secret columns, as mxcp writes
+//! them, with one key format and one set of rules for every SQL backend (so a
+//! value sealed by one opens in the other with the same key).
 //!
 //! The secret columns are `sessions.access_token_encrypted`,
 //! `sessions.refresh_token_encrypted`, `sessions.provider_access_token`,
@@ -6,11 +8,26 @@
 //! they hold Fernet tokens; without one they hold plain text only when the store
 //! was opened with `allow_plaintext_tokens`. `states.provider_code_verifier` is
 //! always plain text, as in mxcp.
+//!
+//! ```
+//! use tokenstore_core::Secret;
+//! use tokenstore_core::codec::secrets::{SecretCodec, generate_key};
+//!
+//! let key = Secret::new(generate_key());
+//! let codec = SecretCodec::new(Some(&key), false).unwrap();
+//! let sealed = codec.seal(&Secret::new("access-token")).unwrap();
+//! assert!(!sealed.contains("access-token"));
+//! let opened = codec.open(sealed, "sessions", "access_token_encrypted").unwrap();
+//! assert_eq!(opened.expose(), "access-token");
+//! ```
 
-use crate::error::corrupt;
+use crate::{Secret, StoreError};
 use fernet::Fernet;
 use std::fmt;
-use tokenstore_core::{Secret, StoreError};
+
+fn corrupt(table: &'static str, column: &'static str) -> StoreError {
+    StoreError::Corrupt { table, column }
+}
 
 /// Makes a fresh random Fernet key: URL-safe base64 of 32 random bytes, the
 /// format Python's `Fernet.generate_key()` produces and mxcp accepts.
@@ -18,22 +35,28 @@ use tokenstore_core::{Secret, StoreError};
 /// Keep it secret and keep it: without it the stored tokens cannot be read.
 ///
 /// ```
-/// let key = tokenstore_sqlite::generate_key();
+/// let key = tokenstore_core::codec::secrets::generate_key();
 /// assert_eq!(key.len(), 44);
 /// ```
 pub fn generate_key() -> String {
     Fernet::generate_key()
 }
 
-/// Seals and opens the values of the secret columns.
-pub(crate) struct Codec {
+/// Seals and opens the values of the secret columns. Its `Debug` shows only
+/// whether it encrypts, never the key.
+pub struct SecretCodec {
     fernet: Option<Fernet>,
     allow_plaintext: bool,
 }
 
-impl Codec {
-    /// A codec for `key` (a Fernet key) or, without one, for the plaintext policy.
-    pub(crate) fn new(key: Option<&Secret>, allow_plaintext: bool) -> Result<Self, StoreError> {
+impl SecretCodec {
+    /// A codec for `key` (a Fernet key) or, without one, for the plaintext
+    /// policy.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidConfig`] when `key` is not a Fernet key.
+    pub fn new(key: Option<&Secret>, allow_plaintext: bool) -> Result<Self, StoreError> {
         let fernet = key.map(|k| parse_key(k.expose())).transpose()?;
         Ok(Self {
             fernet,
@@ -42,12 +65,17 @@ impl Codec {
     }
 
     /// Whether secrets are encrypted.
-    pub(crate) fn encrypts(&self) -> bool {
+    pub fn encrypts(&self) -> bool {
         self.fernet.is_some()
     }
 
     /// The stored form of a secret.
-    pub(crate) fn seal(&self, value: &Secret) -> Result<String, StoreError> {
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::EncryptionKeyRequired`] without a key or the plaintext
+    /// opt-in.
+    pub fn seal(&self, value: &Secret) -> Result<String, StoreError> {
         match &self.fernet {
             Some(f) => Ok(f.encrypt(value.expose().as_bytes())),
             None if self.allow_plaintext => Ok(value.expose().to_owned()),
@@ -56,12 +84,19 @@ impl Codec {
     }
 
     /// The stored form of an optional secret.
-    pub(crate) fn seal_opt(&self, value: Option<&Secret>) -> Result<Option<String>, StoreError> {
+    pub fn seal_opt(&self, value: Option<&Secret>) -> Result<Option<String>, StoreError> {
         value.map(|v| self.seal(v)).transpose()
     }
 
     /// The secret a stored value of `table.column` holds.
-    pub(crate) fn open(
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Decrypt`] when it is not a token under this key,
+    /// [`StoreError::Corrupt`] when it decrypts to something other than UTF-8,
+    /// [`StoreError::EncryptionKeyRequired`] without a key or the plaintext
+    /// opt-in.
+    pub fn open(
         &self,
         stored: String,
         table: &'static str,
@@ -97,9 +132,9 @@ fn decrypt(
         .map_err(|_| corrupt(table, column))
 }
 
-impl fmt::Debug for Codec {
+impl fmt::Debug for SecretCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Codec")
+        f.debug_struct("SecretCodec")
             .field("encrypts", &self.encrypts())
             .field("allow_plaintext", &self.allow_plaintext)
             .finish()
@@ -110,9 +145,9 @@ impl fmt::Debug for Codec {
 mod tests {
     use super::*;
 
-    fn codec(key: Option<&str>, plaintext: bool) -> Codec {
+    fn codec(key: Option<&str>, plaintext: bool) -> SecretCodec {
         let key = key.map(Secret::new);
-        Codec::new(key.as_ref(), plaintext).expect("valid key")
+        SecretCodec::new(key.as_ref(), plaintext).expect("valid key")
     }
 
     #[test]
@@ -157,7 +192,7 @@ mod tests {
             &"A".repeat(40),
             "not base64 at all, not base64 at all, not b!",
         ] {
-            let err = Codec::new(Some(&Secret::new(bad)), false).err();
+            let err = SecretCodec::new(Some(&Secret::new(bad)), false).err();
             assert!(matches!(err, Some(StoreError::InvalidConfig(_))), "{bad}");
         }
     }

@@ -1,18 +1,29 @@
-//! The JSON columns: lists of strings and `user_info`, written as
-//! `tokenstore-sqlite` writes them (Python's `json.dumps` and pydantic's
-//! `model_dump_json()` forms), so a value reads the same in both backends.
+//! The JSON text columns of the SQL backends: lists as Python's `json.dumps`
+//! writes them, and `user_info` as pydantic's `model_dump_json()` writes
+//! mxcp's `UserInfo`, so a value reads the same in mxcp, `tokenstore-sqlite`
+//! and `tokenstore-postgres`.
 //!
-//! This duplicates `tokenstore-sqlite`'s `json.rs` (the backends may not depend
-//! on each other); it belongs in core once a shared home is agreed.
+//! ```
+//! use tokenstore_core::UserInfo;
+//! use tokenstore_core::codec::json::{decode_list, decode_user_info, encode_list, encode_user_info};
+//!
+//! let list = encode_list(&["openid".to_owned(), "caf\u{e9}".to_owned()]);
+//! assert_eq!(list, r#"["openid", "caf\u00e9"]"#);
+//! assert_eq!(decode_list(&list).map(|l| l.len()), Some(2));
+//!
+//! let user = UserInfo::new("github", "42", "octocat");
+//! let text = encode_user_info(&user).unwrap();
+//! assert_eq!(decode_user_info(&text), Some(user));
+//! ```
 
+use crate::{StoreError, UserInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
-use tokenstore_core::{StoreError, UserInfo};
 
 /// A list of strings as `json.dumps(list)` writes it: `", "` between items and
 /// every character outside printable ASCII escaped.
-pub(crate) fn encode_list(items: &[String]) -> String {
+pub fn encode_list(items: &[String]) -> String {
     let mut out = String::from("[");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -51,7 +62,7 @@ fn push_utf16_escapes(out: &mut String, c: char) {
 }
 
 /// A JSON list of strings; `None` for anything else.
-pub(crate) fn decode_list(text: &str) -> Option<Vec<String>> {
+pub fn decode_list(text: &str) -> Option<Vec<String>> {
     serde_json::from_str(text).ok()
 }
 
@@ -92,7 +103,7 @@ struct UserInfoIn {
 }
 
 /// `user_info` as pydantic's `model_dump_json()` writes it.
-pub(crate) fn encode_user_info(user: &UserInfo) -> Result<String, StoreError> {
+pub fn encode_user_info(user: &UserInfo) -> Result<String, StoreError> {
     let out = UserInfoOut {
         provider: &user.provider,
         user_id: &user.user_id,
@@ -109,7 +120,7 @@ pub(crate) fn encode_user_info(user: &UserInfo) -> Result<String, StoreError> {
 }
 
 /// `user_info` from its JSON text; `None` when it is not mxcp's `UserInfo`.
-pub(crate) fn decode_user_info(text: &str) -> Option<UserInfo> {
+pub fn decode_user_info(text: &str) -> Option<UserInfo> {
     let input: UserInfoIn = serde_json::from_str(text).ok()?;
     Some(UserInfo {
         provider: input.provider,
