@@ -34,6 +34,7 @@ pub mod cache;
 mod cached;
 pub mod compare;
 pub mod contract;
+pub mod crash;
 mod factory;
 mod postgres;
 pub mod probe;
