@@ -93,12 +93,23 @@ impl CrashId {
 }
 
 /// Which store the child opens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     /// An SQLite file at this path.
     Sqlite(String),
-    /// A PostgreSQL database, as a libpq key-value string.
+    /// A PostgreSQL database, as a libpq key-value string (which may hold the
+    /// password of `TOKENSTORE_PG_URL`: it goes to the child in its
+    /// environment, never on its command line, and `Debug` omits it).
     Postgres(String),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
 }
 
 /// Everything the child needs, passed in [`CHILD_VAR`].
@@ -201,6 +212,7 @@ mod tests {
                 ..BufferConfig::default()
             },
         };
+        assert!(!format!("{spec:?}").contains("/tmp/x y"), "{spec:?}");
         assert_eq!(ChildSpec::decode(&spec.encode()), Ok(spec));
         assert!(ChildSpec::decode("{}").is_err());
     }

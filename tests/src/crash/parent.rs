@@ -21,9 +21,9 @@ pub const SEED_VAR: &str = "TOKENSTORE_CRASH_SEED";
 /// Kills per run when [`KILLS_VAR`] is not set.
 const DEFAULT_KILLS: usize = 20;
 /// The most acknowledged lines a line-count kill waits for.
-const MAX_KILL_LINES: u64 = 600;
+const MAX_KILL_LINES: u64 = 1_000;
 /// The longest wait after the first acknowledgement for a delayed kill.
-const MAX_KILL_DELAY_MS: u64 = 150;
+const MAX_KILL_DELAY_MS: u64 = 300;
 /// The longest wait after the spawn for a startup kill (it may land while
 /// the child opens the store and recovers from the last crash).
 const MAX_STARTUP_DELAY_MS: u64 = 60;

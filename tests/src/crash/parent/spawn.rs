@@ -101,9 +101,10 @@ pub(super) fn crash_once(
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
     let spawned = Instant::now();
-    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-    let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
     let mut guard = Guard(Some(child));
+    let (stdout, stderr) = stdout.zip(stderr).ok_or("no pipes to the child")?;
     let lines = read_lines(stdout);
     let errors = std::thread::spawn(move || {
         let mut text = String::new();
