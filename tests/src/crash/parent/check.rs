@@ -1,5 +1,6 @@
-//! After a kill: the file's integrity (SQLite), then the store reopened bare
-//! and compared with what the children wrote and printed.
+//! After a kill: the file's integrity (SQLite), then the store reopened bare:
+//! this round's sessions through the store's API after each kill, the whole
+//! store once at the end.
 
 use super::{Backend, KillKind, Place, RoundReport, by_task};
 use crate::crash::{CrashId, TASKS, Target};
