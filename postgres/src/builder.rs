@@ -2,10 +2,13 @@
 
 use crate::PostgresTokenStore;
 use crate::conn::Shared;
+use crate::conninfo::split_tls;
 use crate::schema::{quote, valid_name};
 use crate::sql::Sql;
+use crate::tls::{Tls, TlsMode};
 use crate::worker::{Settings, Worker, targets};
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +30,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// Defaults: no encryption key and no plaintext (so storing a token fails
 /// until one of them is set), schema `tokenstore`, 4 connections, a 30 s
-/// statement timeout, a 10 s connect timeout, the system clock.
+/// statement timeout, a 10 s connect timeout, the system clock, and TLS as
+/// the URL or config says (`sslmode=prefer` when it says nothing).
 pub struct PostgresTokenStoreBuilder {
     config: Result<Config, StoreError>,
+    tls_mode: Option<TlsMode>,
+    root_cert: Option<PathBuf>,
     pool_size: usize,
     statement_timeout: Option<Duration>,
     schema: String,
@@ -40,15 +46,24 @@ pub struct PostgresTokenStoreBuilder {
 
 impl PostgresTokenStoreBuilder {
     pub(crate) fn from_url(url: &str) -> Self {
+        // tokio-postgres knows neither verify-ca / verify-full nor
+        // sslrootcert: those are taken out first, the rest is its to parse.
+        let (rest, tls) = match split_tls(url) {
+            Ok(split) => split,
+            Err(e) => return Self::new(Err(e)),
+        };
         // The URL may hold the password: the error never quotes it.
-        let config = Config::from_str(url).map_err(|_| {
+        let config = Config::from_str(&rest).map_err(|_| {
             StoreError::InvalidConfig(
                 "the PostgreSQL URL could not be parsed (expected postgresql://... or \
                  key=value pairs)"
                     .to_owned(),
             )
         });
-        Self::new(config)
+        let mut builder = Self::new(config);
+        builder.tls_mode = tls.mode;
+        builder.root_cert = tls.root_cert;
+        builder
     }
 
     pub(crate) fn from_config(config: Config) -> Self {
@@ -58,6 +73,8 @@ impl PostgresTokenStoreBuilder {
     fn new(config: Result<Config, StoreError>) -> Self {
         Self {
             config,
+            tls_mode: None,
+            root_cert: None,
             pool_size: DEFAULT_POOL_SIZE,
             statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
             schema: DEFAULT_SCHEMA.to_owned(),
@@ -105,6 +122,47 @@ impl PostgresTokenStoreBuilder {
         self
     }
 
+    /// Whether and how connections use TLS (through rustls), overriding the
+    /// URL's `sslmode` or the config's [`ssl_mode`](Config::ssl_mode).
+    ///
+    /// Without it the URL's `sslmode` applies, else
+    /// [`TlsMode::Prefer`] (TLS when the server offers it, unchecked). See
+    /// [`TlsMode`] for what each mode checks; TLS never applies to
+    /// Unix-socket hosts.
+    ///
+    /// ```no_run
+    /// use tokenstore_core::TokenStore as _;
+    /// use tokenstore_postgres::{PostgresTokenStore, TlsMode};
+    ///
+    /// # async fn open() -> Result<(), tokenstore_core::StoreError> {
+    /// // The same as "postgresql://auth@db.internal/auth?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem".
+    /// let store = PostgresTokenStore::builder("postgresql://auth@db.internal/auth")
+    ///     .tls_mode(TlsMode::VerifyFull)
+    ///     .tls_root_cert("/etc/ssl/db-ca.pem")
+    ///     .encryption_key(std::env::var("TOKEN_KEY").unwrap_or_default())
+    ///     .open()
+    ///     .await?;
+    /// # store.close().await
+    /// # }
+    /// ```
+    pub fn tls_mode(mut self, mode: TlsMode) -> Self {
+        self.tls_mode = Some(mode);
+        self
+    }
+
+    /// The PEM file of the certificate authorities the server's certificate
+    /// must chain to (libpq's `sslrootcert`), overriding the URL's.
+    ///
+    /// Needed by [`TlsMode::VerifyCa`] and [`TlsMode::VerifyFull`]; with
+    /// [`TlsMode::Require`] or [`TlsMode::Prefer`] it turns the chain check
+    /// on, as in libpq. Read when the store opens: a missing file or one with
+    /// no usable PEM certificate fails [`open`](Self::open) with
+    /// [`StoreError::InvalidConfig`].
+    pub fn tls_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.root_cert = Some(path.into());
+        self
+    }
+
     /// The clock every expiry decision reads ([`SystemClock`] by default).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -115,9 +173,14 @@ impl PostgresTokenStoreBuilder {
     /// advisory lock), and starts the store's runtime thread.
     ///
     /// Fails with [`StoreError::InvalidConfig`] for an unparsable URL, a bad
-    /// schema name, pool size or key, or a database whose schema is newer than
-    /// this crate; with [`StoreError::Backend`] naming the host and port when
-    /// the server cannot be reached or refuses the login.
+    /// schema name, pool size or key, an unknown `sslmode`, a missing or
+    /// unreadable root certificate, or a database whose schema is newer than
+    /// this crate; also, naming the host and port, when the server's
+    /// certificate fails the TLS check ("TLS verification failed for
+    /// PostgreSQL at host:port ...") or the server does not offer the TLS the
+    /// mode requires: retrying does not help. Fails with
+    /// [`StoreError::Backend`] naming the host and port when the server cannot
+    /// be reached or refuses the login.
     pub async fn open(self) -> Result<PostgresTokenStore, StoreError> {
         let mut config = self.config?;
         if !valid_name(&self.schema) {
@@ -140,6 +203,8 @@ impl PostgresTokenStoreBuilder {
             );
         }
         apply_defaults(&mut config, self.statement_timeout);
+        let mode = self.tls_mode.unwrap_or_else(|| TlsMode::of(&config));
+        let tls = Tls::new(mode, self.root_cert.as_deref(), &mut config)?;
         let info = Info {
             targets: targets(&config),
             dbname: config.get_dbname().map(str::to_owned),
@@ -147,9 +212,11 @@ impl PostgresTokenStoreBuilder {
             schema: self.schema.clone(),
             pool_size: self.pool_size,
             encrypted: codec.encrypts(),
+            tls: mode,
         };
         let settings = Settings {
             config,
+            tls,
             pool_size: self.pool_size,
             shared: Shared {
                 sql: Sql::new(&quote(&self.schema)),
@@ -192,6 +259,7 @@ pub(crate) struct Info {
     pub(crate) schema: String,
     pub(crate) pool_size: usize,
     pub(crate) encrypted: bool,
+    pub(crate) tls: TlsMode,
 }
 
 impl fmt::Debug for Info {
@@ -203,6 +271,7 @@ impl fmt::Debug for Info {
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("encrypted", &self.encrypted)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -221,6 +290,8 @@ impl fmt::Debug for PostgresTokenStoreBuilder {
             .field("targets", &targets)
             .field("dbname", &dbname)
             .field("has_password", &has_password)
+            .field("tls_mode", &self.tls_mode)
+            .field("tls_root_cert", &self.root_cert)
             .field("pool_size", &self.pool_size)
             .field("statement_timeout", &self.statement_timeout)
             .field("schema", &self.schema)

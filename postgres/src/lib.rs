@@ -35,6 +35,12 @@
 //! - **Bulk and batch**: [`TokenStore::bulk`](tokenstore_core::TokenStore::bulk)
 //!   and [`TokenStore::batch_writer`](tokenstore_core::TokenStore::batch_writer),
 //!   set-based (`UNNEST` arrays, `= ANY(...)`), one transaction each.
+//! - **TLS**: through rustls, with libpq's `sslmode` meanings (`disable`,
+//!   `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert` for
+//!   the CA file, in the URL or with
+//!   [`tls_mode`](PostgresTokenStoreBuilder::tls_mode) and
+//!   [`tls_root_cert`](PostgresTokenStoreBuilder::tls_root_cert); see
+//!   [`TlsMode`]. Not over Unix sockets, where PostgreSQL offers none.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -69,12 +75,14 @@ mod client;
 mod code;
 mod cols;
 mod conn;
+mod conninfo;
 mod error;
 mod schema;
 mod session;
 mod sql;
 mod state;
 mod store;
+mod tls;
 mod types;
 mod worker;
 
@@ -83,5 +91,6 @@ pub use builder::{
     PostgresTokenStoreBuilder,
 };
 pub use store::PostgresTokenStore;
+pub use tls::TlsMode;
 pub use tokenstore_core::codec::secrets::generate_key;
 pub use tokio_postgres::Config;

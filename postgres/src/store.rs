@@ -296,6 +296,7 @@ impl fmt::Debug for PostgresTokenStore {
             .field("schema", &self.info.schema)
             .field("pool_size", &self.info.pool_size)
             .field("encrypted", &self.info.encrypted)
+            .field("tls", &self.info.tls)
             .field("closed", &self.worker.is_closed())
             .field("clock", &self.clock)
             .finish()

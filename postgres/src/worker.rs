@@ -16,6 +16,7 @@
 use crate::conn::{Conn, Db, Shared};
 use crate::error::{Fail, describe, gave_up, thread_gone};
 use crate::schema;
+use crate::tls::{self, Tls, TlsFailure, TlsMode};
 use futures_channel::{mpsc, oneshot};
 use futures_lite::StreamExt as _;
 use std::future::Future;
@@ -26,8 +27,8 @@ use std::time::Duration;
 use tokenstore_core::StoreError;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
+use tokio_postgres::Config;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Config, NoTls};
 
 /// How many times a transaction that conflicted with a concurrent one
 /// (serialization failure, deadlock, unique violation) is run in all.
@@ -47,6 +48,7 @@ pub(crate) enum Mode {
 /// What the runtime thread needs to open the store.
 pub(crate) struct Settings {
     pub(crate) config: Config,
+    pub(crate) tls: Tls,
     pub(crate) pool_size: usize,
     pub(crate) shared: Shared,
     pub(crate) schema: String,
@@ -227,6 +229,7 @@ async fn backoff(attempts: u32) {
 /// The connections: at most `size` checked out at once.
 struct Pool {
     config: Config,
+    tls: Tls,
     idle: Mutex<Vec<Arc<Conn>>>,
     permits: Semaphore,
     drivers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -262,9 +265,10 @@ impl Drop for Lease<'_> {
 }
 
 impl Pool {
-    fn new(config: Config, size: usize) -> Self {
+    fn new(config: Config, tls: Tls, size: usize) -> Self {
         Self {
             config,
+            tls,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size),
             drivers: Mutex::new(Vec::new()),
@@ -309,10 +313,11 @@ impl Pool {
             .get_connect_timeout()
             .copied()
             .unwrap_or(crate::DEFAULT_CONNECT_TIMEOUT);
-        let (client, connection) = tokio::time::timeout(limit, self.config.connect(NoTls))
+        let dial = self.config.connect(self.tls.connector.clone());
+        let (client, connection) = tokio::time::timeout(limit, dial)
             .await
             .map_err(|_| Fail::Store(connect_timed_out(&self.config, limit)))?
-            .map_err(|e| Fail::Store(connect_error(&self.config, &e)))?;
+            .map_err(|e| Fail::Store(connect_error(&self.config, self.tls.mode, &e)))?;
         let driver = tokio::spawn(async move {
             // A failed connection shows as a closed client; its error reaches
             // the statement that was running.
@@ -340,13 +345,30 @@ impl Pool {
     }
 }
 
-/// "cannot connect to PostgreSQL at host:port[, ...]: why" (never the password).
-pub(crate) fn connect_error(config: &Config, e: &tokio_postgres::Error) -> StoreError {
-    StoreError::Backend(format!(
-        "cannot connect to PostgreSQL at {}: {}",
-        targets(config),
-        describe(e)
-    ))
+/// "cannot connect to PostgreSQL at host:port[, ...]: why" (never the
+/// password). A refused certificate, or no TLS where the mode requires it, is
+/// [`StoreError::InvalidConfig`]: a retry fails the same way.
+pub(crate) fn connect_error(
+    config: &Config,
+    mode: TlsMode,
+    e: &tokio_postgres::Error,
+) -> StoreError {
+    let at = targets(config);
+    match tls::failure(e) {
+        Some(TlsFailure::Verification(why)) => StoreError::InvalidConfig(format!(
+            "TLS verification failed for PostgreSQL at {at} (sslmode={mode}): {why}"
+        )),
+        Some(TlsFailure::NotOffered) => StoreError::InvalidConfig(format!(
+            "PostgreSQL at {at} does not offer TLS, which sslmode={mode} requires"
+        )),
+        Some(TlsFailure::Handshake(why)) => StoreError::Backend(format!(
+            "cannot connect to PostgreSQL at {at}: TLS handshake failed: {why}"
+        )),
+        None => StoreError::Backend(format!(
+            "cannot connect to PostgreSQL at {at}: {}",
+            describe(e)
+        )),
+    }
 }
 
 /// "no answer from PostgreSQL at host:port within ...".
@@ -412,7 +434,7 @@ fn serve(
 /// Connects once (so a wrong address or password fails `open`), creates or
 /// migrates the schema on that connection, and pools it.
 async fn open(settings: Settings) -> Result<Inner, StoreError> {
-    let pool = Pool::new(settings.config, settings.pool_size);
+    let pool = Pool::new(settings.config, settings.tls, settings.pool_size);
     let lease = pool.get().await.map_err(Fail::into_store)?;
     schema::migrate(&lease.conn(), &settings.schema)
         .await
