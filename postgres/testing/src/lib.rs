@@ -9,6 +9,11 @@
 //!   the Unix socket in that directory, no TCP listener and `fsync` on.
 //! - [`Server::start`]: a cluster of the caller's own (for tests that restart
 //!   or stop it), stopped when dropped.
+//! - [`Server::start_tcp`]: the same, also listening on a free loopback TCP
+//!   port (127.0.0.1 only), where the superuser logs in with a password
+//!   (`scram-sha-256`); with [`Ssl::On`], `ssl = on` and a server certificate
+//!   for `localhost` and `127.0.0.1` signed by a CA made for this cluster
+//!   ([`Server::ca_cert`]). [`unrelated_ca_pem`] makes a CA that signed nothing.
 //! - [`Server::database`]: `CREATE DATABASE` with a unique name; the
 //!   [`TestDatabase`] drops it (`WITH (FORCE)`) when it is dropped.
 //!
@@ -34,8 +39,11 @@
 //! ```
 #![deny(missing_docs)]
 
+mod certs;
+
+pub use certs::unrelated_ca_pem;
 use std::fmt;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::str::FromStr;
@@ -95,7 +103,29 @@ struct Cluster {
     bin: PathBuf,
     as_postgres: bool,
     watcher: Option<(Child, ChildStdin)>,
+    tcp: Option<Tcp>,
 }
+
+/// Whether a cluster of [`Server::start_tcp`] offers TLS on its TCP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ssl {
+    /// `ssl = off`: the server answers a TLS request with "no".
+    Off,
+    /// `ssl = on`, with a certificate for `localhost` and `127.0.0.1` signed
+    /// by the CA at [`Server::ca_cert`].
+    On,
+}
+
+/// What a cluster listening on a loopback port adds.
+struct Tcp {
+    port: u16,
+    password: String,
+    ca: Option<PathBuf>,
+}
+
+/// How many free ports are tried before giving up (another process may take
+/// the port between our probe and the server's bind).
+const PORT_ATTEMPTS: usize = 5;
 
 impl Server {
     /// The server at `TOKENSTORE_PG_URL` when set, else [`Server::start`].
@@ -124,6 +154,19 @@ impl Server {
     /// Starts a new throwaway cluster of this caller's own, stopped when the
     /// returned server is dropped (or the process ends).
     pub fn start() -> Result<Self, Error> {
+        Self::start_cluster(None)
+    }
+
+    /// As [`Server::start`], and also listening on a free port of 127.0.0.1
+    /// (probed by binding port 0; retried a few times if the server then
+    /// cannot bind it), with `ssl` as asked. Over TCP the superuser `postgres`
+    /// logs in with [`Server::password`] (`host all all 127.0.0.1/32
+    /// scram-sha-256`, TLS or not); the Unix socket stays `trust`.
+    pub fn start_tcp(ssl: Ssl) -> Result<Self, Error> {
+        Self::start_cluster(Some(ssl))
+    }
+
+    fn start_cluster(tcp: Option<Ssl>) -> Result<Self, Error> {
         let bin = find_bin_dir(std::env::var_os("PATH"), Path::new(DEBIAN_ROOT))?;
         let as_postgres = running_as_root()?;
         let dir = make_dir(as_postgres)?;
@@ -132,15 +175,25 @@ impl Server {
             bin,
             as_postgres,
             watcher: None,
+            tcp: None,
         };
         cluster.watcher = Some(cluster.spawn_watcher()?);
         cluster.init()?;
-        cluster.start()?;
+        match tcp {
+            None => cluster.start()?,
+            Some(ssl) => cluster.start_tcp(ssl)?,
+        }
         let mut admin = Config::new();
         admin
             .host_path(&cluster.dir)
             .user(SUPERUSER)
             .dbname("postgres");
+        if let Some(tcp) = &cluster.tcp {
+            // The Unix socket's name carries the port.
+            admin.port(tcp.port);
+            let sql = format!("ALTER ROLE {SUPERUSER} PASSWORD '{}'", tcp.password);
+            admin_sql(&admin, sql)?;
+        }
         Ok(Self {
             admin,
             cluster: Some(cluster),
@@ -156,6 +209,36 @@ impl Server {
     /// process started the cluster.
     pub fn dir(&self) -> Option<&Path> {
         self.cluster.as_ref().map(|c| c.dir.as_path())
+    }
+
+    /// The loopback TCP port of a cluster of [`Server::start_tcp`].
+    pub fn port(&self) -> Option<u16> {
+        self.tcp().map(|t| t.port)
+    }
+
+    /// The superuser's password over TCP, for a cluster of [`Server::start_tcp`].
+    pub fn password(&self) -> Option<&str> {
+        self.tcp().map(|t| t.password.as_str())
+    }
+
+    /// The PEM file of the CA that signed the server certificate, for a
+    /// cluster of [`Server::start_tcp`] with [`Ssl::On`].
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.tcp().and_then(|t| t.ca.as_deref())
+    }
+
+    /// `postgresql://postgres:<password>@<host>:<port>/<dbname>` for a cluster
+    /// of [`Server::start_tcp`] (no query: append `?sslmode=...`).
+    pub fn tcp_url(&self, host: &str, dbname: &str) -> Option<String> {
+        let tcp = self.tcp()?;
+        Some(format!(
+            "postgresql://{SUPERUSER}:{}@{host}:{}/{dbname}",
+            tcp.password, tcp.port
+        ))
+    }
+
+    fn tcp(&self) -> Option<&Tcp> {
+        self.cluster.as_ref().and_then(|c| c.tcp.as_ref())
     }
 
     /// Runs `pg_ctl <args> -D <data>` on this process's cluster (for tests
@@ -208,6 +291,7 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("dir", &self.dir())
+            .field("port", &self.port())
             .field("from_url", &self.cluster.is_none())
             .finish_non_exhaustive()
     }
@@ -404,21 +488,50 @@ fn make_dir(as_postgres: bool) -> Result<PathBuf, Error> {
         .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?
         .keep();
     if as_postgres {
-        let id = |flag: &str| -> Result<u32, Error> {
-            output(Command::new("id").args([flag, SUPERUSER]))?
-                .parse()
-                .map_err(|_| fail("`id` printed no number"))
-        };
-        let (uid, gid) = id("-u").and_then(|uid| Ok((uid, id("-g")?))).map_err(|e| {
-            fail(format!(
-                "running as root, but there is no `postgres` system user to run \
-                     PostgreSQL as (Debian's postgresql package creates it): {e}"
-            ))
-        })?;
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-            .map_err(|e| fail(format!("cannot chown {}: {e}", dir.display())))?;
+        hand_to_postgres(&dir)?;
     }
     Ok(dir)
+}
+
+/// The uid and gid of the `postgres` system user.
+fn postgres_ids() -> Result<(u32, u32), Error> {
+    let id = |flag: &str| -> Result<u32, Error> {
+        output(Command::new("id").args([flag, SUPERUSER]))?
+            .parse()
+            .map_err(|_| fail("`id` printed no number"))
+    };
+    id("-u").and_then(|uid| Ok((uid, id("-g")?))).map_err(|e| {
+        fail(format!(
+            "running as root, but there is no `postgres` system user to run \
+             PostgreSQL as (Debian's postgresql package creates it): {e}"
+        ))
+    })
+}
+
+/// `chown postgres:postgres path`.
+fn hand_to_postgres(path: &Path) -> Result<(), Error> {
+    let (uid, gid) = postgres_ids()?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(|e| fail(format!("cannot chown {}: {e}", path.display())))
+}
+
+/// A port of 127.0.0.1 that was free a moment ago.
+fn free_port() -> Result<u16, Error> {
+    let probe = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| fail(format!("cannot bind a loopback port: {e}")))?;
+    probe
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| fail(format!("cannot read the probed port: {e}")))
+}
+
+/// A password for a cluster's superuser over TCP: unique, not secret (the
+/// cluster lives as long as the test and listens on loopback only).
+fn new_password() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("pgtest-{}-{nanos:08x}", std::process::id())
 }
 
 impl Cluster {
@@ -513,12 +626,66 @@ impl Cluster {
              fsync = on\nmax_connections = 200\n",
             self.dir.display()
         );
+        self.append_conf(&settings)
+    }
+
+    fn append_conf(&self, settings: &str) -> Result<(), Error> {
         let conf = self.data().join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf)
             .map_err(|e| fail(format!("cannot read {}: {e}", conf.display())))?;
-        text.push_str(&settings);
-        std::fs::write(&conf, text)
-            .map_err(|e| fail(format!("cannot write {}: {e}", conf.display())))
+        text.push_str(settings);
+        write_file(&conf, &text)
+    }
+
+    /// Configures TCP (and TLS) and starts, trying another free port when
+    /// the server could not bind the one probed.
+    fn start_tcp(&mut self, ssl: Ssl) -> Result<(), Error> {
+        let ca = match ssl {
+            Ssl::On => Some(self.write_certs()?),
+            Ssl::Off => None,
+        };
+        write_file(
+            &self.data().join("pg_hba.conf"),
+            "# tokenstore-pgtest\nlocal all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )?;
+        let ssl_setting = if ca.is_some() { "on" } else { "off" };
+        self.append_conf(&format!("ssl = {ssl_setting}\ninclude '{TCP_CONF}'\n"))?;
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            let listen = format!("listen_addresses = '127.0.0.1'\nport = {port}\n");
+            write_file(&self.data().join(TCP_CONF), &listen)?;
+            match self.start() {
+                Ok(()) => {
+                    let password = new_password();
+                    self.tcp = Some(Tcp { port, password, ca });
+                    return Ok(());
+                }
+                Err(e) if e.0.contains("Address already in use") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(fail(format!(
+            "no free loopback port in {PORT_ATTEMPTS} attempts; last: {}",
+            last.map_or_else(String::new, |e| e.0)
+        )))
+    }
+
+    /// `server.crt` and `server.key` (mode 0600, the server's user's) in the
+    /// data directory, and the CA's certificate beside it; its path.
+    fn write_certs(&self) -> Result<PathBuf, Error> {
+        let certs = certs::server_certs()?;
+        let ca = self.dir.join("ca.crt");
+        write_file(&ca, &certs.ca)?;
+        let cert = self.data().join("server.crt");
+        write_file(&cert, &certs.cert)?;
+        let key = self.data().join("server.key");
+        write_private(&key, &certs.key)?;
+        if self.as_postgres {
+            hand_to_postgres(&cert)?;
+            hand_to_postgres(&key)?;
+        }
+        Ok(ca)
     }
 
     fn start(&self) -> Result<(), Error> {
@@ -555,6 +722,25 @@ impl Cluster {
             let _ = child.wait();
         }
     }
+}
+
+/// The file in the data directory that sets the TCP address and port.
+const TCP_CONF: &str = "tokenstore-tcp.conf";
+
+fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Writes `text` to a new file only its owner may read (as a key must be).
+fn write_private(path: &Path, text: &str) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
 }
 
 /// `str::floor_char_boundary` for the workspace's Rust version.

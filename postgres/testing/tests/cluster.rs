@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokenstore_pgtest::{Server, TestDatabase, shared};
+use tokenstore_pgtest::{Server, Ssl, TestDatabase, shared};
 use tokio_postgres::NoTls;
 
 /// Runs `sql` on `db` and returns the first column of every row as text.
@@ -138,4 +138,60 @@ fn a_server_given_by_url_is_used_as_is() {
         [inner.name()]
     );
     assert!(server.pg_ctl(&["status"]).is_err());
+}
+
+#[test]
+fn a_tcp_cluster_with_ssl_serves_its_certificate_on_loopback() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let server = Server::start_tcp(Ssl::On).expect("start a TLS cluster");
+    let dir = server.dir().expect("our own").to_path_buf();
+    let port = server.port().expect("a TCP port");
+    let admin = server.admin_config();
+    for (setting, value) in [
+        ("ssl", "on".to_owned()),
+        ("fsync", "on".to_owned()),
+        ("listen_addresses", "127.0.0.1".to_owned()),
+        ("port", port.to_string()),
+    ] {
+        let shown = query(admin.clone(), &format!("SHOW {setting}")).expect("show");
+        assert_eq!(shown, [value], "{setting}");
+    }
+    let key = std::fs::metadata(dir.join("data/server.key")).expect("server.key");
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let data = std::fs::metadata(dir.join("data")).expect("data dir");
+    assert_eq!(
+        key.uid(),
+        data.uid(),
+        "the key belongs to the server's user"
+    );
+    let ca = std::fs::read_to_string(server.ca_cert().expect("a CA")).expect("ca.crt");
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    assert_ne!(ca, tokenstore_pgtest::unrelated_ca_pem());
+    drop(server);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[test]
+fn a_tcp_cluster_without_ssl_wants_the_password() {
+    let server = Server::start_tcp(Ssl::Off).expect("start a TCP cluster");
+    assert!(server.ca_cert().is_none());
+    assert_eq!(
+        query(server.admin_config(), "SHOW ssl").expect("show"),
+        ["off"]
+    );
+    let mut tcp = tokio_postgres::Config::new();
+    tcp.host("127.0.0.1")
+        .port(server.port().expect("port"))
+        .user("postgres")
+        .dbname("postgres");
+    let err = query(tcp.clone().password("wrong").clone(), "SELECT 1").expect_err("wrong");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+    );
+    let right = server.password().expect("password");
+    assert_eq!(
+        query(tcp.password(right).clone(), "SELECT 1").expect("login"),
+        ["1"]
+    );
 }
