@@ -17,6 +17,7 @@ use crate::conn::{Conn, Db, Shared};
 use crate::error::{Fail, describe, gave_up, thread_gone};
 use crate::schema;
 use crate::tls::{self, Tls, TlsFailure, TlsMode};
+use async_lock::{Semaphore, SemaphoreGuard};
 use futures_channel::{mpsc, oneshot};
 use futures_lite::StreamExt as _;
 use std::future::Future;
@@ -25,7 +26,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokenstore_core::StoreError;
-use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
@@ -239,7 +239,7 @@ struct Pool {
 struct Lease<'a> {
     conn: Option<Arc<Conn>>,
     pool: &'a Pool,
-    _permit: SemaphorePermit<'a>,
+    _permit: SemaphoreGuard<'a>,
 }
 
 impl Lease<'_> {
@@ -276,11 +276,7 @@ impl Pool {
     }
 
     async fn get(&self) -> Result<Lease<'_>, Fail> {
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Fail::Store(StoreError::Closed))?;
+        let permit = self.permits.acquire().await;
         let idle = loop {
             let next = self
                 .idle
@@ -331,8 +327,8 @@ impl Pool {
     }
 
     /// Closes every idle connection and waits for their drivers to finish.
+    /// Runs after the last job finished (no lease is out, and none follows).
     async fn close(&self) {
-        self.permits.close();
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
