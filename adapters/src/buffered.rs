@@ -249,23 +249,44 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         }
     }
 
-    /// A one-time call: decided by the buffer when the record is still in it.
+    /// A one-time call: decided by the buffer when the record is still
+    /// queued in it, by the delegate otherwise; asked again after the batch
+    /// in flight when that batch holds a write of the record.
     async fn one_time<T, Fut>(
         &self,
-        decide: impl FnOnce(&mut BufferMachine, Timestamp) -> OneTime<T>,
+        decide: impl Fn(&mut BufferMachine, Timestamp) -> OneTime<T>,
         delegate: impl FnOnce() -> Fut,
     ) -> Result<T, StoreError>
     where
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let now = self.shared.clock.now();
-        let decided = decide(&mut self.shared.machine.lock(), now);
-        match decided {
-            OneTime::Decided(answer) => {
-                self.shared.wake.notify(usize::MAX);
-                Ok(answer)
+        enum Step<T, L> {
+            Answer(T),
+            Ask,
+            Wait(L),
+        }
+        loop {
+            let step = {
+                let mut machine = self.shared.machine.lock();
+                match decide(&mut machine, self.shared.clock.now()) {
+                    OneTime::Decided(answer) => Step::Answer(answer),
+                    OneTime::AskDelegate => Step::Ask,
+                    // Listening before the lock is released: no batch result
+                    // can slip in between.
+                    OneTime::AwaitBatch => Step::Wait(self.shared.changed.listen()),
+                }
+            };
+            match step {
+                Step::Answer(answer) => {
+                    self.shared.wake.notify(usize::MAX);
+                    return Ok(answer);
+                }
+                Step::Ask => return delegate().await,
+                Step::Wait(listener) => {
+                    self.shared.wake.notify(usize::MAX);
+                    listener.await;
+                }
             }
-            OneTime::AskDelegate => delegate().await,
         }
     }
 

@@ -105,5 +105,6 @@ on_runtimes! {
     read_your_writes {
         before_any_flush,
         read_out_while_a_code_is_taken,
+        one_time_calls_wait_for_the_batch_in_flight,
     }
 }

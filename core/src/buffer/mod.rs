@@ -204,9 +204,12 @@ impl InFlight {
 ///    `list_clients` always asks: [`read_clients`](Self::read_clients), then
 ///    `resolve_clients`.
 /// 2. For `consume_state` and `try_delete_auth_code`, call the method of the
-///    same name. [`OneTime::Decided`] is the answer (the record was still in
-///    the buffer, and its removal is queued); on [`OneTime::AskDelegate`] the
-///    delegate decides. After the delegate answered `try_delete_auth_code`,
+///    same name. [`OneTime::Decided`] is the answer (the record was still
+///    queued in the buffer, and its removal is queued); on
+///    [`OneTime::AskDelegate`] the delegate decides; on
+///    [`OneTime::AwaitBatch`] wait for the outcome of the batch in flight and
+///    call again (a record in that batch may reach the delegate, where
+///    another instance could take it, before its removal would). After the delegate answered `try_delete_auth_code`,
 ///    call [`handle_code_taken`](Self::handle_code_taken).
 /// 3. A read may queue a write (a dead session or expired code deleted on
 ///    read, as the delegate would): poll for a batch after it.
@@ -605,11 +608,14 @@ impl BufferMachine {
 
     /// The pending and in-flight writes, oldest first (for read-your-writes).
     pub fn held_writes(&self) -> impl Iterator<Item = &WriteOp> + Clone {
-        let flight = self
-            .in_flight
+        self.flight_writes().chain(self.queue.ops())
+    }
+
+    /// The writes of the batch in flight (also while it waits to be retried).
+    fn flight_writes(&self) -> impl Iterator<Item = &WriteOp> + Clone {
+        self.in_flight
             .iter()
-            .flat_map(|f| f.entries.iter().map(|(_, e)| &e.op));
-        flight.chain(self.queue.ops())
+            .flat_map(|f| f.entries.iter().map(|(_, e)| &e.op))
     }
 
     /// The retry delay after failed attempt `attempt` (1 for the first):

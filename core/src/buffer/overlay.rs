@@ -80,6 +80,13 @@ pub enum OneTime<T> {
     Decided(T),
     /// Not in the buffer: the delegate decides.
     AskDelegate,
+    /// A write naming the key is in the batch in flight: applying it may put
+    /// the record in the delegate, where another instance sharing it (or this
+    /// one after a crash) could take it, before a removal queued now would
+    /// land. Change nothing; wait until that batch's outcome is reported
+    /// ([`handle_batch_result`](super::BufferMachine::handle_batch_result)),
+    /// then ask again.
+    AwaitBatch,
 }
 
 /// Whether `op` names `key` (it decides who holds the key afterwards).

@@ -100,14 +100,18 @@ impl BufferMachine {
         self.redeem(ticket);
     }
 
-    /// Decides `consume_state` when the state's last write is still in the
-    /// buffer (queueing its removal at the delegate); otherwise the delegate
-    /// decides.
+    /// Decides `consume_state` when the state's last write is still queued
+    /// in the buffer (queueing its removal at the delegate); waits while a
+    /// write of it is in the batch in flight ([`OneTime::AwaitBatch`]);
+    /// otherwise the delegate decides.
     pub fn consume_state(
         &mut self,
         now: Timestamp,
         key: &str,
     ) -> OneTime<Option<Arc<StateRecord>>> {
+        if overlay::last_state(self.flight_writes(), key).is_some() {
+            return OneTime::AwaitBatch;
+        }
         let Some(found) = overlay::last_state(self.held_writes(), key) else {
             return OneTime::AskDelegate;
         };
@@ -117,9 +121,14 @@ impl BufferMachine {
         OneTime::Decided(found.filter(|s| !s.is_expired(now)))
     }
 
-    /// Decides `try_delete_auth_code` when the code's last write is still in the
-    /// buffer (queueing the delete); otherwise the delegate decides.
+    /// Decides `try_delete_auth_code` when the code's last write is still
+    /// queued in the buffer (queueing the delete); waits while a write of it
+    /// is in the batch in flight ([`OneTime::AwaitBatch`]); otherwise the
+    /// delegate decides.
     pub fn try_delete_auth_code(&mut self, now: Timestamp, code: &str) -> OneTime<bool> {
+        if overlay::last_code(self.flight_writes(), code).is_some() {
+            return OneTime::AwaitBatch;
+        }
         let Some(found) = overlay::last_code(self.held_writes(), code) else {
             return OneTime::AskDelegate;
         };

@@ -162,3 +162,64 @@ pub(crate) async fn read_out_while_a_code_is_taken<R: Runtime>() {
     assert!(store.load_auth_code("taken-code").await.unwrap().is_none());
     store.close().await.expect("close");
 }
+
+/// A state and a code whose stores are in the batch in flight (held at the
+/// delegate's gate): `consume_state` and `try_delete_auth_code` wait for that
+/// batch instead of answering from it, then the delegate decides. Answering
+/// from the batch and queueing the removal would let the batch put both in
+/// the delegate first, where another instance sharing it could take them a
+/// second time (and a crash in between would bring them back).
+pub(crate) async fn one_time_calls_wait_for_the_batch_in_flight<R: Runtime>() {
+    use crate::common::{bounded, sleep};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokenstore_tests::probe::FlakyStore;
+
+    let clock = ManualClock::new(T0);
+    let delegate = Arc::new(FlakyStore::new(MemoryTokenStore::new(clock.clone())));
+    delegate.gate().arm();
+    let store = Arc::new(buffer(delegate.clone(), quiet_config(), Ack::Queued, clock));
+    let later = T0 + Duration::from_secs(600);
+    let state = sample::state("ot-state", later, T0);
+    store.store_state(Arc::new(state.clone())).await.unwrap();
+    let code = sample::code("ot-code", "ot-sid", later, T0);
+    store.store_auth_code(Arc::new(code)).await.unwrap();
+    // Both stores in one batch, held at the gate.
+    let flush = {
+        let store = store.clone();
+        R::spawn(async move { store.flush().await })
+    };
+    bounded("the batch at the gate", delegate.gate().entered()).await;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let consume = {
+        let (store, answered) = (store.clone(), answered.clone());
+        R::spawn(async move {
+            let out = store.consume_state("ot-state").await;
+            answered.fetch_add(1, Ordering::SeqCst);
+            out
+        })
+    };
+    let take = {
+        let (store, answered) = (store.clone(), answered.clone());
+        R::spawn(async move {
+            let out = store.try_delete_auth_code("ot-code").await;
+            answered.fetch_add(1, Ordering::SeqCst);
+            out
+        })
+    };
+    sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        0,
+        "a one-time call was answered from the batch in flight"
+    );
+    delegate.gate().open();
+    let consumed = bounded("consume_state", consume).await.unwrap();
+    assert_eq!(consumed.as_deref(), Some(&state));
+    assert!(bounded("try_delete_auth_code", take).await.unwrap());
+    bounded("the flush", flush).await.unwrap();
+    // Another instance on the same delegate finds both gone, at once.
+    assert_eq!(delegate.consume_state("ot-state").await.unwrap(), None);
+    assert!(!delegate.try_delete_auth_code("ot-code").await.unwrap());
+    store.close().await.unwrap();
+}
