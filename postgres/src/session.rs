@@ -306,6 +306,13 @@ pub(crate) async fn replace_many(
     touched: &Touched,
     survivors: &[Arc<StoredSession>],
 ) -> Result<(), Fail> {
+    // Sealing and encoding a large batch is CPU work; done on a blocking
+    // thread it overlaps the locks and the DELETE, which the server runs.
+    let encoding = (survivors.len() >= ENCODE_APART).then(|| {
+        let shared = Arc::clone(&db.shared);
+        let survivors = survivors.to_vec();
+        tokio::task::spawn_blocking(move || Columns::encode(&shared.codec, &survivors))
+    });
     let hashes = touched.access.iter().chain(&touched.refresh).copied();
     let keys = lock_keys(hashes, touched.ids.iter().map(String::as_str));
     lock(db, &keys).await?;
@@ -323,7 +330,14 @@ pub(crate) async fn replace_many(
     if survivors.is_empty() {
         return Ok(());
     }
-    let cols = Columns::encode(db.codec(), survivors)?;
+    let cols = match encoding {
+        Some(job) => job.await.map_err(|_| {
+            Fail::Store(StoreError::Backend(
+                "the thread encoding a batch of sessions failed".to_owned(),
+            ))
+        })??,
+        None => Columns::encode(db.codec(), survivors)?,
+    };
     db.execute(
         &sql.insert_many,
         &[
@@ -345,6 +359,10 @@ pub(crate) async fn replace_many(
     .await?;
     Ok(())
 }
+
+/// From how many sessions [`replace_many`] encodes on a blocking thread
+/// (below it, handing the work over costs more than it saves).
+const ENCODE_APART: usize = 16;
 
 /// Sessions as one array per column, for `UNNEST`.
 #[derive(Default)]
