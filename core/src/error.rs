@@ -23,6 +23,23 @@ pub enum InvalidInput {
         /// The limit.
         max: usize,
     },
+    /// A key or a field stored as its own text column held a NUL byte
+    /// (U+0000), which PostgreSQL's `text` cannot hold. Lists, `user_info` and
+    /// the raw profile are stored as JSON, where NUL is escaped: they may hold
+    /// it.
+    #[error("{field} contains a NUL byte")]
+    NulByte {
+        /// Which field.
+        field: &'static str,
+    },
+    /// A stored time was earlier than
+    /// [`MIN_STORABLE_TIME`](crate::MIN_STORABLE_TIME), the earliest time
+    /// PostgreSQL's `timestamptz` can hold.
+    #[error("{field} is earlier than the earliest storable time (4713-11-24 BC)")]
+    TimeTooEarly {
+        /// Which field.
+        field: &'static str,
+    },
     /// A session was stored without `access_expires_at`.
     #[error("a session needs an access expiry (access_expires_at) to be stored")]
     MissingAccessExpiry,

@@ -58,8 +58,9 @@ pub use error::{InvalidInput, StoreError};
 pub use hash::TokenHash;
 pub use memory::{Contents, MemoryTokenStore};
 pub use record::{
-    AuthCodeRecord, ClientRecord, MAX_KEY_BYTES, MAX_PROFILE_DEPTH, SessionVisibility, StateRecord,
-    StoredSession, TokenEndpointAuthMethod, UserInfo, by_access, by_refresh, validate_key,
+    AuthCodeRecord, ClientRecord, MAX_KEY_BYTES, MAX_PROFILE_DEPTH, MIN_STORABLE_TIME,
+    SessionVisibility, StateRecord, StoredSession, TokenEndpointAuthMethod, UserInfo, by_access,
+    by_refresh, validate_key,
 };
 pub use secret::Secret;
 pub use session_key::SessionKey;

@@ -3,6 +3,10 @@
 //!
 //! Field names follow mxcp 0.12.3. Secrets are [`Secret`]s; the `Debug` of every
 //! record prints no token, secret, key or user identifier.
+//!
+//! What every backend can store is decided here, once, so that every backend
+//! and wrapper refuses the same input with the same [`InvalidInput`]: see
+//! [`validate_key`] and each record's `validate`.
 
 use crate::error::InvalidInput;
 use crate::{Secret, Timestamp, TokenHash};
@@ -10,6 +14,14 @@ use std::fmt;
 
 /// The longest key (state, code, token, session id, client id) a store accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 8 * 1024;
+
+/// The earliest time a record may hold: 4713-11-24 BC 00:00 UTC (Unix time
+/// −210,866,803,200 s), the earliest PostgreSQL's `timestamptz` can hold.
+///
+/// Every store refuses a record with an earlier time with
+/// [`InvalidInput::TimeTooEarly`], whatever its backend, so that the backends
+/// agree. Every later time, up to [`Timestamp::MAX`], is storable everywhere.
+pub const MIN_STORABLE_TIME: Timestamp = Timestamp::from_unix_micros(-210_866_803_200_000_000);
 
 /// The deepest nesting of [`UserInfo::raw_profile`] a store accepts, counting
 /// the profile object itself as level 1. Deeper JSON could be written but not
@@ -39,7 +51,13 @@ fn validate_profile(
     Ok(())
 }
 
-/// Checks a key: non-empty and at most [`MAX_KEY_BYTES`].
+/// Checks a key (state, code, token, session id, client id): non-empty, at
+/// most [`MAX_KEY_BYTES`] bytes, and without a NUL byte
+/// ([`InvalidInput::NulByte`]: PostgreSQL's `text` cannot hold one).
+///
+/// Every call that takes a key checks it, lookups and deletes included: a key
+/// no store could hold is refused with the same error by every call on every
+/// backend, rather than being looked up.
 pub fn validate_key(field: &'static str, key: &str) -> Result<(), InvalidInput> {
     if key.is_empty() {
         return Err(InvalidInput::EmptyKey { field });
@@ -51,7 +69,35 @@ pub fn validate_key(field: &'static str, key: &str) -> Result<(), InvalidInput> 
             max: MAX_KEY_BYTES,
         });
     }
-    Ok(())
+    validate_texts(&[(field, Some(key))])
+}
+
+/// Checks fields stored as their own text columns: no NUL byte.
+fn validate_texts(fields: &[(&'static str, Option<&str>)]) -> Result<(), InvalidInput> {
+    match fields
+        .iter()
+        .find(|(_, text)| text.is_some_and(|t| t.as_bytes().contains(&0)))
+    {
+        Some(&(field, _)) => Err(InvalidInput::NulByte { field }),
+        None => Ok(()),
+    }
+}
+
+/// Checks stored times: none earlier than [`MIN_STORABLE_TIME`].
+fn validate_times(fields: &[(&'static str, Option<Timestamp>)]) -> Result<(), InvalidInput> {
+    match fields
+        .iter()
+        .find(|(_, time)| time.is_some_and(|t| t < MIN_STORABLE_TIME))
+    {
+        Some(&(field, _)) => Err(InvalidInput::TimeTooEarly { field }),
+        None => Ok(()),
+    }
+}
+
+/// The secret's text, as the text column that holds it with the plaintext
+/// opt-in would.
+fn exposed(secret: Option<&Secret>) -> Option<&str> {
+    secret.map(Secret::expose)
 }
 
 /// A persisted OAuth `state`: one-time, expiring.
@@ -96,9 +142,29 @@ impl StateRecord {
         }
     }
 
-    /// Checks the record can be stored.
+    /// Checks the record can be stored: a valid key ([`validate_key`]), no
+    /// NUL byte in any text field (the scopes, stored as JSON, may hold one),
+    /// and no time before [`MIN_STORABLE_TIME`].
     pub fn validate(&self) -> Result<(), InvalidInput> {
-        validate_key("state", &self.state)
+        validate_key("state", &self.state)?;
+        validate_texts(&[
+            ("client_id", self.client_id.as_deref()),
+            ("redirect_uri", self.redirect_uri.as_deref()),
+            ("code_challenge", self.code_challenge.as_deref()),
+            (
+                "code_challenge_method",
+                self.code_challenge_method.as_deref(),
+            ),
+            (
+                "provider_code_verifier",
+                exposed(self.provider_code_verifier.as_ref()),
+            ),
+            ("client_state", self.client_state.as_deref()),
+        ])?;
+        validate_times(&[
+            ("expires_at", Some(self.expires_at)),
+            ("created_at", Some(self.created_at)),
+        ])
     }
 
     /// Whether it has expired at `now`.
@@ -163,10 +229,26 @@ impl AuthCodeRecord {
         }
     }
 
-    /// Checks the record can be stored.
+    /// Checks the record can be stored: valid keys ([`validate_key`]) for the
+    /// code and the session id, no NUL byte in any text field (the scopes,
+    /// stored as JSON, may hold one), and no time before
+    /// [`MIN_STORABLE_TIME`].
     pub fn validate(&self) -> Result<(), InvalidInput> {
         validate_key("code", &self.code)?;
-        validate_key("session_id", &self.session_id)
+        validate_key("session_id", &self.session_id)?;
+        validate_texts(&[
+            ("client_id", self.client_id.as_deref()),
+            ("redirect_uri", self.redirect_uri.as_deref()),
+            ("code_challenge", self.code_challenge.as_deref()),
+            (
+                "code_challenge_method",
+                self.code_challenge_method.as_deref(),
+            ),
+        ])?;
+        validate_times(&[
+            ("expires_at", Some(self.expires_at)),
+            ("created_at", Some(self.created_at)),
+        ])
     }
 
     /// Whether it has expired at `now`.
@@ -313,7 +395,11 @@ impl StoredSession {
         }
     }
 
-    /// Checks the session can be stored.
+    /// Checks the session can be stored: valid keys ([`validate_key`]) for the
+    /// session id and the tokens, an access expiry, no NUL byte in `provider`
+    /// or the provider's tokens (`user_info`, stored as JSON, may hold one),
+    /// no time before [`MIN_STORABLE_TIME`] (`issued_at` is not stored), and a
+    /// raw profile at most [`MAX_PROFILE_DEPTH`] deep.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         validate_key("session_id", &self.session_id)?;
         validate_key("access_token", self.access_token.expose())?;
@@ -323,6 +409,23 @@ impl StoredSession {
         if self.access_expires_at.is_none() {
             return Err(InvalidInput::MissingAccessExpiry);
         }
+        validate_texts(&[
+            ("provider", Some(&self.provider)),
+            (
+                "provider_access_token",
+                exposed(self.provider_access_token.as_ref()),
+            ),
+            (
+                "provider_refresh_token",
+                exposed(self.provider_refresh_token.as_ref()),
+            ),
+        ])?;
+        validate_times(&[
+            ("provider_expires_at", self.provider_expires_at),
+            ("access_expires_at", self.access_expires_at),
+            ("refresh_expires_at", self.refresh_expires_at),
+            ("created_at", Some(self.created_at)),
+        ])?;
         if let Some(profile) = &self.user_info.raw_profile {
             validate_profile(profile)?;
         }
@@ -495,9 +598,17 @@ impl ClientRecord {
         }
     }
 
-    /// Checks the record can be stored.
+    /// Checks the record can be stored: a valid key ([`validate_key`]), no
+    /// NUL byte in the secret, scope or name (the lists, stored as JSON, may
+    /// hold one), and a creation time not before [`MIN_STORABLE_TIME`].
     pub fn validate(&self) -> Result<(), InvalidInput> {
-        validate_key("client_id", &self.client_id)
+        validate_key("client_id", &self.client_id)?;
+        validate_texts(&[
+            ("client_secret", exposed(self.client_secret.as_ref())),
+            ("scope", self.scope.as_deref()),
+            ("client_name", self.client_name.as_deref()),
+        ])?;
+        validate_times(&[("created_at", Some(self.created_at))])
     }
 }
 

@@ -38,7 +38,16 @@ pub struct CleanupCounts {
 ///   exactly what can never be returned again.
 /// - Time comes from the store's [`Clock`](crate::Clock).
 /// - Bad input gets a typed error and changes nothing; after [`close`](Self::close)
-///   every operation returns [`StoreError::Closed`].
+///   every operation returns [`StoreError::Closed`]. What is bad is decided in
+///   core, identically for every backend: an empty key, a key over
+///   [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES) or holding a NUL byte (lookups and
+///   deletes included, see [`validate_key`](crate::validate_key)); a NUL byte in
+///   any field stored as its own text column (secrets included; lists and
+///   `user_info` are JSON and may hold one); a stored time before
+///   [`MIN_STORABLE_TIME`](crate::MIN_STORABLE_TIME); a session without an access
+///   expiry or with a raw profile deeper than
+///   [`MAX_PROFILE_DEPTH`](crate::MAX_PROFILE_DEPTH). See each record's
+///   `validate`.
 ///
 /// Records go in and come out as `Arc`s, so a wrapper can hold, queue or cache
 /// them and a cache hit costs a reference count rather than a deep copy.

@@ -1,7 +1,9 @@
 //! [`WriteOp`]: one write of the contract, as a value (what the write buffer
 //! queues and what [`BatchWriteStore`](crate::BatchWriteStore) applies).
 
-use crate::{AuthCodeRecord, ClientRecord, Secret, StateRecord, StoredSession};
+use crate::{
+    AuthCodeRecord, ClientRecord, InvalidInput, Secret, StateRecord, StoredSession, validate_key,
+};
 use std::fmt;
 use std::sync::Arc;
 
@@ -33,6 +35,27 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
+    /// Checks the write exactly as the single operation it stands for checks
+    /// its input (a record's `validate`, or [`validate_key`] for a removal).
+    ///
+    /// A write that passes can be applied by every backend; the write buffer
+    /// checks each write with it before accepting it, and every
+    /// [`BatchWriteStore`](crate::BatchWriteStore) checks a whole batch with
+    /// it before applying any of it.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        match self {
+            Self::StoreState(r) => r.validate(),
+            Self::RemoveState(k) => validate_key("state", k),
+            Self::StoreAuthCode(r) => r.validate(),
+            Self::DeleteAuthCode(k) => validate_key("code", k),
+            Self::StoreSession(s) => s.validate(),
+            Self::DeleteSessionByToken(t) => validate_key("access_token", t.expose()),
+            Self::DeleteSessionById(id) => validate_key("session_id", id),
+            Self::StoreClient(r) => r.validate(),
+            Self::DeleteClient(k) => validate_key("client_id", k),
+        }
+    }
+
     /// Whether the write is to a session.
     pub fn is_session(&self) -> bool {
         matches!(
