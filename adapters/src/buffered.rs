@@ -151,7 +151,10 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
 
     /// Queues a write, waiting while the buffer is full; with [`Ack::Durable`],
     /// also waits for its batch.
+    /// Checks `op` ([`WriteOp::validate`]: bad input is refused here, before
+    /// it is queued, never by a later batch), then queues it.
     async fn write(&self, op: WriteOp) -> Result<(), StoreError> {
+        op.validate()?;
         let seq = self.accept(op).await?;
         self.shared.wake.notify(usize::MAX);
         match self.shared.ack {
@@ -384,7 +387,6 @@ fn report<S>(shared: &Shared<S>, id: u64, result: Result<(), StoreError>) {
 
 impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
-        record.validate()?;
         self.write(WriteOp::StoreState(record)).await
     }
 
@@ -399,7 +401,6 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     }
 
     async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
-        record.validate()?;
         self.write(WriteOp::StoreAuthCode(record)).await
     }
 
@@ -414,7 +415,6 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     }
 
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
-        validate_key("code", code)?;
         self.write(WriteOp::DeleteAuthCode(code.to_owned())).await
     }
 
@@ -433,7 +433,6 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     }
 
     async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
-        record.validate()?;
         self.write(WriteOp::StoreSession(record)).await
     }
 
@@ -473,19 +472,16 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     }
 
     async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
-        validate_key("access_token", access_token)?;
         self.write(WriteOp::DeleteSessionByToken(Secret::new(access_token)))
             .await
     }
 
     async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
-        validate_key("session_id", session_id)?;
         self.write(WriteOp::DeleteSessionById(session_id.to_owned()))
             .await
     }
 
     async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
-        record.validate()?;
         self.write(WriteOp::StoreClient(record)).await
     }
 
@@ -518,7 +514,6 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
-        validate_key("client_id", client_id)?;
         self.write(WriteOp::DeleteClient(client_id.to_owned()))
             .await
     }

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use tokenstore_core::buffer::WriteOp;
 use tokenstore_core::codec::json::encode_list;
 use tokenstore_core::{
-    AuthCodeRecord, BatchWriteStore, BoxFuture, ClientRecord, InvalidInput, Secret, StateRecord,
-    StoreError, StoredSession, TokenHash, validate_key,
+    AuthCodeRecord, BatchWriteStore, BoxFuture, ClientRecord, Secret, StateRecord, StoreError,
+    StoredSession, TokenHash,
 };
 
 /// A run of session writes reduced to its effect (see the module docs).
@@ -347,21 +347,6 @@ impl ClientColumns {
     }
 }
 
-/// The input check of the single operation `op` stands for.
-fn validate(op: &WriteOp) -> Result<(), InvalidInput> {
-    match op {
-        WriteOp::StoreState(r) => r.validate(),
-        WriteOp::RemoveState(k) => validate_key("state", k),
-        WriteOp::StoreAuthCode(r) => r.validate(),
-        WriteOp::DeleteAuthCode(k) => validate_key("code", k),
-        WriteOp::StoreSession(s) => s.validate(),
-        WriteOp::DeleteSessionByToken(t) => validate_key("access_token", t.expose()),
-        WriteOp::DeleteSessionById(id) => validate_key("session_id", id),
-        WriteOp::StoreClient(r) => r.validate(),
-        WriteOp::DeleteClient(k) => validate_key("client_id", k),
-    }
-}
-
 impl BatchWriteStore for PostgresTokenStore {
     /// Checks every write, then applies the reduced batch (see the module
     /// docs) in one transaction: one commit, or, when anything fails (a
@@ -374,7 +359,7 @@ impl BatchWriteStore for PostgresTokenStore {
     fn apply_batch(&self, writes: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             for w in &writes {
-                validate(w)?;
+                w.validate()?;
             }
             if writes.is_empty() {
                 return self

@@ -13,8 +13,8 @@ use crate::{client, code, session, state};
 use std::sync::Arc;
 use tokenstore_core::buffer::WriteOp;
 use tokenstore_core::{
-    AuthCodeRecord, BatchWriteStore, BoxFuture, ClientRecord, InvalidInput, StateRecord,
-    StoreError, StoredSession, TokenHash, validate_key,
+    AuthCodeRecord, BatchWriteStore, BoxFuture, ClientRecord, StateRecord, StoreError,
+    StoredSession, TokenHash,
 };
 
 /// A checked write, as the connection thread applies it. A session delete by
@@ -36,7 +36,7 @@ impl Write {
     /// Checks `op` exactly as the single operation it stands for checks its
     /// input, then converts it.
     fn check(op: WriteOp) -> Result<Self, StoreError> {
-        validate(&op)?;
+        op.validate()?;
         Ok(match op {
             WriteOp::StoreState(r) => Self::StoreState(r),
             WriteOp::RemoveState(k) => Self::RemoveState(k),
@@ -65,21 +65,6 @@ impl Write {
             Self::StoreClient(r) => client::insert(ctx, r),
             Self::DeleteClient(k) => client::delete(ctx, k),
         }
-    }
-}
-
-/// The input check of the single operation `op` stands for.
-fn validate(op: &WriteOp) -> Result<(), InvalidInput> {
-    match op {
-        WriteOp::StoreState(r) => r.validate(),
-        WriteOp::RemoveState(k) => validate_key("state", k),
-        WriteOp::StoreAuthCode(r) => r.validate(),
-        WriteOp::DeleteAuthCode(k) => validate_key("code", k),
-        WriteOp::StoreSession(s) => s.validate(),
-        WriteOp::DeleteSessionByToken(t) => validate_key("access_token", t.expose()),
-        WriteOp::DeleteSessionById(id) => validate_key("session_id", id),
-        WriteOp::StoreClient(r) => r.validate(),
-        WriteOp::DeleteClient(k) => validate_key("client_id", k),
     }
 }
 
