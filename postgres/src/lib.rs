@@ -16,7 +16,10 @@
 //!   Types: token hashes are `bytea` (32 bytes); times `timestamptz`, exact to
 //!   the microsecond; lists and `user_info` `json` (kept as written, unlike
 //!   `jsonb`, which rewrites numbers); keys `text COLLATE "C"` (byte-wise
-//!   equality and order); secrets `text`.
+//!   equality and order); secrets `text`. What `text` and `timestamptz` cannot
+//!   hold (a NUL byte, a time before 4713 BC) is refused in core, as on every
+//!   backend, with a typed
+//!   [`InvalidInput`](tokenstore_core::InvalidInput) before anything is sent.
 //! - **Uniqueness**: access-token hash, refresh-token hash and session id are
 //!   each unique (primary key and unique constraints); a session store deletes
 //!   the rows sharing any of them and inserts, in one transaction, under

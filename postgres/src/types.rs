@@ -3,8 +3,11 @@
 //! - [`PgTime`]: a [`Timestamp`] as `timestamptz`, exact to the microsecond.
 //!   PostgreSQL's binary `timestamptz` is microseconds since 2000-01-01 UTC, so
 //!   the conversion is one subtraction; PostgreSQL accepts 4713 BC to 294276
-//!   AD, which holds every time from about 290,000 years before 1970 up to
-//!   [`Timestamp::MAX`]. Its `±infinity` reads back as a corrupt value.
+//!   AD, which holds every time from
+//!   [`MIN_STORABLE_TIME`](tokenstore_core::MIN_STORABLE_TIME) (4713-11-24 BC)
+//!   up to [`Timestamp::MAX`]. Records with an earlier time are refused in
+//!   core before they reach here. Its `±infinity` reads back as a corrupt
+//!   value.
 //! - [`Json`] / [`JsonText`]: JSON text as a `json` column. `json` keeps the
 //!   text exactly (`jsonb` would rewrite numbers such as `1e18` or `-0.0`, and
 //!   refuses `\u0000`), and PostgreSQL still checks that it is JSON.

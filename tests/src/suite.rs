@@ -131,6 +131,13 @@ macro_rules! __contract_test_list {
                 oversized_keys_sessions_and_clients,
                 max_size_keys_accepted,
                 key_limit_counts_bytes,
+                nul_in_keys_states_and_codes,
+                nul_in_keys_sessions_and_clients,
+                nul_in_text_fields_states_and_codes,
+                nul_in_text_fields_sessions_and_clients,
+                nul_in_json_fields_round_trips,
+                time_before_min_storable_refused,
+                min_storable_time_round_trips,
                 closed_store_refuses_everything,
                 close_is_idempotent,
             }

@@ -2,13 +2,18 @@
 //! everything.
 
 use super::{by_token, seed_mixed};
-use crate::compare::{assert_contents_eq, assert_session_eq};
-use crate::sample::{HOUR, code, full_client, full_session, live_session, state};
+use crate::compare::{
+    assert_client_eq, assert_code_eq, assert_contents_eq, assert_session_eq, assert_state_eq,
+};
+use crate::sample::{
+    HOUR, code, full_client, full_code, full_session, full_state, live_session, state,
+};
 use crate::{Factory, Fixture, Runtime, T0};
 use std::fmt;
 use std::sync::Arc;
 use tokenstore_core::{
-    InvalidInput, MAX_KEY_BYTES, MAX_PROFILE_DEPTH, Secret, StoreError, StoredSession, TokenHash,
+    AuthCodeRecord, ClientRecord, Contents, InvalidInput, MAX_KEY_BYTES, MAX_PROFILE_DEPTH,
+    MIN_STORABLE_TIME, Secret, StateRecord, StoreError, StoredSession, Timestamp, TokenHash,
     TokenStore,
 };
 
@@ -427,4 +432,307 @@ pub async fn close_is_idempotent<F: Factory, R: Runtime>() {
     fx.store.close().await.unwrap();
     let r = fx.store.load_session_by_token("at-1").await;
     assert_err("load_session_by_token", r, &StoreError::Closed);
+}
+
+fn nul(field: &'static str) -> StoreError {
+    StoreError::InvalidInput(InvalidInput::NulByte { field })
+}
+
+fn too_early(field: &'static str) -> StoreError {
+    StoreError::InvalidInput(InvalidInput::TimeTooEarly { field })
+}
+
+/// A text with a NUL byte, for the fields that are not keys.
+const NUL_TEXT: &str = "before\0after";
+
+/// One microsecond before [`MIN_STORABLE_TIME`].
+const TOO_EARLY: Timestamp = Timestamp::from_unix_micros(MIN_STORABLE_TIME.as_unix_micros() - 1);
+
+/// A NUL byte in a state or code key: typed error, nothing changed. Each key
+/// is a stored key with a NUL appended, so a backend that cut it at the NUL
+/// would reach the stored record.
+pub async fn nul_in_keys_states_and_codes<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let st = Arc::new(state("st-live\0", T0 + HOUR, T0));
+    assert_err("store_state", fx.store.store_state(st).await, &nul("state"));
+    let r = fx.store.consume_state("st-live\0").await;
+    assert_err("consume_state", r, &nul("state"));
+    let bad_code = code("code-live-1\0", "sess-live", T0 + HOUR, T0);
+    let r = fx.store.store_auth_code(Arc::new(bad_code)).await;
+    assert_err("store_auth_code", r, &nul("code"));
+    let bad_session = code("code-live-1", "sess-live\0", T0 + HOUR, T0);
+    let r = fx.store.store_auth_code(Arc::new(bad_session)).await;
+    assert_err("store_auth_code", r, &nul("session_id"));
+    let r = fx.store.load_auth_code("code-live-1\0").await;
+    assert_err("load_auth_code", r, &nul("code"));
+    let r = fx.store.delete_auth_code("code-live-1\0").await;
+    assert_err("delete_auth_code", r, &nul("code"));
+    let r = fx.store.try_delete_auth_code("\0code-live-2").await;
+    assert_err("try_delete_auth_code", r, &nul("code"));
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// A NUL byte in a session or client key: typed error, nothing changed (the
+/// stored sessions the refused one shares its other keys with stay).
+pub async fn nul_in_keys_sessions_and_clients<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let bad_sessions = [
+        (live_session("sess-live\0", "at-n", None, T0), "session_id"),
+        (
+            live_session("sess-n", "at-live\0", None, T0),
+            "access_token",
+        ),
+        (
+            live_session("sess-live", "at-live", Some("rt-\0live"), T0),
+            "refresh_token",
+        ),
+    ];
+    for (s, field) in bad_sessions {
+        let r = fx.store.store_session(Arc::new(s)).await;
+        assert_err("store_session", r, &nul(field));
+    }
+    let r = fx.store.load_session_by_token("at-live\0").await;
+    assert_err("load_session_by_token", r, &nul("access_token"));
+    let r = fx.store.load_session_by_id("sess-live\0").await;
+    assert_err("load_session_by_id", r, &nul("session_id"));
+    let r = fx.store.load_session_by_refresh_token("rt-live\0").await;
+    assert_err("load_session_by_refresh_token", r, &nul("refresh_token"));
+    let r = fx.store.delete_session_by_token("at-live\0").await;
+    assert_err("delete_session_by_token", r, &nul("access_token"));
+    let r = fx.store.delete_session_by_id("sess-live\0").await;
+    assert_err("delete_session_by_id", r, &nul("session_id"));
+    let c = Arc::new(full_client("client-1\0", T0));
+    assert_err(
+        "store_client",
+        fx.store.store_client(c).await,
+        &nul("client_id"),
+    );
+    let r = fx.store.load_client("client-1\0").await;
+    assert_err("load_client", r, &nul("client_id"));
+    let r = fx.store.delete_client("client-1\0").await;
+    assert_err("delete_client", r, &nul("client_id"));
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// A NUL byte in any text field of a state or code: typed error naming the
+/// field, and the stored record with the same key is not replaced.
+pub async fn nul_in_text_fields_states_and_codes<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let states: [(fn(&mut StateRecord), &str); 6] = [
+        (|r| r.client_id = Some(NUL_TEXT.into()), "client_id"),
+        (|r| r.redirect_uri = Some(NUL_TEXT.into()), "redirect_uri"),
+        (
+            |r| r.code_challenge = Some(NUL_TEXT.into()),
+            "code_challenge",
+        ),
+        (
+            |r| r.code_challenge_method = Some(NUL_TEXT.into()),
+            "code_challenge_method",
+        ),
+        (
+            |r| r.provider_code_verifier = Some(Secret::new(NUL_TEXT)),
+            "provider_code_verifier",
+        ),
+        (|r| r.client_state = Some(NUL_TEXT.into()), "client_state"),
+    ];
+    for (edit, field) in states {
+        let mut r = full_state("st-live", T0);
+        edit(&mut r);
+        let result = fx.store.store_state(Arc::new(r)).await;
+        assert_err("store_state", result, &nul(field));
+    }
+    let codes: [(fn(&mut AuthCodeRecord), &str); 4] = [
+        (|r| r.client_id = Some(NUL_TEXT.into()), "client_id"),
+        (|r| r.redirect_uri = Some(NUL_TEXT.into()), "redirect_uri"),
+        (
+            |r| r.code_challenge = Some(NUL_TEXT.into()),
+            "code_challenge",
+        ),
+        (
+            |r| r.code_challenge_method = Some(NUL_TEXT.into()),
+            "code_challenge_method",
+        ),
+    ];
+    for (edit, field) in codes {
+        let mut r = full_code("code-live-1", "sess-live", T0);
+        edit(&mut r);
+        let result = fx.store.store_auth_code(Arc::new(r)).await;
+        assert_err("store_auth_code", result, &nul(field));
+    }
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// A NUL byte in a text field of a session (its provider and the provider's
+/// tokens) or of a client: typed error naming the field, and the stored
+/// record with the same keys is not replaced.
+pub async fn nul_in_text_fields_sessions_and_clients<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let sessions: [(fn(&mut StoredSession), &str); 3] = [
+        (|s| s.provider = NUL_TEXT.into(), "provider"),
+        (
+            |s| s.provider_access_token = Some(Secret::new(NUL_TEXT)),
+            "provider_access_token",
+        ),
+        (
+            |s| s.provider_refresh_token = Some(Secret::new(NUL_TEXT)),
+            "provider_refresh_token",
+        ),
+    ];
+    for (edit, field) in sessions {
+        let mut s = full_session("sess-live", "at-live", "rt-live", T0);
+        edit(&mut s);
+        let result = fx.store.store_session(Arc::new(s)).await;
+        assert_err("store_session", result, &nul(field));
+    }
+    let clients: [(fn(&mut ClientRecord), &str); 3] = [
+        (
+            |r| r.client_secret = Some(Secret::new(NUL_TEXT)),
+            "client_secret",
+        ),
+        (|r| r.scope = Some(NUL_TEXT.into()), "scope"),
+        (|r| r.client_name = Some(NUL_TEXT.into()), "client_name"),
+    ];
+    for (edit, field) in clients {
+        let mut r = full_client("client-1", T0);
+        edit(&mut r);
+        let result = fx.store.store_client(Arc::new(r)).await;
+        assert_err("store_client", result, &nul(field));
+    }
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+/// Fields stored as JSON (scope lists, URI lists, `user_info` with its raw
+/// profile) may hold a NUL byte: JSON escapes it, so every backend stores and
+/// returns it.
+pub async fn nul_in_json_fields_round_trips<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    let mut st = full_state("st-json", T0);
+    st.provider_scopes_requested.push(NUL_TEXT.into());
+    fx.store.store_state(Arc::new(st.clone())).await.unwrap();
+    let mut cd = full_code("code-json", "sess-json", T0);
+    cd.scopes.push(NUL_TEXT.into());
+    fx.store
+        .store_auth_code(Arc::new(cd.clone()))
+        .await
+        .unwrap();
+    let mut s = full_session("sess-json", "at-json", "rt-json", T0);
+    let user = &mut s.user_info;
+    (user.provider, user.user_id, user.username) = ("\0".into(), "u\0".into(), NUL_TEXT.into());
+    user.email = Some(NUL_TEXT.into());
+    user.capabilities.push(NUL_TEXT.into());
+    let profile = user.raw_profile.get_or_insert_default();
+    profile.insert(NUL_TEXT.into(), serde_json::Value::String("\0".into()));
+    super::put(&fx, &s).await;
+    let mut cl = full_client("client-json", T0);
+    cl.redirect_uris.push(NUL_TEXT.into());
+    cl.grant_types.push(NUL_TEXT.into());
+    fx.store.store_client(Arc::new(cl.clone())).await.unwrap();
+    let got = fx.store.consume_state("st-json").await.unwrap();
+    assert_state_eq(&got.expect("state"), &st);
+    let got = fx.store.load_auth_code("code-json").await.unwrap();
+    assert_code_eq(&got.expect("code"), &cd);
+    assert_session_eq(&by_token(&fx, "at-json").await.expect("session"), &s);
+    let got = fx.store.load_client("client-json").await.unwrap();
+    assert_client_eq(&got.expect("client"), &cl);
+}
+
+/// A stored time before [`MIN_STORABLE_TIME`] in any record: typed error
+/// naming the field, and the stored record with the same keys is not
+/// replaced.
+pub async fn time_before_min_storable_refused<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    seed_mixed(&fx).await;
+    let before = fx.contents().await;
+    let states: [(fn(&mut StateRecord), &str); 2] = [
+        (|r| r.expires_at = TOO_EARLY, "expires_at"),
+        (|r| r.created_at = Timestamp::MIN, "created_at"),
+    ];
+    for (edit, field) in states {
+        let mut r = full_state("st-live", T0);
+        edit(&mut r);
+        let result = fx.store.store_state(Arc::new(r)).await;
+        assert_err("store_state", result, &too_early(field));
+    }
+    let codes: [(fn(&mut AuthCodeRecord), &str); 2] = [
+        (|r| r.expires_at = TOO_EARLY, "expires_at"),
+        (|r| r.created_at = TOO_EARLY, "created_at"),
+    ];
+    for (edit, field) in codes {
+        let mut r = full_code("code-live-1", "sess-live", T0);
+        edit(&mut r);
+        let result = fx.store.store_auth_code(Arc::new(r)).await;
+        assert_err("store_auth_code", result, &too_early(field));
+    }
+    let mut cl = full_client("client-1", T0);
+    cl.created_at = TOO_EARLY;
+    let result = fx.store.store_client(Arc::new(cl)).await;
+    assert_err("store_client", result, &too_early("created_at"));
+    early_session_times_refused(&fx).await;
+    assert_contents_eq(&fx.contents().await, &before);
+}
+
+async fn early_session_times_refused<F: Factory>(fx: &Fixture<F>) {
+    let sessions: [(fn(&mut StoredSession), &str); 4] = [
+        (
+            |s| s.provider_expires_at = Some(TOO_EARLY),
+            "provider_expires_at",
+        ),
+        (
+            |s| s.access_expires_at = Some(TOO_EARLY),
+            "access_expires_at",
+        ),
+        (
+            |s| s.refresh_expires_at = Some(TOO_EARLY),
+            "refresh_expires_at",
+        ),
+        (|s| s.created_at = TOO_EARLY, "created_at"),
+    ];
+    for (edit, field) in sessions {
+        let mut s = full_session("sess-live", "at-live", "rt-live", T0);
+        edit(&mut s);
+        let result = fx.store.store_session(Arc::new(s)).await;
+        assert_err("store_session", result, &too_early(field));
+    }
+}
+
+/// Every time exactly at [`MIN_STORABLE_TIME`] is stored and read back
+/// exactly, in every record kind.
+pub async fn min_storable_time_round_trips<F: Factory, R: Runtime>() {
+    let fx = Fixture::<F>::new().await;
+    let min = MIN_STORABLE_TIME;
+    let mut st = full_state("st-min", T0);
+    (st.expires_at, st.created_at) = (min, min);
+    fx.store.store_state(Arc::new(st.clone())).await.unwrap();
+    let mut cd = full_code("code-min", "sess-min", T0);
+    (cd.expires_at, cd.created_at) = (min, min);
+    fx.store
+        .store_auth_code(Arc::new(cd.clone()))
+        .await
+        .unwrap();
+    let mut s = full_session("sess-min", "at-min", "rt-min", T0);
+    s.provider_expires_at = Some(min);
+    s.access_expires_at = Some(min);
+    s.refresh_expires_at = Some(min);
+    s.created_at = min;
+    super::put(&fx, &s).await;
+    let mut cl = full_client("client-min", T0);
+    cl.created_at = min;
+    fx.store.store_client(Arc::new(cl.clone())).await.unwrap();
+    let expected = Contents {
+        states: vec![Arc::new(st)],
+        auth_codes: vec![Arc::new(cd)],
+        sessions: vec![Arc::new(s.normalized())],
+        clients: vec![Arc::new(cl.clone())],
+    };
+    assert_contents_eq(&fx.contents().await, &expected);
+    let got = fx.store.load_client("client-min").await.unwrap();
+    assert_client_eq(&got.expect("client"), &cl);
 }

@@ -10,7 +10,9 @@ use crate::compare::{assert_contents_eq, assert_session_eq, session_ids};
 use crate::sample::{DAY, HOUR, full_session, live_session, session};
 use crate::{Factory, Fixture, Runtime, T0};
 use std::sync::Arc;
-use tokenstore_core::{InvalidInput, Secret, StoreError, StoredSession, TokenHash, TokenStore};
+use tokenstore_core::{
+    InvalidInput, Secret, StoreError, StoredSession, Timestamp, TokenHash, TokenStore,
+};
 
 const ADVERTISED: &str = "this stack advertises the bulk capability";
 
@@ -223,6 +225,10 @@ pub async fn store_with_invalid_session_rejected_whole<F: Factory, R: Runtime>()
     empty_refresh.refresh_token = Some(Secret::new(""));
     let mut no_expiry = live_session("sess-e2", "at-bad2", None, T0);
     no_expiry.access_expires_at = None;
+    let mut nul_provider = live_session("sess-e2", "at-bad3", None, T0);
+    nul_provider.provider = "git\0hub".into();
+    let mut ancient = live_session("sess-e2", "at-bad4", None, T0);
+    ancient.created_at = Timestamp::MIN;
     let cases = [
         (
             empty_refresh,
@@ -231,6 +237,13 @@ pub async fn store_with_invalid_session_rejected_whole<F: Factory, R: Runtime>()
             },
         ),
         (no_expiry, InvalidInput::MissingAccessExpiry),
+        (nul_provider, InvalidInput::NulByte { field: "provider" }),
+        (
+            ancient,
+            InvalidInput::TimeTooEarly {
+                field: "created_at",
+            },
+        ),
     ];
     for (bad, why) in cases {
         let batch = vec![
