@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenstore_core::buffer::{Step, WriteOp, apply, apply_batch};
 use tokenstore_core::{
-    AuthCodeRecord, ClientRecord, Clock, MAX_KEY_BYTES, ManualClock, MemoryTokenStore, Secret,
-    StateRecord, StoreError, StoredSession, Timestamp, TokenEndpointAuthMethod, TokenStore,
-    UserInfo,
+    AuthCodeRecord, ClientRecord, Clock, MAX_KEY_BYTES, MIN_STORABLE_TIME, ManualClock,
+    MemoryTokenStore, Secret, StateRecord, StoreError, StoredSession, Timestamp,
+    TokenEndpointAuthMethod, TokenStore, UserInfo,
 };
 use tokenstore_sqlite::SqliteTokenStore;
 
@@ -154,6 +154,8 @@ impl<'a> Arbitrary<'a> for Time {
                 -P53 - 1,
                 253_402_300_799_000_000, // 9999-12-31T23:59:59
                 -62_135_596_800_000_000, // 0001-01-01
+                MIN_STORABLE_TIME.as_unix_micros(),
+                MIN_STORABLE_TIME.as_unix_micros() - 1,
             ])?,
             _ => i64::arbitrary(u)?,
         };
@@ -465,8 +467,13 @@ impl ArbWrite {
     }
 }
 
-/// A time as it comes back from a REAL column.
+/// A time as it comes back from a REAL column. A time before
+/// `MIN_STORABLE_TIME` is refused before it reaches one, so the model gets it
+/// unchanged and refuses it too (its double may round up to the minimum).
 fn real(t: Timestamp) -> Timestamp {
+    if t < MIN_STORABLE_TIME {
+        return t;
+    }
     let back = Timestamp::from_unix_secs_f64(t.as_unix_secs_f64());
     if t.as_unix_micros().unsigned_abs() <= 1 << 52 {
         assert_eq!(back, t, "a time within 2^52 us must survive a REAL column");

@@ -17,27 +17,31 @@ const KEYS: u8 = 3;
 const TOKENS: u8 = 4;
 /// The index that stands for the empty key (invalid input).
 const EMPTY: u8 = u8::MAX;
+/// The index that stands for key 0 with a NUL byte appended (invalid input,
+/// which a backend that cut keys at the NUL would confuse with key 0).
+const NUL: u8 = u8::MAX - 1;
 
-/// A key: `k<n>` in Debug, `""` for the empty (invalid) key.
+/// A key: `<n>` in Debug, `""` for the empty key and `0\0` for key 0 with
+/// a NUL byte (both invalid).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Key(pub(crate) u8);
 
 impl Key {
     fn text(self, prefix: &str) -> String {
-        if self.0 == EMPTY {
-            String::new()
-        } else {
-            format!("{prefix}{}", self.0)
+        match self.0 {
+            EMPTY => String::new(),
+            NUL => format!("{prefix}0\0"),
+            n => format!("{prefix}{n}"),
         }
     }
 }
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == EMPTY {
-            f.write_str("\"\"")
-        } else {
-            write!(f, "{}", self.0)
+        match self.0 {
+            EMPTY => f.write_str("\"\""),
+            NUL => f.write_str("0\\0"),
+            n => write!(f, "{n}"),
         }
     }
 }
@@ -48,11 +52,7 @@ pub(crate) struct Tok(pub(crate) u8);
 
 impl Tok {
     fn text(self) -> String {
-        if self.0 == EMPTY {
-            String::new()
-        } else {
-            format!("tok-{}", self.0)
-        }
+        Key(self.0).text("tok-")
     }
 }
 
@@ -305,14 +305,14 @@ pub(crate) fn client_record(id: Key, tag: u8, now: Timestamp) -> Arc<ClientRecor
     Arc::new(c)
 }
 
-/// A key of the pool, now and then the empty key.
+/// A key of the pool, now and then the empty key or one with a NUL byte.
 fn key() -> impl Strategy<Value = Key> {
-    prop_oneof![30 => 0..KEYS, 1 => Just(EMPTY)].prop_map(Key)
+    prop_oneof![30 => 0..KEYS, 1 => Just(EMPTY), 1 => Just(NUL)].prop_map(Key)
 }
 
-/// A token of the pool, now and then the empty token.
+/// A token of the pool, now and then the empty token or one with a NUL byte.
 fn tok() -> impl Strategy<Value = Tok> {
-    prop_oneof![30 => 0..TOKENS, 1 => Just(EMPTY)].prop_map(Tok)
+    prop_oneof![30 => 0..TOKENS, 1 => Just(EMPTY), 1 => Just(NUL)].prop_map(Tok)
 }
 
 /// Expiries around the cache's skew (1 s), negative TTL (5 s) and TTL cap
