@@ -44,12 +44,11 @@ fn client() -> ClientRecord {
     ClientRecord::new("client", NOW)
 }
 
+/// A change to a record, and what `validate` answers for the changed record.
+type Case<R> = (fn(&mut R), Result<(), InvalidInput>);
+
 /// Runs `validate` on `base` changed by each edit, expecting the paired result.
-fn check<R: Clone>(
-    base: R,
-    validate: fn(&R) -> Result<(), InvalidInput>,
-    cases: Vec<(fn(&mut R), Result<(), InvalidInput>)>,
-) {
+fn check<R: Clone>(base: R, validate: fn(&R) -> Result<(), InvalidInput>, cases: Vec<Case<R>>) {
     assert_eq!(validate(&base), Ok(()), "the base record is valid");
     for (i, (edit, expected)) in cases.into_iter().enumerate() {
         let mut r = base.clone();

@@ -442,6 +442,9 @@ fn too_early(field: &'static str) -> StoreError {
     StoreError::InvalidInput(InvalidInput::TimeTooEarly { field })
 }
 
+/// A change that makes a record invalid, and the field the error names.
+type Edit<R> = (fn(&mut R), &'static str);
+
 /// A text with a NUL byte, for the fields that are not keys.
 const NUL_TEXT: &str = "before\0after";
 
@@ -524,7 +527,7 @@ pub async fn nul_in_text_fields_states_and_codes<F: Factory, R: Runtime>() {
     let fx = Fixture::<F>::new().await;
     seed_mixed(&fx).await;
     let before = fx.contents().await;
-    let states: [(fn(&mut StateRecord), &str); 6] = [
+    let states: [Edit<StateRecord>; 6] = [
         (|r| r.client_id = Some(NUL_TEXT.into()), "client_id"),
         (|r| r.redirect_uri = Some(NUL_TEXT.into()), "redirect_uri"),
         (
@@ -547,7 +550,7 @@ pub async fn nul_in_text_fields_states_and_codes<F: Factory, R: Runtime>() {
         let result = fx.store.store_state(Arc::new(r)).await;
         assert_err("store_state", result, &nul(field));
     }
-    let codes: [(fn(&mut AuthCodeRecord), &str); 4] = [
+    let codes: [Edit<AuthCodeRecord>; 4] = [
         (|r| r.client_id = Some(NUL_TEXT.into()), "client_id"),
         (|r| r.redirect_uri = Some(NUL_TEXT.into()), "redirect_uri"),
         (
@@ -575,7 +578,7 @@ pub async fn nul_in_text_fields_sessions_and_clients<F: Factory, R: Runtime>() {
     let fx = Fixture::<F>::new().await;
     seed_mixed(&fx).await;
     let before = fx.contents().await;
-    let sessions: [(fn(&mut StoredSession), &str); 3] = [
+    let sessions: [Edit<StoredSession>; 3] = [
         (|s| s.provider = NUL_TEXT.into(), "provider"),
         (
             |s| s.provider_access_token = Some(Secret::new(NUL_TEXT)),
@@ -592,7 +595,7 @@ pub async fn nul_in_text_fields_sessions_and_clients<F: Factory, R: Runtime>() {
         let result = fx.store.store_session(Arc::new(s)).await;
         assert_err("store_session", result, &nul(field));
     }
-    let clients: [(fn(&mut ClientRecord), &str); 3] = [
+    let clients: [Edit<ClientRecord>; 3] = [
         (
             |r| r.client_secret = Some(Secret::new(NUL_TEXT)),
             "client_secret",
@@ -651,7 +654,7 @@ pub async fn time_before_min_storable_refused<F: Factory, R: Runtime>() {
     let fx = Fixture::<F>::new().await;
     seed_mixed(&fx).await;
     let before = fx.contents().await;
-    let states: [(fn(&mut StateRecord), &str); 2] = [
+    let states: [Edit<StateRecord>; 2] = [
         (|r| r.expires_at = TOO_EARLY, "expires_at"),
         (|r| r.created_at = Timestamp::MIN, "created_at"),
     ];
@@ -661,7 +664,7 @@ pub async fn time_before_min_storable_refused<F: Factory, R: Runtime>() {
         let result = fx.store.store_state(Arc::new(r)).await;
         assert_err("store_state", result, &too_early(field));
     }
-    let codes: [(fn(&mut AuthCodeRecord), &str); 2] = [
+    let codes: [Edit<AuthCodeRecord>; 2] = [
         (|r| r.expires_at = TOO_EARLY, "expires_at"),
         (|r| r.created_at = TOO_EARLY, "created_at"),
     ];
@@ -680,7 +683,7 @@ pub async fn time_before_min_storable_refused<F: Factory, R: Runtime>() {
 }
 
 async fn early_session_times_refused<F: Factory>(fx: &Fixture<F>) {
-    let sessions: [(fn(&mut StoredSession), &str); 4] = [
+    let sessions: [Edit<StoredSession>; 4] = [
         (
             |s| s.provider_expires_at = Some(TOO_EARLY),
             "provider_expires_at",
