@@ -42,7 +42,7 @@
 mod common;
 
 use bytes::{BufMut, BytesMut};
-use common::{drive, median, session, user_json, writer_counts};
+use common::{Stack, drive, median, session, writer_counts};
 use std::collections::HashMap;
 use std::error::Error;
 use std::sync::Arc;
@@ -56,6 +56,7 @@ use tokenstore::{
     Ack, BufferedTokenStore, CachingTokenStore, Clock, Secret, SystemClock, Timestamp, TokenHash,
     TokenStore,
 };
+use tokenstore_core::codec::json::encode_user_info;
 use tokenstore_pgtest::{Server, TestDatabase};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Config, NoTls, Statement};
@@ -68,35 +69,6 @@ const COLUMNS: &str = "access_token_hash, access_token_encrypted, refresh_token_
      refresh_token_encrypted, session_id, provider, user_info, provider_access_token, \
      provider_refresh_token, provider_expires_at, access_expires_at, refresh_expires_at, \
      created_at";
-
-/// The stacks under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Stack {
-    Bare,
-    Queued,
-    /// `Ack::Durable` with `max_delay` = 0.
-    DurableNow,
-    /// `Ack::Durable` with the default `BufferConfig` (`max_delay` 5 ms).
-    DurableDefault,
-}
-
-impl Stack {
-    const ALL: [Self; 4] = [
-        Self::Bare,
-        Self::Queued,
-        Self::DurableNow,
-        Self::DurableDefault,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Bare => "bare",
-            Self::Queued => "queued",
-            Self::DurableNow => "durable d=0",
-            Self::DurableDefault => "durable d=5ms",
-        }
-    }
-}
 
 /// What one measured run did.
 struct Run {
@@ -472,7 +444,9 @@ fn encode(fernet: &fernet::Fernet, numbers: std::ops::Range<u64>, now: Timestamp
         e.refresh.push(s.refresh_token.as_ref().map(seal));
         e.session_id.push(s.session_id.clone());
         e.provider.push(s.provider.clone());
-        e.user_info.push(JsonText(user_json(&s.user_info)));
+        e.user_info.push(JsonText(
+            encode_user_info(&s.user_info).expect("user_info as JSON"),
+        ));
         e.none_text.push(None);
         e.none_time.push(None);
         e.access_expires_at.push(s.access_expires_at.map(Ts));

@@ -39,7 +39,7 @@
 
 mod common;
 
-use common::{drive, median, session, user_json, writer_counts};
+use common::{Stack, drive, median, session, writer_counts};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,7 @@ use tokenstore::sqlite::{SqliteTokenStore, Synchronous, generate_key};
 use tokenstore::{
     Ack, BufferedTokenStore, Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore,
 };
+use tokenstore_core::codec::json::encode_user_info;
 
 /// Sessions in the table before every measured run.
 const PREFILL: u64 = 20_000;
@@ -63,35 +64,6 @@ const INSERT: &str = "INSERT INTO sessions (access_token_hash, access_token_encr
     provider_access_token, provider_refresh_token, provider_expires_at, access_expires_at, \
     refresh_expires_at, created_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, NULL, ?8, ?9, ?10)";
-
-/// The stacks under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Stack {
-    Bare,
-    Queued,
-    /// `Ack::Durable` with `max_delay` = 0.
-    DurableNow,
-    /// `Ack::Durable` with the default `BufferConfig` (`max_delay` 5 ms).
-    DurableDefault,
-}
-
-impl Stack {
-    const ALL: [Self; 4] = [
-        Self::Bare,
-        Self::Queued,
-        Self::DurableNow,
-        Self::DurableDefault,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Bare => "bare",
-            Self::Queued => "queued",
-            Self::DurableNow => "durable d=0",
-            Self::DurableDefault => "durable d=5ms",
-        }
-    }
-}
 
 /// What one measured run did.
 struct Run {
@@ -480,7 +452,7 @@ struct RawRow {
 
 fn raw_row(fernet: &fernet::Fernet, n: u64, now: Timestamp) -> RawRow {
     let s = session(n, now);
-    let user = user_json(&s.user_info);
+    let user = encode_user_info(&s.user_info).expect("user_info as JSON");
     let seal = |secret: &Secret| fernet.encrypt(secret.expose().as_bytes());
     RawRow {
         access_hash: s.access_hash().to_hex(),

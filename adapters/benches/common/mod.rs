@@ -1,5 +1,5 @@
-//! What the benchmarks share: the login session they all write, its
-//! `user_info` JSON as the backends store it, and the writer loop.
+//! What the benchmarks share: the login session they all write, the write
+//! stacks, and the writer loop.
 
 // Each bench includes this module and uses a part of it.
 #![allow(dead_code)]
@@ -31,33 +31,33 @@ pub(crate) fn session(n: u64, now: Timestamp) -> Arc<StoredSession> {
     Arc::new(s)
 }
 
-/// mxcp's `UserInfo` as JSON, field for field, as both backends write it
-/// (for the raw peers, which write the same bytes without tokenstore).
-pub(crate) fn user_json(u: &UserInfo) -> String {
-    #[derive(serde::Serialize)]
-    struct UserJson<'a> {
-        provider: &'a str,
-        user_id: &'a str,
-        username: &'a str,
-        email: Option<&'a str>,
-        name: Option<&'a str>,
-        avatar_url: Option<&'a str>,
-        raw_profile: Option<&'a serde_json::Map<String, serde_json::Value>>,
-        provider_scopes_granted: &'a [String],
-        capabilities: &'a [String],
+/// The write stacks the write benchmarks measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Stack {
+    Bare,
+    Queued,
+    /// `Ack::Durable` with `max_delay` = 0.
+    DurableNow,
+    /// `Ack::Durable` with the default `BufferConfig` (`max_delay` 5 ms).
+    DurableDefault,
+}
+
+impl Stack {
+    pub(crate) const ALL: [Self; 4] = [
+        Self::Bare,
+        Self::Queued,
+        Self::DurableNow,
+        Self::DurableDefault,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Bare => "bare",
+            Self::Queued => "queued",
+            Self::DurableNow => "durable d=0",
+            Self::DurableDefault => "durable d=5ms",
+        }
     }
-    serde_json::to_string(&UserJson {
-        provider: &u.provider,
-        user_id: &u.user_id,
-        username: &u.username,
-        email: u.email.as_deref(),
-        name: u.name.as_deref(),
-        avatar_url: u.avatar_url.as_deref(),
-        raw_profile: u.raw_profile.as_ref(),
-        provider_scopes_granted: &u.provider_scopes_granted,
-        capabilities: &u.capabilities,
-    })
-    .expect("user_info as JSON")
 }
 
 /// `writers` tokio tasks storing new sessions (numbered from `first`) until
