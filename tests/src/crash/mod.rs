@@ -16,6 +16,7 @@
 mod child;
 mod parent;
 mod rng;
+pub mod suite;
 
 pub use child::child_main;
 pub use parent::{
