@@ -42,20 +42,15 @@
 mod common;
 
 use bytes::{BufMut, BytesMut};
-use common::{Stack, drive, median, session, writer_counts};
+use common::{Stack, drive, drive_buffered, median, session, writer_counts};
 use std::collections::HashMap;
 use std::error::Error;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokenstore::buffer::BufferConfig;
 use tokenstore::cache::CacheConfig;
 use tokenstore::postgres::{DEFAULT_POOL_SIZE, PostgresTokenStore, generate_key};
-use tokenstore::runtime::TokioRuntime;
-use tokenstore::{
-    Ack, BufferedTokenStore, CachingTokenStore, Clock, Secret, SystemClock, Timestamp, TokenHash,
-    TokenStore,
-};
+use tokenstore::{CachingTokenStore, Clock, Secret, SystemClock, Timestamp, TokenHash, TokenStore};
 use tokenstore_core::codec::json::encode_user_info;
 use tokenstore_pgtest::{Server, TestDatabase};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -330,35 +325,12 @@ async fn run_stack(bench: &Bench, stack: Stack, writers: usize, budget: Duration
             avg_batch: None,
         }
     } else {
-        let config = match stack {
-            Stack::DurableNow => BufferConfig {
-                max_delay: Duration::ZERO,
-                ..BufferConfig::default()
-            },
-            _ => BufferConfig::default(),
-        };
-        let ack = if stack == Stack::Queued {
-            Ack::Queued
-        } else {
-            Ack::Durable
-        };
-        let buffered = Arc::new(BufferedTokenStore::new(
-            store.clone(),
-            config,
-            ack,
-            TokioRuntime::current(),
-        ));
-        let start = Instant::now();
-        let (rows, _) = drive(buffered.clone(), PREFILL, writers, budget, start).await;
-        buffered.flush().await.expect("flush");
-        let elapsed = start.elapsed();
-        let m = buffered.metrics();
-        assert_eq!(m.applied_writes, rows, "every accepted write was applied");
-        buffered.close().await.expect("close the buffer");
+        let config = stack.buffer().expect("a buffered stack");
+        let b = drive_buffered(store.clone(), config, PREFILL, writers, budget).await;
         Run {
-            rows,
-            elapsed,
-            avg_batch: Some(m.applied_writes as f64 / m.applied_batches.max(1) as f64),
+            rows: b.rows,
+            elapsed: b.elapsed,
+            avg_batch: Some(b.avg_batch),
         }
     };
     store.close().await.expect("close the store");

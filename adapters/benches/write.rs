@@ -39,19 +39,15 @@
 
 mod common;
 
-use common::{Stack, drive, median, session, writer_counts};
+use common::{Stack, drive, drive_buffered, median, session, writer_counts};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokenstore::buffer::BufferConfig;
-use tokenstore::runtime::TokioRuntime;
 use tokenstore::sqlite::{SqliteTokenStore, Synchronous, generate_key};
-use tokenstore::{
-    Ack, BufferedTokenStore, Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore,
-};
+use tokenstore::{Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore};
 use tokenstore_core::codec::json::encode_user_info;
 
 /// Sessions in the table before every measured run.
@@ -314,13 +310,6 @@ async fn open(path: &Path, key: &str) -> SqliteTokenStore {
 async fn run_stack(files: &Files, stack: Stack, writers: usize, budget: Duration) -> Run {
     let sqlite = Arc::new(open(&files.fresh(), &files.key).await);
     let commits_before = sqlite.stats().commits;
-    let config = match stack {
-        Stack::DurableNow => BufferConfig {
-            max_delay: Duration::ZERO,
-            ..BufferConfig::default()
-        },
-        _ => BufferConfig::default(),
-    };
     let (rows, elapsed, latencies, avg_batch) = match stack {
         Stack::Bare => {
             let start = Instant::now();
@@ -328,26 +317,9 @@ async fn run_stack(files: &Files, stack: Stack, writers: usize, budget: Duration
             (rows, start.elapsed(), lat, None)
         }
         Stack::Queued | Stack::DurableNow | Stack::DurableDefault => {
-            let ack = if stack == Stack::Queued {
-                Ack::Queued
-            } else {
-                Ack::Durable
-            };
-            let buffered = Arc::new(BufferedTokenStore::new(
-                sqlite.clone(),
-                config,
-                ack,
-                TokioRuntime::current(),
-            ));
-            let start = Instant::now();
-            let (rows, lat) = drive(buffered.clone(), PREFILL, writers, budget, start).await;
-            buffered.flush().await.expect("flush");
-            let elapsed = start.elapsed();
-            let m = buffered.metrics();
-            assert_eq!(m.applied_writes, rows, "every accepted write was applied");
-            buffered.close().await.expect("close the buffer");
-            let avg = m.applied_writes as f64 / m.applied_batches.max(1) as f64;
-            (rows, elapsed, lat, Some(avg))
+            let config = stack.buffer().expect("a buffered stack");
+            let b = drive_buffered(sqlite.clone(), config, PREFILL, writers, budget).await;
+            (b.rows, b.elapsed, b.latencies, Some(b.avg_batch))
         }
     };
     let commits = sqlite.stats().commits - commits_before;

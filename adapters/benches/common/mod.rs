@@ -7,7 +7,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokenstore::{Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore, UserInfo};
+use tokenstore::buffer::BufferConfig;
+use tokenstore::runtime::TokioRuntime;
+use tokenstore::{
+    Ack, BufferedTokenStore, Clock, Secret, StoredSession, SystemClock, Timestamp, TokenStore,
+    UserInfo,
+};
 
 /// Login session `n`: an access and a refresh token (distinct per `n`), an
 /// email, two scopes, an hour of access and a day of refresh from `now`.
@@ -49,6 +54,22 @@ impl Stack {
         Self::DurableNow,
         Self::DurableDefault,
     ];
+
+    /// The buffer's configuration and acknowledgement, `None` for bare.
+    pub(crate) fn buffer(self) -> Option<(BufferConfig, Ack)> {
+        match self {
+            Self::Bare => None,
+            Self::Queued => Some((BufferConfig::default(), Ack::Queued)),
+            Self::DurableNow => Some((
+                BufferConfig {
+                    max_delay: Duration::ZERO,
+                    ..BufferConfig::default()
+                },
+                Ack::Durable,
+            )),
+            Self::DurableDefault => Some((BufferConfig::default(), Ack::Durable)),
+        }
+    }
 
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -98,6 +119,45 @@ pub(crate) async fn drive<S: TokenStore + 'static>(
         latencies.extend(l);
     }
     (rows, latencies)
+}
+
+/// What a buffered run did: rows, time until `flush()` returned, per-call
+/// latencies (one writer only), applied writes per applied batch.
+pub(crate) struct Buffered {
+    pub(crate) rows: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) latencies: Vec<Duration>,
+    pub(crate) avg_batch: f64,
+}
+
+/// [`drive`] through a `BufferedTokenStore` over `store` on tokio; the clock
+/// stops when `flush()` returns, so only committed rows count.
+pub(crate) async fn drive_buffered<S: TokenStore + 'static>(
+    store: Arc<S>,
+    (config, ack): (BufferConfig, Ack),
+    first: u64,
+    writers: usize,
+    budget: Duration,
+) -> Buffered {
+    let buffered = Arc::new(BufferedTokenStore::new(
+        store,
+        config,
+        ack,
+        TokioRuntime::current(),
+    ));
+    let start = Instant::now();
+    let (rows, latencies) = drive(buffered.clone(), first, writers, budget, start).await;
+    buffered.flush().await.expect("flush");
+    let elapsed = start.elapsed();
+    let m = buffered.metrics();
+    assert_eq!(m.applied_writes, rows, "every accepted write was applied");
+    buffered.close().await.expect("close the buffer");
+    Buffered {
+        rows,
+        elapsed,
+        latencies,
+        avg_batch: m.applied_writes as f64 / m.applied_batches.max(1) as f64,
+    }
 }
 
 /// The median of `values` (the upper one of an even count).
