@@ -10,6 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::buffer::{
     BatchOutcome, BufferConfig, BufferMachine, BufferMetrics, OneTime, Read, ReadKind, ReadTicket,
     Refusal, Seq, SessionKey, WriteOp, apply_batch,
@@ -565,6 +566,13 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
             .inner
             .batch_writer()
             .map(|_| self as &dyn BatchWriteStore)
+    }
+
+    /// The delegate's feed, untouched: it reports what the store committed,
+    /// which for writes still queued here is nothing yet (the cache above the
+    /// buffer, if any, evicted them when they were accepted).
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        self.shared.inner.invalidation_feed()
     }
 }
 

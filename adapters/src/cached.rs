@@ -9,6 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use tokenstore_core::SessionKey;
+use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::cache::{
     CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, FillOutcome, FillTicket, Lookup,
     Write,
@@ -289,7 +290,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
 
     async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
         validate_key("code", code)?;
-        let key = CacheKey::AuthCode(code.to_owned());
+        let key = CacheKey::AuthCode(TokenHash::of(code));
         let fetch = || self.inner.load_auth_code(code);
         self.read(key, fetch, CacheMachine::fill_auth_code, auth_code)
             .await
@@ -405,6 +406,11 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         self.inner
             .batch_writer()
             .map(|_| self as &dyn BatchWriteStore)
+    }
+
+    /// The delegate's feed, untouched: it reports what the store committed.
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        self.inner.invalidation_feed()
     }
 }
 

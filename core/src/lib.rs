@@ -44,6 +44,7 @@
 pub mod buffer;
 pub mod cache;
 pub mod codec;
+pub mod feed;
 mod error;
 mod hash;
 mod memory;

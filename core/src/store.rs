@@ -1,6 +1,7 @@
 //! The [`TokenStore`] contract and the optional [`BulkSessionStore`] capability.
 
 use crate::WriteOp;
+use crate::feed::InvalidationFeed;
 use crate::{AuthCodeRecord, ClientRecord, StateRecord, StoreError, StoredSession, TokenHash};
 use std::future::Future;
 use std::pin::Pin;
@@ -169,6 +170,14 @@ pub trait TokenStore: Send + Sync {
     fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
         None
     }
+
+    /// The invalidation feed, when this store has one (feature detection at run
+    /// time): the keys that writes on any instance invalidated, which lets the
+    /// read cache of every instance keep the staleness bound of `DESIGN.md`
+    /// section 7.
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        None
+    }
 }
 
 /// Optional: applies a batch of mixed writes atomically; see
@@ -316,5 +325,8 @@ impl<S: TokenStore + ?Sized> TokenStore for Arc<S> {
     }
     fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
         (**self).batch_writer()
+    }
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        (**self).invalidation_feed()
     }
 }

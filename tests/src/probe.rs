@@ -564,6 +564,10 @@ forward_token_store!(FlakyStore {
         self.inner.bulk().map(|_| self as &dyn BulkSessionStore)
     }
 
+    fn invalidation_feed(&self) -> Option<&dyn tokenstore_core::feed::InvalidationFeed> {
+        self.inner.invalidation_feed()
+    }
+
     fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
         self.inner
             .batch_writer()

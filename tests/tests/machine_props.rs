@@ -638,7 +638,7 @@ impl K {
             Self::Refresh(n) => {
                 CacheKey::Session(SessionKey::Refresh(TokenHash::of(&format!("tok-{n}"))))
             }
-            Self::Code(n) => CacheKey::AuthCode(format!("code-{n}")),
+            Self::Code(n) => CacheKey::AuthCode(TokenHash::of(&format!("code-{n}"))),
             Self::Client(n) => CacheKey::Client(format!("client-{n}")),
         }
     }
@@ -917,7 +917,7 @@ impl Rec {
     fn keys(&self) -> Vec<CacheKey> {
         match self {
             Self::Session(s) => CacheKey::of_session(s),
-            Self::Code(c) => vec![CacheKey::AuthCode(c.code.clone())],
+            Self::Code(c) => vec![CacheKey::AuthCode(TokenHash::of(&c.code))],
             Self::Client(c) => vec![CacheKey::Client(c.client_id.clone())],
         }
     }
@@ -1154,7 +1154,7 @@ fn cache_case(config: CacheConfig, pools: Pools, steps: Vec<C>) -> Result<(), Te
                     }
                     CW::Code(n) => {
                         let code = format!("code-{n}");
-                        keys = vec![CacheKey::AuthCode(code.clone())];
+                        keys = vec![CacheKey::AuthCode(TokenHash::of(&code))];
                         cache.handle_write(Write::AuthCode(&code));
                     }
                     CW::Client(n) => {

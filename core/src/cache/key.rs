@@ -21,8 +21,9 @@ pub enum Kind {
 pub enum CacheKey {
     /// A session, by any of its three keys.
     Session(SessionKey),
-    /// An authorization code.
-    AuthCode(String),
+    /// An authorization code, by its SHA-256 (the raw code is never kept as a
+    /// key, so a log of keys never holds one).
+    AuthCode(TokenHash),
     /// A client by id.
     Client(String),
 }
@@ -109,7 +110,7 @@ impl Write<'_> {
     pub(crate) fn keys(&self) -> Vec<CacheKey> {
         match *self {
             Self::State => Vec::new(),
-            Self::AuthCode(code) => vec![CacheKey::AuthCode(code.to_owned())],
+            Self::AuthCode(code) => vec![CacheKey::AuthCode(TokenHash::of(code))],
             Self::StoreSession(s) => CacheKey::of_session(s),
             Self::DeleteSessionByHash(h) => vec![CacheKey::Session(SessionKey::Access(h))],
             Self::DeleteSessionById(id) => vec![CacheKey::Session(SessionKey::Id(id.to_owned()))],

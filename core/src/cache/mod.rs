@@ -15,7 +15,7 @@ pub use key::{CacheKey, Kind, Write};
 pub use metrics::{CacheMetrics, KindMetrics};
 pub use races::FillTicket;
 
-use crate::{AuthCodeRecord, ClientRecord, SessionKey, StoredSession, Timestamp};
+use crate::{AuthCodeRecord, ClientRecord, SessionKey, StoredSession, Timestamp, TokenHash};
 use races::Races;
 use std::fmt;
 use std::sync::Arc;
@@ -279,7 +279,7 @@ impl CacheMachine {
         let Some(record) = found else {
             return self.fill_negative(now, ticket);
         };
-        let keys = vec![CacheKey::AuthCode(record.code.clone())];
+        let keys = vec![CacheKey::AuthCode(TokenHash::of(&record.code))];
         if !self.races.redeem(&ticket, &keys) {
             return self.refused(&ticket);
         }

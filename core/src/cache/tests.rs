@@ -318,7 +318,7 @@ fn auth_codes_and_clients_cache_and_invalidate() {
         t0() + Duration::from_secs(60),
         t0(),
     ));
-    let ticket = miss(&mut cache, t0(), CacheKey::AuthCode("code-1".into()));
+    let ticket = miss(&mut cache, t0(), CacheKey::AuthCode(TokenHash::of("code-1")));
     assert_eq!(
         cache.fill_auth_code(t0(), ticket, Some(code)),
         FillOutcome::Cached
@@ -326,13 +326,13 @@ fn auth_codes_and_clients_cache_and_invalidate() {
     assert!(is_hit(
         &mut cache,
         t0(),
-        CacheKey::AuthCode("code-1".into())
+        CacheKey::AuthCode(TokenHash::of("code-1"))
     ));
     cache.handle_write(Write::AuthCode("code-1"));
     assert!(!is_hit(
         &mut cache,
         t0(),
-        CacheKey::AuthCode("code-1".into())
+        CacheKey::AuthCode(TokenHash::of("code-1"))
     ));
 
     let client = Arc::new(ClientRecord::new("client-1", t0()));

@@ -133,7 +133,7 @@ pub fn negative_flood_stays_bounded() {
     for i in 0..FLOOD {
         let key = match i % 3 {
             0 => CacheKey::Session(SessionKey::Id(format!("unknown-{i}"))),
-            1 => CacheKey::AuthCode(format!("unknown-{i}")),
+            1 => CacheKey::AuthCode(TokenHash::of(&format!("unknown-{i}"))),
             _ => CacheKey::Client(format!("unknown-{i}")),
         };
         let Lookup::Miss(ticket) = machine.lookup(now, &key) else {

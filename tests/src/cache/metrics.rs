@@ -274,7 +274,7 @@ fn every_key() -> Vec<CacheKey> {
         CacheKey::Session(SessionKey::Access(TokenHash::of(ACCESS))),
         CacheKey::Session(SessionKey::Id(SESSION_ID.to_owned())),
         CacheKey::Session(SessionKey::Refresh(TokenHash::of(REFRESH))),
-        CacheKey::AuthCode(CODE.to_owned()),
+        CacheKey::AuthCode(TokenHash::of(CODE)),
         CacheKey::Client(CLIENT_ID.to_owned()),
     ]
 }
