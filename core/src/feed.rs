@@ -28,7 +28,6 @@
 use crate::cache::CacheKey;
 use crate::{BoxFuture, SessionKey, StoreError, StoredSession, TokenHash};
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A position in a store's invalidation log, as that store counts it
@@ -125,20 +124,18 @@ impl HintBoard {
     }
 
     /// Completes with the generation once it is past `seen`.
-    pub fn wait_past(&self, seen: u64) -> impl Future<Output = u64> + Send + '_ {
-        async move {
-            loop {
-                let now = self.generation();
-                if now > seen {
-                    return now;
-                }
-                let listener = self.event.listen();
-                let now = self.generation();
-                if now > seen {
-                    return now;
-                }
-                listener.await;
+    pub async fn wait_past(&self, seen: u64) -> u64 {
+        loop {
+            let now = self.generation();
+            if now > seen {
+                return now;
             }
+            let listener = self.event.listen();
+            let now = self.generation();
+            if now > seen {
+                return now;
+            }
+            listener.await;
         }
     }
 }

@@ -44,8 +44,8 @@
 pub mod buffer;
 pub mod cache;
 pub mod codec;
-pub mod feed;
 mod error;
+pub mod feed;
 mod hash;
 mod memory;
 mod record;

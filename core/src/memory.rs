@@ -1,14 +1,17 @@
 //! [`MemoryTokenStore`]: the in-memory backend and the reference model of the
 //! contract.
 
+use crate::cache::CacheKey;
+use crate::feed::{self, HintBoard, InvalidationFeed, Invalidations, Watermark};
 use crate::store::BoxFuture;
 use crate::{
     AuthCodeRecord, BulkSessionStore, CleanupCounts, ClientRecord, Clock, SessionVisibility,
     StateRecord, StoreError, StoredSession, Timestamp, TokenHash, TokenStore, validate_key,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 /// Everything a store holds, expired records included, ordered by key.
 ///
@@ -50,6 +53,8 @@ pub struct Contents {
 pub struct MemoryTokenStore {
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
+    /// Wake-ups for followers of the log, when it is kept.
+    hints: Option<HintBoard>,
 }
 
 #[derive(Default)]
@@ -61,6 +66,56 @@ struct Inner {
     by_id: HashMap<String, TokenHash>,
     by_refresh: HashMap<TokenHash, TokenHash>,
     clients: BTreeMap<String, Arc<ClientRecord>>,
+    /// The invalidation log, when kept.
+    log: Option<Log>,
+}
+
+/// The invalidation log: every key a write removed or replaced, numbered from
+/// 1; the watermark is the number of the last entry seen.
+struct Log {
+    entries: VecDeque<(u64, Timestamp, CacheKey)>,
+    /// The number of the last entry logged (0: none yet).
+    last: u64,
+    /// The number of the last entry pruned (0: none yet).
+    pruned_through: u64,
+    retention: Duration,
+}
+
+impl Log {
+    fn push(&mut self, now: Timestamp, keys: Vec<CacheKey>) {
+        for key in keys {
+            self.last += 1;
+            self.entries.push_back((self.last, now, key));
+        }
+        while let Some(&(n, at, _)) = self.entries.front() {
+            if now.saturating_duration_since(at) <= self.retention {
+                break;
+            }
+            self.pruned_through = n;
+            self.entries.pop_front();
+        }
+    }
+
+    fn since(&self, since: Option<Watermark>) -> Invalidations {
+        let watermark = Watermark(self.last);
+        let Some(Watermark(from)) = since else {
+            return Invalidations {
+                keys: Vec::new(),
+                watermark,
+                gap: false,
+            };
+        };
+        Invalidations {
+            keys: self
+                .entries
+                .iter()
+                .filter(|(n, ..)| *n > from)
+                .map(|(_, _, key)| key.clone())
+                .collect(),
+            watermark,
+            gap: from < self.pruned_through || from > self.last,
+        }
+    }
 }
 
 impl MemoryTokenStore {
@@ -69,6 +124,61 @@ impl MemoryTokenStore {
         Self {
             clock: Arc::new(clock),
             inner: Mutex::new(Inner::default()),
+            hints: None,
+        }
+    }
+
+    /// Keeps an invalidation log, so the store has the
+    /// [`InvalidationFeed`] capability: several caches sharing this store (as
+    /// `Arc<MemoryTokenStore>`, one per simulated instance) each learn what
+    /// writes through the others removed or replaced. Entries older than
+    /// `retention` are pruned; a follower further behind gets a gap. Every
+    /// logged write also raises a [hint](InvalidationFeed::hints).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tokenstore_core::{Clock, ManualClock, MemoryTokenStore, StoredSession, Timestamp, TokenStore, UserInfo};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let clock = ManualClock::new(Timestamp::from_unix_secs(1_000));
+    /// let store = MemoryTokenStore::new(clock.clone()).with_invalidation_log(Duration::from_secs(600));
+    /// let feed = store.invalidation_feed().expect("the log is kept");
+    /// let start = feed.invalidations_since(None).await?.watermark;
+    ///
+    /// let session = StoredSession::new(
+    ///     "sid", UserInfo::new("p", "u", "n"), "tok", clock.now() + Duration::from_secs(60), clock.now(),
+    /// );
+    /// store.store_session(Arc::new(session)).await?;
+    /// let found = feed.invalidations_since(Some(start)).await?;
+    /// assert_eq!(found.keys.len(), 2); // by access token and by id
+    /// assert!(!found.gap);
+    /// # Ok::<(), tokenstore_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_invalidation_log(self, retention: Duration) -> Self {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .log = Some(Log {
+            entries: VecDeque::new(),
+            last: 0,
+            pruned_through: 0,
+            retention,
+        });
+        Self {
+            hints: Some(HintBoard::new()),
+            ..self
+        }
+    }
+
+    /// Logs `keys` (when the log is kept) and raises a hint.
+    fn log(&self, inner: &mut Inner, now: Timestamp, keys: Vec<CacheKey>) {
+        if let Some(log) = inner.log.as_mut().filter(|_| !keys.is_empty()) {
+            log.push(now, keys);
+            if let Some(hints) = &self.hints {
+                hints.raise();
+            }
         }
     }
 
@@ -122,16 +232,20 @@ impl Inner {
         Some(old)
     }
 
-    fn insert_session(&mut self, record: Arc<StoredSession>) {
+    /// Stores `record`; returns the keys to log (its own and those of every
+    /// session it replaced).
+    fn insert_session(&mut self, record: Arc<StoredSession>) -> Vec<CacheKey> {
         let access = record.access_hash();
         let refresh = record.refresh_hash();
-        self.remove_session(&access);
+        let mut replaced = Vec::new();
+        replaced.extend(self.remove_session(&access));
         if let Some(old) = self.by_id.get(&record.session_id).copied() {
-            self.remove_session(&old);
+            replaced.extend(self.remove_session(&old));
         }
         if let Some(old) = refresh.and_then(|r| self.by_refresh.get(&r).copied()) {
-            self.remove_session(&old);
+            replaced.extend(self.remove_session(&old));
         }
+        let keys = feed::log::stored_session(&record, replaced.iter().map(|s| &**s));
         let record = if record.issued_at == Some(record.created_at) {
             record
         } else {
@@ -142,6 +256,7 @@ impl Inner {
             self.by_refresh.insert(refresh, access);
         }
         self.sessions.insert(access, record);
+        keys
     }
 
     /// Applies the by-access rule to the session at `access`.
@@ -161,11 +276,17 @@ impl Inner {
         }
     }
 
-    fn delete_sessions(&mut self, hashes: &[TokenHash]) -> u64 {
-        hashes
-            .iter()
-            .filter(|h| self.remove_session(h).is_some())
-            .count() as u64
+    /// Deletes the sessions at `hashes`: how many, and the keys to log.
+    fn delete_sessions(&mut self, hashes: &[TokenHash]) -> (u64, Vec<CacheKey>) {
+        let mut keys = Vec::new();
+        let mut count = 0;
+        for h in hashes {
+            if let Some(old) = self.remove_session(h) {
+                count += 1;
+                keys.extend(feed::log::deleted_session(&old));
+            }
+        }
+        (count, keys)
     }
 
     fn cleanup(&mut self, now: Timestamp) -> CleanupCounts {
@@ -182,7 +303,8 @@ impl Inner {
         CleanupCounts {
             states: (states - self.states.len()) as u64,
             auth_codes: (codes - self.codes.len()) as u64,
-            sessions: self.delete_sessions(&dead),
+            // Removed because dead: no cache serves them, so nothing is logged.
+            sessions: self.delete_sessions(&dead).0,
         }
     }
 }
@@ -203,8 +325,10 @@ impl TokenStore for MemoryTokenStore {
 
     async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
         record.validate()?;
-        let (mut inner, _) = self.open()?;
+        let (mut inner, now) = self.open()?;
+        let key = feed::log::auth_code(&record.code);
         inner.codes.insert(record.code.clone(), record);
+        self.log(&mut inner, now, vec![key]);
         Ok(())
     }
 
@@ -223,21 +347,28 @@ impl TokenStore for MemoryTokenStore {
 
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
         validate_key("code", code)?;
-        let (mut inner, _) = self.open()?;
-        inner.codes.remove(code);
+        let (mut inner, now) = self.open()?;
+        if inner.codes.remove(code).is_some() {
+            self.log(&mut inner, now, vec![feed::log::auth_code(code)]);
+        }
         Ok(())
     }
 
     async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
         validate_key("code", code)?;
         let (mut inner, now) = self.open()?;
-        Ok(inner.codes.remove(code).is_some_and(|c| !c.is_expired(now)))
+        let removed = inner.codes.remove(code);
+        if removed.is_some() {
+            self.log(&mut inner, now, vec![feed::log::auth_code(code)]);
+        }
+        Ok(removed.is_some_and(|c| !c.is_expired(now)))
     }
 
     async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
         record.validate()?;
-        let (mut inner, _) = self.open()?;
-        inner.insert_session(record);
+        let (mut inner, now) = self.open()?;
+        let keys = inner.insert_session(record);
+        self.log(&mut inner, now, keys);
         Ok(())
     }
 
@@ -284,24 +415,28 @@ impl TokenStore for MemoryTokenStore {
 
     async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
         validate_key("access_token", access_token)?;
-        let (mut inner, _) = self.open()?;
-        inner.remove_session(&TokenHash::of(access_token));
+        let (mut inner, now) = self.open()?;
+        let (_, keys) = inner.delete_sessions(&[TokenHash::of(access_token)]);
+        self.log(&mut inner, now, keys);
         Ok(())
     }
 
     async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
         validate_key("session_id", session_id)?;
-        let (mut inner, _) = self.open()?;
+        let (mut inner, now) = self.open()?;
         if let Some(access) = inner.by_id.get(session_id).copied() {
-            inner.remove_session(&access);
+            let (_, keys) = inner.delete_sessions(&[access]);
+            self.log(&mut inner, now, keys);
         }
         Ok(())
     }
 
     async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
         record.validate()?;
-        let (mut inner, _) = self.open()?;
+        let (mut inner, now) = self.open()?;
+        let key = feed::log::client(&record.client_id);
         inner.clients.insert(record.client_id.clone(), record);
+        self.log(&mut inner, now, vec![key]);
         Ok(())
     }
 
@@ -318,8 +453,10 @@ impl TokenStore for MemoryTokenStore {
 
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         validate_key("client_id", client_id)?;
-        let (mut inner, _) = self.open()?;
-        inner.clients.remove(client_id);
+        let (mut inner, now) = self.open()?;
+        if inner.clients.remove(client_id).is_some() {
+            self.log(&mut inner, now, vec![feed::log::client(client_id)]);
+        }
         Ok(())
     }
 
@@ -337,6 +474,36 @@ impl TokenStore for MemoryTokenStore {
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
         Some(self)
     }
+
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        // The hint board exists exactly when the log is kept.
+        self.hints
+            .is_some()
+            .then_some(self as &dyn InvalidationFeed)
+    }
+}
+
+impl InvalidationFeed for MemoryTokenStore {
+    fn invalidations_since(
+        &self,
+        since: Option<Watermark>,
+    ) -> BoxFuture<'_, Result<Invalidations, StoreError>> {
+        Box::pin(async move {
+            let (inner, _) = self.open()?;
+            Ok(inner.log.as_ref().map_or(
+                Invalidations {
+                    keys: Vec::new(),
+                    watermark: Watermark(0),
+                    gap: true,
+                },
+                |log| log.since(since),
+            ))
+        })
+    }
+
+    fn hints(&self) -> Option<&HintBoard> {
+        self.hints.as_ref()
+    }
 }
 
 impl BulkSessionStore for MemoryTokenStore {
@@ -348,10 +515,12 @@ impl BulkSessionStore for MemoryTokenStore {
             for s in &sessions {
                 s.validate()?;
             }
-            let (mut inner, _) = self.open()?;
+            let (mut inner, now) = self.open()?;
+            let mut keys = Vec::new();
             for s in sessions {
-                inner.insert_session(s);
+                keys.extend(inner.insert_session(s));
             }
+            self.log(&mut inner, now, keys);
             Ok(())
         })
     }
@@ -361,8 +530,10 @@ impl BulkSessionStore for MemoryTokenStore {
         hashes: Vec<TokenHash>,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let (mut inner, _) = self.open()?;
-            Ok(inner.delete_sessions(&hashes))
+            let (mut inner, now) = self.open()?;
+            let (count, keys) = inner.delete_sessions(&hashes);
+            self.log(&mut inner, now, keys);
+            Ok(count)
         })
     }
 

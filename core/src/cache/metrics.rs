@@ -1,7 +1,7 @@
 //! Counters of the cache machine. They hold numbers only: no key, token, hash or
 //! identifier.
 
-use super::Kind;
+use super::{FeedMetrics, Kind};
 
 /// Counters for one kind of record.
 ///
@@ -51,6 +51,8 @@ pub struct CacheMetrics {
     pub client_entries: usize,
     /// Negative entries now, all kinds together.
     pub negative_entries: usize,
+    /// The invalidation feed's follower (all zero without a feed).
+    pub feed: FeedMetrics,
 }
 
 impl CacheMetrics {

@@ -6,16 +6,22 @@
 //! crate's `CachingTokenStore` holds it behind a lock and does the delegate I/O
 //! it asks for.
 
+mod follow;
 mod key;
 mod metrics;
 mod races;
 mod table;
 
+pub use follow::{FeedMetrics, PollTicket, PollTimer};
 pub use key::{CacheKey, Kind, Write};
 pub use metrics::{CacheMetrics, KindMetrics};
 pub use races::FillTicket;
 
-use crate::{AuthCodeRecord, ClientRecord, SessionKey, StoredSession, Timestamp, TokenHash};
+use crate::feed::Invalidations;
+use crate::{
+    AuthCodeRecord, ClientRecord, SessionKey, StoreError, StoredSession, Timestamp, TokenHash,
+};
+use follow::Follower;
 use races::Races;
 use std::fmt;
 use std::sync::Arc;
@@ -50,6 +56,41 @@ pub struct CacheConfig {
     /// ([`Clock::resolution`](crate::Clock::resolution)); added to `skew`.
     /// `CachingTokenStore` sets it from its clock. Default zero.
     pub clock_resolution: Duration,
+    /// The staleness bound `B` across instances, when the cache follows the
+    /// store's [invalidation feed](crate::feed): a hit (positive or negative) is
+    /// served only while the last successful poll of the feed started less than
+    /// `B` ago, polls run at least every `B / 2`, and negative entries live at
+    /// most `B`. Must be above zero and below `ttl_cap`. Default `None`: no feed
+    /// (a single-process server needs none).
+    pub feed_bound: Option<Duration>,
+}
+
+impl CacheConfig {
+    /// Checks the settings: `feed_bound`, when set, is above zero and below
+    /// `ttl_cap`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenstore_core::cache::CacheConfig;
+    ///
+    /// let mut config = CacheConfig::default();
+    /// config.feed_bound = Some(Duration::from_secs(1));
+    /// assert!(config.validate().is_ok());
+    /// config.feed_bound = Some(config.ttl_cap);
+    /// assert!(config.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), StoreError> {
+        match self.feed_bound {
+            Some(b) if b.is_zero() => Err(StoreError::InvalidConfig(
+                "the cache's feed_bound must be above zero".into(),
+            )),
+            Some(b) if b >= self.ttl_cap => Err(StoreError::InvalidConfig(format!(
+                "the cache's feed_bound ({b:?}) must be below its ttl_cap ({:?})",
+                self.ttl_cap
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -63,6 +104,7 @@ impl Default for CacheConfig {
             client_capacity: 10_000,
             negative_capacity: 10_000,
             clock_resolution: Duration::ZERO,
+            feed_bound: None,
         }
     }
 }
@@ -182,6 +224,8 @@ pub struct CacheMachine {
     races: Races,
     metrics: CacheMetrics,
     closed: bool,
+    /// Present when the cache follows an invalidation feed.
+    follower: Option<Follower>,
 }
 
 impl CacheMachine {
@@ -195,6 +239,7 @@ impl CacheMachine {
             races: Races::default(),
             metrics: CacheMetrics::default(),
             closed: false,
+            follower: config.feed_bound.map(Follower::new),
             config,
         }
     }
@@ -203,11 +248,7 @@ impl CacheMachine {
     /// lookup answers [`Lookup::Closed`].
     pub fn handle_close(&mut self) {
         self.closed = true;
-        let config = self.config.clone();
-        self.sessions = Table::new(config.session_capacity);
-        self.auth_codes = Table::new(config.auth_code_capacity);
-        self.clients = Table::new(config.client_capacity);
-        self.negatives = Table::new(config.negative_capacity);
+        self.drop_entries();
     }
 
     /// The configuration.
@@ -222,13 +263,17 @@ impl CacheMachine {
         }
         let kind = key.kind();
         self.metrics.kind_mut(kind).lookups += 1;
-        if let Some(hit) = self.positive(now, key) {
-            self.metrics.kind_mut(kind).hits += 1;
-            return Lookup::Hit(hit);
-        }
-        if self.negative(now, key) {
-            self.metrics.kind_mut(kind).negative_hits += 1;
-            return Lookup::NegativeHit;
+        if self.serving(now) {
+            if let Some(hit) = self.positive(now, key) {
+                self.metrics.kind_mut(kind).hits += 1;
+                return Lookup::Hit(hit);
+            }
+            if self.negative(now, key) {
+                self.metrics.kind_mut(kind).negative_hits += 1;
+                return Lookup::NegativeHit;
+            }
+        } else if self.positive(now, key).is_some() || self.negative(now, key) {
+            self.follower_mut().metrics.unconfirmed += 1;
         }
         match self.races.issue(key) {
             Some(ticket) => {
@@ -331,6 +376,74 @@ impl CacheMachine {
         }
     }
 
+    /// Starts a poll of the invalidation feed, when the cache follows one and
+    /// no poll is in flight: ask the feed from
+    /// [`PollTicket::since`](PollTicket::since), then give the ticket back with
+    /// the answer to [`handle_invalidations`](Self::handle_invalidations) or to
+    /// [`handle_poll_failed`](Self::handle_poll_failed).
+    pub fn begin_poll(&mut self, now: Timestamp) -> Option<PollTicket> {
+        if self.closed {
+            return None;
+        }
+        self.follower.as_mut()?.begin(now)
+    }
+
+    /// Gives a poll back with the feed's answer: every key in it is evicted
+    /// (with every entry it reaches and its negative entry) and fills of those
+    /// keys in flight are refused, the stale-fill guard extended to other
+    /// instances' writes. A gap drops every entry and refuses every fill in
+    /// flight. Unless the clock stepped back meanwhile, freshness is then
+    /// confirmed from the poll's start.
+    pub fn handle_invalidations(&mut self, now: Timestamp, poll: PollTicket, found: Invalidations) {
+        let Some(follower) = self.follower.as_mut() else {
+            return;
+        };
+        follower.metrics.keys_received += found.keys.len() as u64;
+        if found.gap {
+            follower.metrics.gaps += 1;
+            follower.restart(found.watermark);
+            self.drop_entries();
+            self.races.refuse_outstanding();
+        } else {
+            for key in &found.keys {
+                self.invalidate(key);
+            }
+        }
+        if let Some(follower) = self.follower.as_mut() {
+            follower.succeeded(now, &poll, found.watermark);
+        }
+    }
+
+    /// Gives a poll back that failed or was given up: freshness is not
+    /// confirmed, and the next poll is due soon.
+    pub fn handle_poll_failed(&mut self, now: Timestamp, poll: PollTicket) {
+        if let Some(follower) = self.follower.as_mut() {
+            follower.failed(now, &poll);
+        }
+    }
+
+    /// Reports a wake-up hint from the feed: a poll is due at once (or right
+    /// after the one in flight).
+    pub fn handle_hint(&mut self, now: Timestamp) {
+        if let Some(follower) = self.follower.as_mut() {
+            follower.hint(now);
+        }
+    }
+
+    /// When the adapter should poll next; see [`PollTimer`].
+    pub fn poll_timeout(&mut self, now: Timestamp) -> PollTimer {
+        if self.closed {
+            return PollTimer::Off;
+        }
+        match self.follower.as_mut() {
+            Some(follower) => {
+                follower.observe(now);
+                follower.timer(now)
+            }
+            None => PollTimer::Off,
+        }
+    }
+
     /// Fill tickets handed out and not yet given back.
     pub fn fills_in_flight(&self) -> usize {
         self.races.outstanding()
@@ -343,8 +456,42 @@ impl CacheMachine {
             auth_code_entries: self.auth_codes.len(),
             client_entries: self.clients.len(),
             negative_entries: self.negatives.len(),
+            feed: self
+                .follower
+                .as_ref()
+                .map(|f| f.metrics)
+                .unwrap_or_default(),
             ..self.metrics
         }
+    }
+
+    /// Whether a hit may be served at `now`: always without a feed; with one,
+    /// only while freshness is confirmed.
+    fn serving(&mut self, now: Timestamp) -> bool {
+        let resolution = self.config.clock_resolution;
+        match self.follower.as_mut() {
+            None => true,
+            Some(f) => {
+                f.observe(now);
+                f.confirmed(now, resolution)
+            }
+        }
+    }
+
+    /// The follower; only called where `serving` said there is one.
+    fn follower_mut(&mut self) -> &mut Follower {
+        self.follower
+            .as_mut()
+            .expect("only a following cache can be unconfirmed")
+    }
+
+    /// Drops every entry, positive and negative.
+    fn drop_entries(&mut self) {
+        let config = &self.config;
+        self.sessions = Table::new(config.session_capacity);
+        self.auth_codes = Table::new(config.auth_code_capacity);
+        self.clients = Table::new(config.client_capacity);
+        self.negatives = Table::new(config.negative_capacity);
     }
 
     /// `min(expiry, now + ttl_cap) - skew - clock_resolution`.
@@ -393,11 +540,15 @@ impl CacheMachine {
         if !self.races.redeem(&ticket, &[]) {
             return self.refused(&ticket);
         }
-        if self.config.negative_ttl.is_zero() || self.config.negative_capacity == 0 {
+        let ttl = match &self.follower {
+            Some(f) => self.config.negative_ttl.min(f.negative_cap()),
+            None => self.config.negative_ttl,
+        };
+        if ttl.is_zero() || self.config.negative_capacity == 0 {
             return FillOutcome::NotCached;
         }
         let kind = ticket.key.kind();
-        let deadline = now + self.config.negative_ttl;
+        let deadline = now + ttl;
         if let Some(evicted) = self.negatives.insert(vec![ticket.key], deadline) {
             self.metrics.kind_mut(evicted[0].kind()).evictions += 1;
         }

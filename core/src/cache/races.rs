@@ -30,6 +30,8 @@ impl FillTicket {
 #[derive(Default)]
 pub(crate) struct Races {
     epoch: u64,
+    /// Tickets at or below this epoch are refused (a feed gap).
+    floor: u64,
     in_flight: HashMap<CacheKey, u64>,
     invalidated: HashMap<CacheKey, u64>,
 }
@@ -63,11 +65,18 @@ impl Races {
         if self.in_flight.get(&ticket.key) == Some(&ticket.epoch) {
             self.in_flight.remove(&ticket.key);
         }
-        let fresh = std::iter::once(&ticket.key)
-            .chain(keys)
-            .all(|k| self.invalidated.get(k).is_none_or(|&e| e < ticket.epoch));
+        let fresh = ticket.epoch > self.floor
+            && std::iter::once(&ticket.key)
+                .chain(keys)
+                .all(|k| self.invalidated.get(k).is_none_or(|&e| e < ticket.epoch));
         self.prune();
         fresh
+    }
+
+    /// Refuses every ticket handed out so far (a feed gap: what they read may
+    /// predate invalidations nobody can name any more).
+    pub(crate) fn refuse_outstanding(&mut self) {
+        self.floor = self.epoch;
     }
 
     pub(crate) fn outstanding(&self) -> usize {

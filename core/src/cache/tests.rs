@@ -318,7 +318,11 @@ fn auth_codes_and_clients_cache_and_invalidate() {
         t0() + Duration::from_secs(60),
         t0(),
     ));
-    let ticket = miss(&mut cache, t0(), CacheKey::AuthCode(TokenHash::of("code-1")));
+    let ticket = miss(
+        &mut cache,
+        t0(),
+        CacheKey::AuthCode(TokenHash::of("code-1")),
+    );
     assert_eq!(
         cache.fill_auth_code(t0(), ticket, Some(code)),
         FillOutcome::Cached
@@ -432,4 +436,222 @@ fn zero_capacity_disables_caching_of_a_kind() {
         (m.sessions.fills, m.clients.fills, m.session_entries),
         (0, 0, 0)
     );
+}
+
+/// The invalidation feed's follower (issue 12).
+mod feed {
+    use super::*;
+    use crate::feed::{Invalidations, Watermark};
+
+    const B: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
+
+    fn following() -> CacheMachine {
+        CacheMachine::new(CacheConfig {
+            feed_bound: Some(B),
+            ..CacheConfig::default()
+        })
+    }
+
+    fn answer(keys: Vec<CacheKey>, watermark: u64) -> Invalidations {
+        Invalidations {
+            keys,
+            watermark: Watermark(watermark),
+            gap: false,
+        }
+    }
+
+    fn cached_at(cache: &mut CacheMachine, now: Timestamp, s: &Arc<StoredSession>) {
+        let ticket = miss(cache, now, by_access(s.access_token.expose()));
+        assert_eq!(
+            cache.fill_session(now, ticket, Some(s.clone())),
+            FillOutcome::Cached
+        );
+    }
+
+    /// A successful poll started at `at`, answered at once with `keys`.
+    fn poll(cache: &mut CacheMachine, at: Timestamp, keys: Vec<CacheKey>) {
+        let ticket = cache.begin_poll(at).expect("no poll in flight");
+        let since = ticket.since().map_or(0, |w| w.0);
+        cache.handle_invalidations(at, ticket, answer(keys, since + 1));
+    }
+
+    #[test]
+    fn nothing_is_served_before_the_first_poll_confirms_freshness() {
+        let mut cache = following();
+        let s = session("sid", "tok", None, t0() + HOUR);
+        cached_session(&mut cache, &s);
+        assert!(!is_hit(&mut cache, t0(), by_access("tok")));
+        assert_eq!(cache.metrics().feed.unconfirmed, 1);
+        poll(&mut cache, t0(), vec![]);
+        assert!(is_hit(&mut cache, t0(), by_access("tok")));
+    }
+
+    #[test]
+    fn hits_stop_exactly_when_the_last_successful_poll_is_b_old() {
+        let mut cache = following();
+        poll(&mut cache, t0(), vec![]);
+        cached_session(&mut cache, &session("sid", "tok", None, t0() + HOUR));
+        assert!(is_hit(&mut cache, t0() + B - MS, by_access("tok")));
+        assert!(!is_hit(&mut cache, t0() + B, by_access("tok")));
+        // A failed poll confirms nothing; a later successful one does.
+        let failed = cache.begin_poll(t0() + B).unwrap();
+        cache.handle_poll_failed(t0() + B, failed);
+        assert!(!is_hit(&mut cache, t0() + B + MS, by_access("tok")));
+        poll(&mut cache, t0() + B + MS, vec![]);
+        assert!(is_hit(&mut cache, t0() + B + 2 * MS, by_access("tok")));
+    }
+
+    #[test]
+    fn freshness_counts_from_the_start_of_the_poll_not_its_answer() {
+        let mut cache = following();
+        let ticket = cache.begin_poll(t0()).unwrap();
+        cache.handle_invalidations(t0() + B / 2, ticket, answer(vec![], 1));
+        cached_at(
+            &mut cache,
+            t0() + B / 2,
+            &session("sid", "tok", None, t0() + HOUR),
+        );
+        assert!(is_hit(&mut cache, t0() + B - MS, by_access("tok")));
+        assert!(!is_hit(&mut cache, t0() + B, by_access("tok")));
+    }
+
+    #[test]
+    fn a_polled_key_evicts_the_whole_entry_and_refuses_its_fill_in_flight() {
+        let mut cache = following();
+        poll(&mut cache, t0(), vec![]);
+        let s = session("sid", "tok", Some("ref"), t0() + HOUR);
+        cached_session(&mut cache, &s);
+        // Another instance deleted the session by id.
+        poll(
+            &mut cache,
+            t0(),
+            vec![CacheKey::Session(SessionKey::Id("sid".into()))],
+        );
+        assert!(!is_hit(&mut cache, t0(), by_access("tok")));
+        assert_eq!(cache.metrics().session_entries, 0);
+
+        // A fill that was in flight when the poll reported its key is refused.
+        let ticket = miss(&mut cache, t0(), by_access("tok"));
+        poll(&mut cache, t0(), vec![by_access("tok")]);
+        assert_eq!(
+            cache.fill_session(t0(), ticket, Some(s)),
+            FillOutcome::Refused
+        );
+    }
+
+    #[test]
+    fn a_gap_drops_every_entry_and_refuses_every_fill_in_flight() {
+        let mut cache = following();
+        poll(&mut cache, t0(), vec![]);
+        cached_session(&mut cache, &session("a", "tok-a", None, t0() + HOUR));
+        let ticket = miss(&mut cache, t0(), by_access("tok-b"));
+        let p = cache.begin_poll(t0()).unwrap();
+        let found = Invalidations {
+            keys: vec![],
+            watermark: Watermark(7),
+            gap: true,
+        };
+        cache.handle_invalidations(t0(), p, found);
+        assert_eq!(cache.metrics().session_entries, 0);
+        assert_eq!(cache.metrics().feed.gaps, 1);
+        let b = session("b", "tok-b", None, t0() + HOUR);
+        assert_eq!(
+            cache.fill_session(t0(), ticket, Some(b)),
+            FillOutcome::Refused
+        );
+        // The next poll asks from the watermark the gap answer gave.
+        assert_eq!(cache.begin_poll(t0()).unwrap().since(), Some(Watermark(7)));
+    }
+
+    #[test]
+    fn negative_entries_live_at_most_b() {
+        let mut cache = CacheMachine::new(CacheConfig {
+            feed_bound: Some(B),
+            negative_ttl: 10 * B,
+            ..CacheConfig::default()
+        });
+        let ticket = miss(&mut cache, t0(), by_access("nobody"));
+        assert_eq!(
+            cache.fill_session(t0(), ticket, None),
+            FillOutcome::CachedNegative
+        );
+        // Kept fresh by polls, the negative entry still ends after B.
+        poll(&mut cache, t0() + B / 2, vec![]);
+        assert!(matches!(
+            cache.lookup(t0() + B - MS, &by_access("nobody")),
+            Lookup::NegativeHit
+        ));
+        assert!(matches!(
+            cache.lookup(t0() + B, &by_access("nobody")),
+            Lookup::Miss(_)
+        ));
+    }
+
+    #[test]
+    fn the_poll_schedule_is_half_the_bound_sooner_on_a_hint() {
+        let mut cache = following();
+        assert_eq!(cache.poll_timeout(t0()), PollTimer::Due);
+        let p = cache.begin_poll(t0()).unwrap();
+        assert!(cache.begin_poll(t0()).is_none(), "one poll at a time");
+        assert_eq!(
+            cache.poll_timeout(t0() + 10 * MS),
+            PollTimer::InFlight(B - 10 * MS)
+        );
+        cache.handle_invalidations(t0() + 10 * MS, p, answer(vec![], 1));
+        assert_eq!(
+            cache.poll_timeout(t0() + 10 * MS),
+            PollTimer::After(B / 2 - 10 * MS)
+        );
+        assert_eq!(cache.poll_timeout(t0() + B / 2), PollTimer::Due);
+        cache.handle_hint(t0() + 20 * MS);
+        assert_eq!(cache.poll_timeout(t0() + 20 * MS), PollTimer::Due);
+        // A hint during a poll makes the next one due right after it.
+        let p = cache.begin_poll(t0() + 20 * MS).unwrap();
+        cache.handle_hint(t0() + 21 * MS);
+        cache.handle_invalidations(t0() + 22 * MS, p, answer(vec![], 2));
+        assert_eq!(cache.poll_timeout(t0() + 22 * MS), PollTimer::Due);
+        // A failure retries after B / 8.
+        let p = cache.begin_poll(t0() + 22 * MS).unwrap();
+        cache.handle_poll_failed(t0() + 30 * MS, p);
+        assert_eq!(cache.poll_timeout(t0() + 30 * MS), PollTimer::After(B / 8));
+        assert_eq!(cache.metrics().feed.poll_failures, 1);
+    }
+
+    #[test]
+    fn a_clock_step_back_drops_freshness_and_the_poll_across_it_confirms_nothing() {
+        let mut cache = following();
+        poll(&mut cache, t0() + 10 * B, vec![]);
+        cached_at(
+            &mut cache,
+            t0() + 10 * B,
+            &session("sid", "tok", None, t0() + HOUR),
+        );
+        assert!(is_hit(&mut cache, t0() + 10 * B, by_access("tok")));
+        let p = cache.begin_poll(t0() + 10 * B).unwrap();
+        // The clock steps back 5 s: elapsed time can no longer be told.
+        assert!(!is_hit(&mut cache, t0() + 5 * B, by_access("tok")));
+        assert_eq!(cache.metrics().feed.clock_steps_back, 1);
+        cache.handle_invalidations(t0() + 5 * B, p, answer(vec![], 2));
+        assert!(!is_hit(&mut cache, t0() + 5 * B, by_access("tok")));
+        assert_eq!(cache.poll_timeout(t0() + 5 * B), PollTimer::Due);
+        poll(&mut cache, t0() + 5 * B, vec![]);
+        assert!(is_hit(&mut cache, t0() + 5 * B, by_access("tok")));
+        // Readings a few milliseconds out of order (threads) are not a step.
+        assert!(is_hit(&mut cache, t0() + 5 * B - 5 * MS, by_access("tok")));
+        assert_eq!(cache.metrics().feed.clock_steps_back, 1);
+    }
+
+    #[test]
+    fn without_a_feed_nothing_changes() {
+        let mut cache = CacheMachine::new(CacheConfig::default());
+        assert_eq!(cache.poll_timeout(t0()), PollTimer::Off);
+        assert!(cache.begin_poll(t0()).is_none());
+        cached_session(&mut cache, &session("sid", "tok", None, t0() + HOUR));
+        assert!(is_hit(&mut cache, t0(), by_access("tok")));
+        cache.handle_close();
+        let mut closed = following();
+        closed.handle_close();
+        assert_eq!(closed.poll_timeout(t0()), PollTimer::Off);
+    }
 }
