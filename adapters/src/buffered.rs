@@ -10,11 +10,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::buffer::{
     BatchOutcome, BufferConfig, BufferMachine, BufferMetrics, OneTime, Read, ReadKind, ReadTicket,
     Refusal, Seq, SessionKey, WriteOp, apply_batch,
 };
+use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord,
     Clock, Secret, StateRecord, StoreError, StoredSession, SystemClock, Timestamp, TokenHash,

@@ -4,16 +4,19 @@
 //! made by [`CacheMachine`]; this file only takes the lock, calls the delegate
 //! and reports what happened.
 
+use crate::runtime::Runtime;
 use crate::sync::{Event, EventListener, Mutex};
+use futures_lite::future::or;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokenstore_core::SessionKey;
-use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::cache::{
-    CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, FillOutcome, FillTicket, Lookup,
-    Write,
+    CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, DEFAULT_FEED_BOUND, FillOutcome,
+    FillTicket, Lookup, PollTimer, Write,
 };
+use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BoxFuture, BulkSessionStore, CleanupCounts, ClientRecord,
     Clock, CoarseSystemClock, StateRecord, StoreError, StoredSession, Timestamp, TokenHash,
@@ -58,11 +61,20 @@ use tokenstore_core::{
 /// # }).unwrap();
 /// ```
 pub struct CachingTokenStore<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// What the cache and its feed poller (when it follows a feed) share.
+struct Shared<S> {
     inner: S,
     clock: Arc<dyn Clock>,
     machine: Mutex<CacheMachine>,
     /// Notified after every fill or abandon, for lookups told to wait.
     filled: Event,
+    /// Set when the cache is dropped: the poller stops.
+    dropped: AtomicBool,
+    /// Wakes the poller (drop and close).
+    wake: Event,
 }
 
 impl<S: TokenStore> CachingTokenStore<S> {
@@ -78,21 +90,33 @@ impl<S: TokenStore> CachingTokenStore<S> {
     pub fn with_clock(inner: S, mut config: CacheConfig, clock: impl Clock + 'static) -> Self {
         config.clock_resolution = clock.resolution();
         Self {
-            inner,
-            clock: Arc::new(clock),
-            machine: Mutex::new(CacheMachine::new(config)),
-            filled: Event::new(),
+            shared: Arc::new(Shared {
+                inner,
+                clock: Arc::new(clock),
+                machine: Mutex::new(CacheMachine::new(config)),
+                filled: Event::new(),
+                dropped: AtomicBool::new(false),
+                wake: Event::new(),
+            }),
         }
+    }
+
+    /// The poll of the feed that is due now, if one is: starts it, asks the
+    /// delegate's feed (giving up when the machine says so) and reports the
+    /// answer. What the poller runs on its timer; a test or a simulation can
+    /// call it directly. Returns what the machine says about the next poll.
+    pub async fn poll_feed(&self, runtime: &dyn Runtime) -> PollTimer {
+        self.shared.poll_feed(runtime).await
     }
 
     /// The wrapped store.
     pub fn inner(&self) -> &S {
-        &self.inner
+        &self.shared.inner
     }
 
     /// The cache's counters and entry counts.
     pub fn metrics(&self) -> CacheMetrics {
-        self.machine.lock().metrics()
+        self.shared.machine.lock().metrics()
     }
 
     /// Answers a read from the cache or, on a miss, from `fetch`, filling the
@@ -111,7 +135,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
         T: Send + Sync,
         Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
     {
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         match self.decide(now, &key, unwrap) {
             Ok(answer) => answer,
             Err(Next::Fetch(ticket)) => {
@@ -132,13 +156,13 @@ impl<S: TokenStore> CachingTokenStore<S> {
         key: &CacheKey,
         unwrap: fn(Cached) -> Option<Arc<T>>,
     ) -> Result<Result<Option<Arc<T>>, StoreError>, Next> {
-        let mut machine = self.machine.lock();
+        let mut machine = self.shared.machine.lock();
         match machine.lookup(now, key) {
             Lookup::Hit(cached) => Ok(Ok(unwrap(cached))),
             Lookup::NegativeHit => Ok(Ok(None)),
             Lookup::Closed => Ok(Err(StoreError::Closed)),
             Lookup::Miss(ticket) => Err(Next::Fetch(ticket)),
-            Lookup::Wait => Err(Next::Wait(self.filled.listen())),
+            Lookup::Wait => Err(Next::Wait(self.shared.filled.listen())),
         }
     }
 
@@ -157,7 +181,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
     {
         loop {
             listener.await;
-            let now = self.clock.now();
+            let now = self.shared.clock.now();
             match self.decide(now, &key, unwrap) {
                 Ok(answer) => return answer,
                 Err(Next::Fetch(ticket)) => {
@@ -186,13 +210,13 @@ impl<S: TokenStore> CachingTokenStore<S> {
         let result = fetch().await;
         let ticket = guard.ticket.take().expect("ticket is taken once");
         {
-            let mut machine = self.machine.lock();
+            let mut machine = self.shared.machine.lock();
             match &result {
                 Ok(found) => drop(fill(&mut machine, now, ticket, found.clone())),
                 Err(_) => machine.abandon(ticket),
             }
         }
-        self.filled.notify(usize::MAX);
+        self.shared.filled.notify(usize::MAX);
         result
     }
 
@@ -209,6 +233,183 @@ impl<S: TokenStore> CachingTokenStore<S> {
         };
         call.await
     }
+}
+
+impl<S: TokenStore + 'static> CachingTokenStore<S> {
+    /// Wraps `inner` and follows its [invalidation feed](InvalidationFeed), so
+    /// this cache agrees with the caches of every other instance on the same
+    /// store: after a write that removed or replaced a record returned on any
+    /// instance, this cache stops serving the old record within
+    /// `config.feed_bound` (`B`, 1 s when unset) plus one poll round trip,
+    /// whatever hints are lost. While freshness cannot be confirmed (polls
+    /// failing), every read goes to the store.
+    ///
+    /// The poller runs on `runtime`; it stops when the cache is closed or
+    /// dropped. Fails with [`StoreError::InvalidConfig`] when `inner` has no
+    /// feed or `B` is not below `ttl_cap`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tokenstore::{CachingTokenStore, cache::CacheConfig, runtime::TokioRuntime};
+    /// use tokenstore::{MemoryTokenStore, StoredSession, SystemClock, Clock, TokenStore, UserInfo};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokenstore::StoreError> {
+    /// // Two instances' caches over one store that keeps an invalidation log.
+    /// let store = Arc::new(MemoryTokenStore::new(SystemClock).with_invalidation_log(Duration::from_secs(600)));
+    /// let a = CachingTokenStore::following(store.clone(), CacheConfig::default(), TokioRuntime::current())?;
+    /// let b = CachingTokenStore::following(store.clone(), CacheConfig::default(), TokioRuntime::current())?;
+    ///
+    /// let now = SystemClock.now();
+    /// let session = StoredSession::new("sid", UserInfo::new("p", "u", "n"), "tok", now + Duration::from_secs(60), now);
+    /// a.store_session(Arc::new(session)).await?;
+    /// while b.metrics().feed.polls == 0 { tokio::task::yield_now().await; }
+    /// assert!(b.load_session_by_token("tok").await?.is_some()); // fills b's cache
+    ///
+    /// a.delete_session_by_token("tok").await?; // logout on instance a
+    /// tokio::time::sleep(Duration::from_secs(1)).await; // at most B later...
+    /// assert!(b.load_session_by_token("tok").await?.is_none()); // ...b refuses it
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn following(
+        inner: S,
+        config: CacheConfig,
+        runtime: impl Runtime,
+    ) -> Result<Self, StoreError> {
+        Self::following_with_clock(inner, config, CoarseSystemClock::new(), runtime)
+    }
+
+    /// [`following`](Self::following), telling time with `clock`.
+    pub fn following_with_clock(
+        inner: S,
+        mut config: CacheConfig,
+        clock: impl Clock + 'static,
+        runtime: impl Runtime,
+    ) -> Result<Self, StoreError> {
+        if inner.invalidation_feed().is_none() {
+            return Err(StoreError::InvalidConfig(
+                "the store has no invalidation feed to follow".into(),
+            ));
+        }
+        config.feed_bound.get_or_insert(DEFAULT_FEED_BOUND);
+        config.validate()?;
+        let store = Self::with_clock(inner, config, clock);
+        let shared = store.shared.clone();
+        let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+        runtime
+            .clone()
+            .spawn(Box::pin(async move { shared.run_poller(&*runtime).await }));
+        Ok(store)
+    }
+}
+
+impl<S> Drop for CachingTokenStore<S> {
+    fn drop(&mut self) {
+        self.shared.dropped.store(true, Ordering::Release);
+        self.shared.wake.notify(usize::MAX);
+    }
+}
+
+impl<S: TokenStore> Shared<S> {
+    /// Polls on the machine's schedule until the cache is closed or dropped.
+    async fn run_poller(&self, runtime: &dyn Runtime) {
+        let mut seen = self
+            .inner
+            .invalidation_feed()
+            .and_then(|f| f.hints())
+            .map(|h| h.generation());
+        loop {
+            let wait = match self.poll_feed(runtime).await {
+                PollTimer::Off => return,
+                PollTimer::Due => continue,
+                PollTimer::After(wait) | PollTimer::InFlight(wait) => wait,
+            };
+            let woken = self.wake.listen();
+            if self.dropped.load(Ordering::Acquire) {
+                return;
+            }
+            let hints = self.inner.invalidation_feed().and_then(|f| f.hints());
+            let hinted = async {
+                match (hints, seen) {
+                    (Some(h), Some(s)) => Wake::Hint(h.wait_past(s).await),
+                    _ => std::future::pending().await,
+                }
+            };
+            let timer = async {
+                runtime.sleep(wait).await;
+                Wake::Timer
+            };
+            let stop = async {
+                woken.await;
+                Wake::Stop
+            };
+            match or(hinted, or(timer, stop)).await {
+                Wake::Hint(generation) => {
+                    seen = Some(generation);
+                    self.machine.lock().handle_hint(self.clock.now());
+                }
+                Wake::Timer => {}
+                Wake::Stop if self.dropped.load(Ordering::Acquire) => return,
+                Wake::Stop => {}
+            }
+        }
+    }
+
+    async fn poll_feed(&self, runtime: &dyn Runtime) -> PollTimer {
+        let now = self.clock.now();
+        let (ticket, give_up) = {
+            let mut machine = self.machine.lock();
+            match machine.poll_timeout(now) {
+                PollTimer::Due => {}
+                other => return other,
+            }
+            let Some(ticket) = machine.begin_poll(now) else {
+                return machine.poll_timeout(now);
+            };
+            let give_up = match machine.poll_timeout(now) {
+                PollTimer::InFlight(d) => d,
+                _ => DEFAULT_FEED_BOUND,
+            };
+            (ticket, give_up)
+        };
+        let answer = match self.inner.invalidation_feed() {
+            Some(feed) => {
+                let asked = async { Some(feed.invalidations_since(ticket.since()).await) };
+                let timeout = async {
+                    runtime.sleep(give_up).await;
+                    None
+                };
+                or(asked, timeout).await
+            }
+            None => None,
+        };
+        let now = self.clock.now();
+        let mut machine = self.machine.lock();
+        match answer {
+            Some(Ok(found)) => {
+                tracing::trace!(keys = found.keys.len(), gap = found.gap, "feed polled");
+                machine.handle_invalidations(now, ticket, found);
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "feed poll failed");
+                machine.handle_poll_failed(now, ticket);
+            }
+            None => {
+                tracing::debug!("feed poll given up");
+                machine.handle_poll_failed(now, ticket);
+            }
+        }
+        machine.poll_timeout(now)
+    }
+}
+
+/// What woke the poller.
+enum Wake {
+    Hint(u64),
+    Timer,
+    Stop,
 }
 
 /// What a read does after a lookup that could not answer.
@@ -229,8 +430,8 @@ struct TicketGuard<'a, S: TokenStore> {
 impl<S: TokenStore> Drop for TicketGuard<'_, S> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.store.machine.lock().abandon(ticket);
-            self.store.filled.notify(usize::MAX);
+            self.store.shared.machine.lock().abandon(ticket);
+            self.store.shared.filled.notify(usize::MAX);
         }
     }
 }
@@ -243,7 +444,7 @@ struct WriteGuard<'a, 'w, S: TokenStore> {
 
 impl<S: TokenStore> Drop for WriteGuard<'_, '_, S> {
     fn drop(&mut self) {
-        let mut machine = self.store.machine.lock();
+        let mut machine = self.store.shared.machine.lock();
         for write in self.writes {
             machine.handle_write(*write);
         }
@@ -273,43 +474,55 @@ fn client(c: Cached) -> Option<Arc<ClientRecord>> {
 
 impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
-        self.write(Write::State, self.inner.store_state(record))
+        self.write(Write::State, self.shared.inner.store_state(record))
             .await
     }
 
     async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
-        self.write(Write::State, self.inner.consume_state(state))
+        self.write(Write::State, self.shared.inner.consume_state(state))
             .await
     }
 
     async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
         let code = record.code.clone();
-        self.write(Write::AuthCode(&code), self.inner.store_auth_code(record))
-            .await
+        self.write(
+            Write::AuthCode(&code),
+            self.shared.inner.store_auth_code(record),
+        )
+        .await
     }
 
     async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
         validate_key("code", code)?;
         let key = CacheKey::AuthCode(TokenHash::of(code));
-        let fetch = || self.inner.load_auth_code(code);
+        let fetch = || self.shared.inner.load_auth_code(code);
         self.read(key, fetch, CacheMachine::fill_auth_code, auth_code)
             .await
     }
 
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
-        self.write(Write::AuthCode(code), self.inner.delete_auth_code(code))
-            .await
+        self.write(
+            Write::AuthCode(code),
+            self.shared.inner.delete_auth_code(code),
+        )
+        .await
     }
 
     async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
-        self.write(Write::AuthCode(code), self.inner.try_delete_auth_code(code))
-            .await
+        self.write(
+            Write::AuthCode(code),
+            self.shared.inner.try_delete_auth_code(code),
+        )
+        .await
     }
 
     async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
         let keys = Arc::clone(&record);
-        self.write(Write::StoreSession(&keys), self.inner.store_session(record))
-            .await
+        self.write(
+            Write::StoreSession(&keys),
+            self.shared.inner.store_session(record),
+        )
+        .await
     }
 
     async fn load_session_by_token(
@@ -318,7 +531,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("access_token", access_token)?;
         let key = CacheKey::Session(SessionKey::Access(TokenHash::of(access_token)));
-        let fetch = || self.inner.load_session_by_token(access_token);
+        let fetch = || self.shared.inner.load_session_by_token(access_token);
         self.read(key, fetch, CacheMachine::fill_session, session)
             .await
     }
@@ -329,7 +542,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("session_id", session_id)?;
         let key = CacheKey::Session(SessionKey::Id(session_id.to_owned()));
-        let fetch = || self.inner.load_session_by_id(session_id);
+        let fetch = || self.shared.inner.load_session_by_id(session_id);
         self.read(key, fetch, CacheMachine::fill_session, session)
             .await
     }
@@ -340,45 +553,52 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("refresh_token", refresh_token)?;
         let key = CacheKey::Session(SessionKey::Refresh(TokenHash::of(refresh_token)));
-        let fetch = || self.inner.load_session_by_refresh_token(refresh_token);
+        let fetch = || {
+            self.shared
+                .inner
+                .load_session_by_refresh_token(refresh_token)
+        };
         self.read(key, fetch, CacheMachine::fill_session, session)
             .await
     }
 
     async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
         let write = Write::DeleteSessionByHash(TokenHash::of(access_token));
-        self.write(write, self.inner.delete_session_by_token(access_token))
-            .await
+        self.write(
+            write,
+            self.shared.inner.delete_session_by_token(access_token),
+        )
+        .await
     }
 
     async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
         let write = Write::DeleteSessionById(session_id);
-        self.write(write, self.inner.delete_session_by_id(session_id))
+        self.write(write, self.shared.inner.delete_session_by_id(session_id))
             .await
     }
 
     async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
         let id = record.client_id.clone();
-        self.write(Write::Client(&id), self.inner.store_client(record))
+        self.write(Write::Client(&id), self.shared.inner.store_client(record))
             .await
     }
 
     async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
         validate_key("client_id", client_id)?;
         let key = CacheKey::Client(client_id.to_owned());
-        let fetch = || self.inner.load_client(client_id);
+        let fetch = || self.shared.inner.load_client(client_id);
         self.read(key, fetch, CacheMachine::fill_client, client)
             .await
     }
 
     async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        self.inner.list_clients().await
+        self.shared.inner.list_clients().await
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         self.write(
             Write::Client(client_id),
-            self.inner.delete_client(client_id),
+            self.shared.inner.delete_client(client_id),
         )
         .await
     }
@@ -386,38 +606,43 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     /// Passes through: the cache never serves a record past its expiry, so what
     /// cleanup removes is never cached.
     async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
-        self.inner.cleanup_expired().await
+        self.shared.inner.cleanup_expired().await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        let result = self.inner.close().await;
-        self.machine.lock().handle_close();
-        self.filled.notify(usize::MAX);
+        let result = self.shared.inner.close().await;
+        self.shared.machine.lock().handle_close();
+        self.shared.filled.notify(usize::MAX);
+        self.shared.wake.notify(usize::MAX);
         result
     }
 
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
-        self.inner.bulk().map(|_| self as &dyn BulkSessionStore)
+        self.shared
+            .inner
+            .bulk()
+            .map(|_| self as &dyn BulkSessionStore)
     }
 
     /// The delegate's atomic batch, evicting what every write of a batch can
     /// affect, as its single call would.
     fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
-        self.inner
+        self.shared
+            .inner
             .batch_writer()
             .map(|_| self as &dyn BatchWriteStore)
     }
 
     /// The delegate's feed, untouched: it reports what the store committed.
     fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
-        self.inner.invalidation_feed()
+        self.shared.inner.invalidation_feed()
     }
 }
 
 impl<S: TokenStore> BatchWriteStore for CachingTokenStore<S> {
     fn apply_batch(&self, writes: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let Some(batch) = self.inner.batch_writer() else {
+            let Some(batch) = self.shared.inner.batch_writer() else {
                 return Err(StoreError::Backend(
                     "the delegate lost its batch capability".into(),
                 ));
@@ -439,7 +664,7 @@ impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
         sessions: Vec<Arc<StoredSession>>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let Some(bulk) = self.inner.bulk() else {
+            let Some(bulk) = self.shared.inner.bulk() else {
                 return Err(StoreError::Backend(
                     "the delegate lost its bulk capability".into(),
                 ));
@@ -459,7 +684,7 @@ impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
         hashes: Vec<TokenHash>,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let Some(bulk) = self.inner.bulk() else {
+            let Some(bulk) = self.shared.inner.bulk() else {
                 return Err(StoreError::Backend(
                     "the delegate lost its bulk capability".into(),
                 ));
@@ -478,9 +703,9 @@ impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
 
     fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
         Box::pin(async move {
-            match self.inner.bulk() {
+            match self.shared.inner.bulk() {
                 Some(bulk) => bulk.bulk_cleanup_expired().await,
-                None => self.inner.cleanup_expired().await,
+                None => self.shared.inner.cleanup_expired().await,
             }
         })
     }
@@ -489,8 +714,8 @@ impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
 impl<S: fmt::Debug> fmt::Debug for CachingTokenStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachingTokenStore")
-            .field("inner", &self.inner)
-            .field("machine", &*self.machine.lock())
+            .field("inner", &self.shared.inner)
+            .field("machine", &*self.shared.machine.lock())
             .finish_non_exhaustive()
     }
 }

@@ -53,8 +53,10 @@ pub struct Contents {
 pub struct MemoryTokenStore {
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
-    /// Wake-ups for followers of the log, when it is kept.
+    /// Wake-ups for followers of the log, when it is kept with hints.
     hints: Option<HintBoard>,
+    /// Whether the invalidation log is kept.
+    logged: bool,
 }
 
 #[derive(Default)]
@@ -125,6 +127,7 @@ impl MemoryTokenStore {
             clock: Arc::new(clock),
             inner: Mutex::new(Inner::default()),
             hints: None,
+            logged: false,
         }
     }
 
@@ -168,6 +171,16 @@ impl MemoryTokenStore {
         });
         Self {
             hints: Some(HintBoard::new()),
+            logged: true,
+            ..self
+        }
+    }
+
+    /// Keeps the log without raising hints: followers learn of writes only on
+    /// their poll timer (as on SQLite).
+    pub fn without_hints(self) -> Self {
+        Self {
+            hints: None,
             ..self
         }
     }
@@ -476,10 +489,7 @@ impl TokenStore for MemoryTokenStore {
     }
 
     fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
-        // The hint board exists exactly when the log is kept.
-        self.hints
-            .is_some()
-            .then_some(self as &dyn InvalidationFeed)
+        self.logged.then_some(self as &dyn InvalidationFeed)
     }
 }
 

@@ -36,6 +36,7 @@ pub mod compare;
 pub mod contract;
 pub mod crash;
 mod factory;
+pub mod instances;
 mod postgres;
 pub mod probe;
 mod runtime;

@@ -860,6 +860,7 @@ fn cache_config_strategy() -> impl Strategy<Value = CacheConfig> {
                     client_capacity: clients,
                     negative_capacity: negatives,
                     clock_resolution: millis(resolution),
+                    feed_bound: None,
                 }
             },
         )

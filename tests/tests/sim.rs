@@ -146,6 +146,7 @@ impl Config {
             client_capacity: 16,
             negative_capacity: *r.pick(&[1, 8, 10_000]) as usize,
             clock_resolution: Duration::ZERO,
+            feed_bound: None,
         };
         let end = match r.below(3) {
             0 => End::CloseAfterClients,

@@ -28,6 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use table::Table;
 
+/// The staleness bound `B` a cache that follows a feed uses when its
+/// [`CacheConfig::feed_bound`] is unset.
+pub const DEFAULT_FEED_BOUND: Duration = Duration::from_secs(1);
+
 /// Settings of the read cache.
 ///
 /// The defaults suit a single-process server: entries live at most 30 s (also the
