@@ -101,14 +101,6 @@ impl<S: TokenStore> CachingTokenStore<S> {
         }
     }
 
-    /// The poll of the feed that is due now, if one is: starts it, asks the
-    /// delegate's feed (giving up when the machine says so) and reports the
-    /// answer. What the poller runs on its timer; a test or a simulation can
-    /// call it directly. Returns what the machine says about the next poll.
-    pub async fn poll_feed(&self, runtime: &dyn Runtime) -> PollTimer {
-        self.shared.poll_feed(runtime).await
-    }
-
     /// The wrapped store.
     pub fn inner(&self) -> &S {
         &self.shared.inner
@@ -281,6 +273,15 @@ impl<S: TokenStore + 'static> CachingTokenStore<S> {
         Self::following_with_clock(inner, config, CoarseSystemClock::new(), runtime)
     }
 
+    /// The poll of the feed that is due now, if one is: starts it, asks the
+    /// delegate's feed (giving up when the machine says so), reports the answer
+    /// and, when it confirmed freshness, arms its lapse timer on `runtime`. What
+    /// the poller runs on its schedule; a test or a simulation can call it
+    /// directly. Returns what the machine says about the next poll.
+    pub async fn poll_feed(&self, runtime: &Arc<dyn Runtime>) -> PollTimer {
+        self.shared.poll_feed(runtime).await
+    }
+
     /// [`following`](Self::following), telling time with `clock`.
     pub fn following_with_clock(
         inner: S,
@@ -300,7 +301,7 @@ impl<S: TokenStore + 'static> CachingTokenStore<S> {
         let runtime: Arc<dyn Runtime> = Arc::new(runtime);
         runtime
             .clone()
-            .spawn(Box::pin(async move { shared.run_poller(&*runtime).await }));
+            .spawn(Box::pin(async move { shared.run_poller(&runtime).await }));
         Ok(store)
     }
 }
@@ -312,9 +313,9 @@ impl<S> Drop for CachingTokenStore<S> {
     }
 }
 
-impl<S: TokenStore> Shared<S> {
+impl<S: TokenStore + 'static> Shared<S> {
     /// Polls on the machine's schedule until the cache is closed or dropped.
-    async fn run_poller(&self, runtime: &dyn Runtime) {
+    async fn run_poller(self: &Arc<Self>, runtime: &Arc<dyn Runtime>) {
         let mut seen = self
             .inner
             .invalidation_feed()
@@ -357,7 +358,7 @@ impl<S: TokenStore> Shared<S> {
         }
     }
 
-    async fn poll_feed(&self, runtime: &dyn Runtime) -> PollTimer {
+    async fn poll_feed(self: &Arc<Self>, runtime: &Arc<dyn Runtime>) -> PollTimer {
         let now = self.clock.now();
         let (ticket, give_up) = {
             let mut machine = self.machine.lock();
@@ -374,6 +375,10 @@ impl<S: TokenStore> Shared<S> {
             };
             (ticket, give_up)
         };
+        // Armed now, so it ends `B` after the poll started whatever the wall
+        // clock does meanwhile.
+        let lapse_timer = runtime.sleep(give_up);
+        let lapse = ticket.lapse();
         let answer = match self.inner.invalidation_feed() {
             Some(feed) => {
                 let asked = async { Some(feed.invalidations_since(ticket.since()).await) };
@@ -390,7 +395,16 @@ impl<S: TokenStore> Shared<S> {
         match answer {
             Some(Ok(found)) => {
                 tracing::trace!(keys = found.keys.len(), gap = found.gap, "feed polled");
-                machine.handle_invalidations(now, ticket, found);
+                if machine.handle_invalidations(now, ticket, found) {
+                    let shared = Arc::downgrade(self);
+                    runtime.spawn(Box::pin(async move {
+                        lapse_timer.await;
+                        if let Some(shared) = shared.upgrade() {
+                            let now = shared.clock.now();
+                            shared.machine.lock().handle_lapse(now, lapse);
+                        }
+                    }));
+                }
             }
             Some(Err(error)) => {
                 tracing::debug!(%error, "feed poll failed");

@@ -40,8 +40,9 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 ///         std::thread::spawn(move || futures_lite::future::block_on(task));
 ///     }
 ///     fn sleep(&self, duration: Duration) -> Task {
+///         let deadline = std::time::Instant::now() + duration;
 ///         // A blocking sleep is acceptable here only because every task has its own thread.
-///         Box::pin(async move { std::thread::sleep(duration) })
+///         Box::pin(async move { std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now())) })
 ///     }
 /// }
 /// futures_lite::future::block_on(ThreadPerTask.sleep(Duration::from_millis(1)));
@@ -50,7 +51,9 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// Runs `task` in the background until it completes.
     fn spawn(&self, task: Task);
 
-    /// A future that completes after `duration`.
+    /// A future that completes `duration` after this call (the deadline is
+    /// fixed when `sleep` is called, not when the future is first polled), on
+    /// a timer that does not follow steps of the wall clock.
     fn sleep(&self, duration: Duration) -> Task;
 }
 

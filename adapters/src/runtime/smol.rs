@@ -13,8 +13,10 @@ impl Runtime for SmolRuntime {
     }
 
     fn sleep(&self, duration: Duration) -> Task {
+        // The deadline is fixed now, not at the first poll.
+        let timer = smol::Timer::after(duration);
         Box::pin(async move {
-            smol::Timer::after(duration).await;
+            timer.await;
         })
     }
 }

@@ -36,6 +36,21 @@ impl PollTicket {
     pub fn started_at(&self) -> Timestamp {
         self.started_at
     }
+
+    /// The token to hand to
+    /// [`handle_lapse`](super::CacheMachine::handle_lapse) once `B` has passed
+    /// since this poll started, measured on a timer that does not follow the
+    /// wall clock (the runtime's): freshness this poll confirmed then ends even
+    /// if the wall clock stepped back.
+    pub fn lapse(&self) -> Lapse {
+        Lapse { id: self.id }
+    }
+}
+
+/// See [`PollTicket::lapse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lapse {
+    id: u64,
 }
 
 /// When to poll next: the answer of
@@ -71,6 +86,9 @@ pub struct FeedMetrics {
     pub unconfirmed: u64,
     /// Steps of the clock backwards that were detected (each drops freshness).
     pub clock_steps_back: u64,
+    /// Confirmations ended by their poll's lapse timer rather than by a newer
+    /// poll (polls failing or slow).
+    pub lapses: u64,
 }
 
 /// The follower's state inside the machine.
@@ -79,8 +97,9 @@ pub(crate) struct Follower {
     pub(crate) bound: Duration,
     /// Tolerance for readings of `now` that arrive out of order.
     slack: Duration,
-    /// The start of the last successful poll.
+    /// The start of the last successful poll, and that poll's id.
     confirmed_at: Option<Timestamp>,
+    confirmed_by: Option<u64>,
     watermark: Option<Watermark>,
     in_flight: Option<(u64, Timestamp)>,
     next_id: u64,
@@ -99,6 +118,7 @@ impl Follower {
             bound,
             slack: (bound / 8).min(Duration::from_millis(100)),
             confirmed_at: None,
+            confirmed_by: None,
             watermark: None,
             in_flight: None,
             next_id: 0,
@@ -119,6 +139,7 @@ impl Follower {
                 self.steps += 1;
                 self.metrics.clock_steps_back += 1;
                 self.confirmed_at = None;
+                self.confirmed_by = None;
                 self.next_poll = Some(now);
                 self.latest_now = Some(now);
             }
@@ -168,6 +189,7 @@ impl Follower {
 
     /// A successful answer: the watermark moves and, unless the clock stepped
     /// back since the poll started, freshness is confirmed from its start.
+    /// `true` when this poll's confirmation is now the current one.
     pub(crate) fn succeeded(
         &mut self,
         now: Timestamp,
@@ -179,16 +201,29 @@ impl Follower {
             return false;
         }
         self.watermark = Some(watermark);
-        if ticket.steps == self.steps {
-            self.confirmed_at = Some(
-                self.confirmed_at
-                    .map_or(ticket.started_at, |c| c.max(ticket.started_at)),
-            );
-            self.next_poll = Some(ticket.started_at + self.bound / 2);
-        } else {
+        if ticket.steps != self.steps {
+            self.next_poll = Some(now);
+            return false;
+        }
+        self.next_poll = Some(ticket.started_at + self.bound / 2);
+        if self.confirmed_at.is_some_and(|c| c > ticket.started_at) {
+            return false;
+        }
+        self.confirmed_at = Some(ticket.started_at);
+        self.confirmed_by = Some(ticket.id);
+        true
+    }
+
+    /// `B` has passed on the runtime's timer since poll `lapse` started: if its
+    /// confirmation is still the current one, it ends.
+    pub(crate) fn lapse(&mut self, now: Timestamp, lapse: Lapse) {
+        self.observe(now);
+        if self.confirmed_by == Some(lapse.id) {
+            self.confirmed_at = None;
+            self.confirmed_by = None;
+            self.metrics.lapses += 1;
             self.next_poll = Some(now);
         }
-        true
     }
 
     pub(crate) fn failed(&mut self, now: Timestamp, ticket: &PollTicket) {

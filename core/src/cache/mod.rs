@@ -12,7 +12,7 @@ mod metrics;
 mod races;
 mod table;
 
-pub use follow::{FeedMetrics, PollTicket, PollTimer};
+pub use follow::{FeedMetrics, Lapse, PollTicket, PollTimer};
 pub use key::{CacheKey, Kind, Write};
 pub use metrics::{CacheMetrics, KindMetrics};
 pub use races::FillTicket;
@@ -398,9 +398,18 @@ impl CacheMachine {
     /// instances' writes. A gap drops every entry and refuses every fill in
     /// flight. Unless the clock stepped back meanwhile, freshness is then
     /// confirmed from the poll's start.
-    pub fn handle_invalidations(&mut self, now: Timestamp, poll: PollTicket, found: Invalidations) {
+    ///
+    /// Returns `true` when this poll's confirmation is now the current one: the
+    /// adapter then arranges [`handle_lapse`](Self::handle_lapse) with
+    /// [`PollTicket::lapse`] for `B` after the poll started.
+    pub fn handle_invalidations(
+        &mut self,
+        now: Timestamp,
+        poll: PollTicket,
+        found: Invalidations,
+    ) -> bool {
         let Some(follower) = self.follower.as_mut() else {
-            return;
+            return false;
         };
         follower.metrics.keys_received += found.keys.len() as u64;
         if found.gap {
@@ -413,8 +422,18 @@ impl CacheMachine {
                 self.invalidate(key);
             }
         }
+        self.follower
+            .as_mut()
+            .is_some_and(|f| f.succeeded(now, &poll, found.watermark))
+    }
+
+    /// `B` has passed, on a timer that does not follow the wall clock, since
+    /// the poll of `lapse` started: if that poll's confirmation is still the
+    /// current one, freshness ends (so a wall clock stepping back cannot extend
+    /// it) and a poll is due.
+    pub fn handle_lapse(&mut self, now: Timestamp, lapse: Lapse) {
         if let Some(follower) = self.follower.as_mut() {
-            follower.succeeded(now, &poll, found.watermark);
+            follower.lapse(now, lapse);
         }
     }
 

@@ -643,6 +643,30 @@ mod feed {
     }
 
     #[test]
+    fn a_lapse_ends_the_confirmation_of_its_own_poll_only() {
+        let mut cache = following();
+        let first = cache.begin_poll(t0()).unwrap();
+        let first_lapse = first.lapse();
+        assert!(cache.handle_invalidations(t0(), first, answer(vec![], 1)));
+        cached_at(&mut cache, t0(), &session("sid", "tok", None, t0() + HOUR));
+        // The wall clock stepped back a little (undetectable), but the
+        // runtime's timer says B passed since the poll started: no more hits.
+        cache.handle_lapse(t0(), first_lapse);
+        assert!(!is_hit(&mut cache, t0(), by_access("tok")));
+        assert_eq!(cache.metrics().feed.lapses, 1);
+        assert_eq!(cache.poll_timeout(t0()), PollTimer::Due);
+        // A newer poll's confirmation survives the lapse of an older one.
+        let second = cache.begin_poll(t0()).unwrap();
+        let second_lapse = second.lapse();
+        assert!(cache.handle_invalidations(t0(), second, answer(vec![], 2)));
+        let third = cache.begin_poll(t0() + MS).unwrap();
+        assert!(cache.handle_invalidations(t0() + MS, third, answer(vec![], 3)));
+        cache.handle_lapse(t0() + MS, second_lapse);
+        assert!(is_hit(&mut cache, t0() + MS, by_access("tok")));
+        assert_eq!(cache.metrics().feed.lapses, 1);
+    }
+
+    #[test]
     fn without_a_feed_nothing_changes() {
         let mut cache = CacheMachine::new(CacheConfig::default());
         assert_eq!(cache.poll_timeout(t0()), PollTimer::Off);
