@@ -69,6 +69,7 @@ mod client;
 mod code;
 mod columns;
 mod error;
+mod feed;
 mod schema;
 mod session;
 mod state;
