@@ -102,6 +102,32 @@ impl SqliteTokenStoreBuilder {
     /// `None`. With one, each write that can invalidate a cached key (a session,
     /// code or client stored or deleted) runs in one transaction with a row per
     /// key: hashes and ids only, never a token, code or secret.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tokenstore_core::cache::CacheKey;
+    /// use tokenstore_core::{ClientRecord, Timestamp, TokenStore};
+    /// use tokenstore_sqlite::SqliteTokenStore;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("auth.sqlite");
+    /// futures_lite::future::block_on(async {
+    ///     let a = SqliteTokenStore::builder(&path).invalidation_log(true).open().await?;
+    ///     // Opened without the option, on a file that has the log: it logs too.
+    ///     let b = SqliteTokenStore::builder(&path).open().await?;
+    ///     let feed = b.invalidation_feed().expect("the file has the log");
+    ///     let start = feed.invalidations_since(None).await?.watermark;
+    ///
+    ///     let client = ClientRecord::new("client-1", Timestamp::from_unix_secs(1_700_000_000));
+    ///     a.store_client(Arc::new(client)).await?;
+    ///     let seen = feed.invalidations_since(Some(start)).await?;
+    ///     assert_eq!(seen.keys, vec![CacheKey::Client("client-1".into())]);
+    ///     assert!(!seen.gap && seen.watermark > start);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
     pub fn invalidation_log(mut self, on: bool) -> Self {
         self.invalidation_log = on;
         self
@@ -111,12 +137,14 @@ impl SqliteTokenStoreBuilder {
     ///
     /// Keep it well past the cache's freshness bound (about a second) and the
     /// longest pause a poller may take: a poller whose watermark is older than
-    /// the pruned rows is told `gap` and drops its whole cache. The writer
-    /// prunes at most once a minute, and on every
-    /// [`cleanup_expired`](tokenstore_core::TokenStore::cleanup_expired); rows
-    /// are dropped as a prefix of the log (see
-    /// [`invalidations_since`](tokenstore_core::feed::InvalidationFeed::invalidations_since)),
-    /// measured by the store's [clock](Self::clock) in whole seconds.
+    /// the pruned rows is told `gap` and drops its whole cache.
+    ///
+    /// The rule: after a write, at most once a minute, and on every
+    /// [`cleanup_expired`](tokenstore_core::TokenStore::cleanup_expired), a
+    /// store deletes the log's oldest rows up to the first one younger than the
+    /// retention (ages by the store's [clock](Self::clock), in whole seconds),
+    /// and records the last id it deleted, so a poll from before it is a gap.
+    /// A row is never deleted younger than the retention.
     pub fn invalidation_retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self

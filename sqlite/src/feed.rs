@@ -45,7 +45,8 @@ const EXISTS: &str =
     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tokenstore_invalidations'";
 const INSERT: &str = "INSERT INTO tokenstore_invalidations (kind, key, at) VALUES (?1, ?2, ?3)";
 const LAST_ID: &str = "SELECT seq FROM sqlite_sequence WHERE name = 'tokenstore_invalidations'";
-const PRUNED_THROUGH: &str = "SELECT pruned_through FROM tokenstore_invalidations_meta WHERE id = 1";
+const PRUNED_THROUGH: &str =
+    "SELECT pruned_through FROM tokenstore_invalidations_meta WHERE id = 1";
 const AFTER: &str = "SELECT kind, key FROM tokenstore_invalidations WHERE id > ?1 ORDER BY id";
 const FIRST_YOUNG: &str =
     "SELECT id FROM tokenstore_invalidations WHERE at >= ?1 ORDER BY id LIMIT 1";
@@ -126,7 +127,9 @@ fn session_row_keys(row: &Row<'_>) -> Vec<CacheKey> {
     let hash = |i: usize| text(i).and_then(TokenHash::from_hex);
     let (access, refresh, id) = (hash(0), hash(1), text(2));
     match (access, id) {
-        (Some(access), Some(id)) => tokenstore_core::feed::log::session_columns(access, refresh, id),
+        (Some(access), Some(id)) => {
+            tokenstore_core::feed::log::session_columns(access, refresh, id)
+        }
         _ => {
             let access = access.map(SessionKey::Access);
             let id = id.map(|id| SessionKey::Id(id.to_owned()));

@@ -10,10 +10,10 @@ use crate::error::{backend, corrupt};
 use crate::feed;
 use crate::worker::Ctx;
 use rusqlite::{Row, params, params_from_iter};
+use tokenstore_core::cache::CacheKey;
 use tokenstore_core::codec::json::{decode_user_info, encode_user_info};
 use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::feed::log;
-use tokenstore_core::cache::CacheKey;
 use tokenstore_core::{
     Secret, SessionKey, SessionVisibility, StoreError, StoredSession, Timestamp, TokenHash,
     by_access, by_refresh,

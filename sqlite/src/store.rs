@@ -11,12 +11,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BulkSessionStore, CleanupCounts, ClientRecord, Clock,
     Contents, SessionKey, StateRecord, StoreError, StoredSession, TokenHash, TokenStore,
     validate_key,
 };
-use tokenstore_core::feed::InvalidationFeed;
 
 /// A [`TokenStore`] in an SQLite file with mxcp 0.12.3's schema.
 ///
@@ -144,8 +144,10 @@ impl TokenStore for SqliteTokenStore {
 
     async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
         record.validate()?;
-        self.run("store_auth_code", move |db| db.logged(|ctx| code::insert(ctx, &record)))
-            .await
+        self.run("store_auth_code", move |db| {
+            db.logged(|ctx| code::insert(ctx, &record))
+        })
+        .await
     }
 
     async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
@@ -160,8 +162,10 @@ impl TokenStore for SqliteTokenStore {
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
         validate_key("code", code)?;
         let code = code.to_owned();
-        self.run("delete_auth_code", move |db| db.logged(|ctx| code::delete(ctx, &code)))
-            .await
+        self.run("delete_auth_code", move |db| {
+            db.logged(|ctx| code::delete(ctx, &code))
+        })
+        .await
     }
 
     async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
@@ -229,8 +233,10 @@ impl TokenStore for SqliteTokenStore {
 
     async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
         record.validate()?;
-        self.run("store_client", move |db| db.logged(|ctx| client::insert(ctx, &record)))
-            .await
+        self.run("store_client", move |db| {
+            db.logged(|ctx| client::insert(ctx, &record))
+        })
+        .await
     }
 
     async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
@@ -250,8 +256,10 @@ impl TokenStore for SqliteTokenStore {
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         validate_key("client_id", client_id)?;
         let id = client_id.to_owned();
-        self.run("delete_client", move |db| db.logged(|ctx| client::delete(ctx, &id)))
-            .await
+        self.run("delete_client", move |db| {
+            db.logged(|ctx| client::delete(ctx, &id))
+        })
+        .await
     }
 
     async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
