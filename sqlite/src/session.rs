@@ -51,21 +51,25 @@ macro_rules! returning_keys {
     };
 }
 
+/// The [`Delete`] of the statement `$sql`, with and without [`returning_keys!`].
+macro_rules! delete {
+    ($sql:literal) => {
+        Delete {
+            plain: $sql,
+            returning: concat!($sql, returning_keys!()),
+        }
+    };
+}
+
 const INSERT: &str = concat!(
     "INSERT INTO sessions (",
     columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
 );
-macro_rules! delete_sharing {
-    () => {
-        "DELETE FROM sessions \
-         WHERE access_token_hash = ?1 OR session_id = ?2 OR refresh_token_hash = ?3"
-    };
-}
-const DELETE_SHARING: Delete = Delete {
-    plain: delete_sharing!(),
-    returning: concat!(delete_sharing!(), returning_keys!()),
-};
+const DELETE_SHARING: Delete = delete!(
+    "DELETE FROM sessions \
+     WHERE access_token_hash = ?1 OR session_id = ?2 OR refresh_token_hash = ?3"
+);
 const BY_ACCESS: &str = concat!(
     "SELECT ",
     columns!(),
@@ -82,20 +86,8 @@ const BY_REFRESH: &str = concat!(
     " FROM sessions WHERE refresh_token_hash = ?1"
 );
 const ALL: &str = concat!("SELECT ", columns!(), " FROM sessions");
-const DELETE_BY_ACCESS: Delete = Delete {
-    plain: "DELETE FROM sessions WHERE access_token_hash = ?1",
-    returning: concat!(
-        "DELETE FROM sessions WHERE access_token_hash = ?1",
-        returning_keys!()
-    ),
-};
-const DELETE_BY_ID: Delete = Delete {
-    plain: "DELETE FROM sessions WHERE session_id = ?1",
-    returning: concat!(
-        "DELETE FROM sessions WHERE session_id = ?1",
-        returning_keys!()
-    ),
-};
+const DELETE_BY_ACCESS: Delete = delete!("DELETE FROM sessions WHERE access_token_hash = ?1");
+const DELETE_BY_ID: Delete = delete!("DELETE FROM sessions WHERE session_id = ?1");
 const DELETE_IF_DEAD: &str = concat!(
     "DELETE FROM sessions WHERE access_token_hash = ?1 AND ",
     dead_sql!("?2")

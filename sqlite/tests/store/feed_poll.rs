@@ -275,3 +275,36 @@ fn polls_run_on_any_runtime_without_blocking_it() {
     assert_eq!(x.expect("x").keys.len(), 1);
     assert!(!y.expect("y").gap);
 }
+
+#[test]
+fn a_poller_racing_two_writers_misses_no_key() {
+    const PER_WRITER: u32 = 100;
+    let env = Env::new();
+    let writers: Vec<_> = (0..2).map(|_| logged(&env)).collect();
+    let poller = logged(&env);
+    let mut cursor = Cursor::new(&poller);
+    let mut seen = HashSet::new();
+    std::thread::scope(|scope| {
+        for (w, store) in writers.iter().enumerate() {
+            let env = &env;
+            scope.spawn(move || {
+                for n in 0..PER_WRITER {
+                    let client = full_client(env, &format!("w{w}-{n}"));
+                    block_on(store.store_client(client)).expect("store");
+                }
+            });
+        }
+        // Polls while the writers run (bounded), each from the last watermark.
+        for _ in 0..2_000 {
+            seen.extend(cursor.take(&poller));
+            if seen.len() == 2 * PER_WRITER as usize {
+                break;
+            }
+        }
+    });
+    seen.extend(cursor.take(&poller));
+    let want: HashSet<_> = (0..2)
+        .flat_map(|w| (0..PER_WRITER).map(move |n| CacheKey::Client(format!("w{w}-{n}"))))
+        .collect();
+    assert_eq!(seen, want);
+}
