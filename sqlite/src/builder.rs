@@ -13,10 +13,14 @@ use tokenstore_core::{Clock, Secret, StoreError, SystemClock};
 /// The busy timeout when none is set.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long invalidation-log rows are kept when no retention is set.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+
 /// Configures and opens a [`SqliteTokenStore`]; made by [`SqliteTokenStore::builder`].
 ///
 /// Defaults: no encryption key and no plaintext (so storing a token fails until
-/// one of them is set), `synchronous = FULL`, a 5 s busy timeout, the system clock.
+/// one of them is set), `synchronous = FULL`, a 5 s busy timeout, the system
+/// clock, no invalidation log (unless the file has one) kept 10 minutes.
 pub struct SqliteTokenStoreBuilder {
     path: PathBuf,
     key: Option<Secret>,
@@ -24,6 +28,8 @@ pub struct SqliteTokenStoreBuilder {
     synchronous: Synchronous,
     busy_timeout: Duration,
     clock: Arc<dyn Clock>,
+    invalidation_log: bool,
+    retention: Duration,
 }
 
 impl SqliteTokenStoreBuilder {
@@ -35,6 +41,8 @@ impl SqliteTokenStoreBuilder {
             synchronous: Synchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             clock: Arc::new(SystemClock),
+            invalidation_log: false,
+            retention: DEFAULT_RETENTION,
         }
     }
 
@@ -66,14 +74,85 @@ impl SqliteTokenStoreBuilder {
         self
     }
 
-    /// The clock every expiry decision reads ([`SystemClock`] by default).
+    /// The clock every expiry decision reads ([`SystemClock`] by default). It
+    /// also stamps and prunes the invalidation log's rows.
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
+    /// Keeps an invalidation log in the file (off by default), so
+    /// [`TokenStore::invalidation_feed`](tokenstore_core::TokenStore::invalidation_feed)
+    /// returns the [`InvalidationFeed`](tokenstore_core::feed::InvalidationFeed)
+    /// capability and the read cache of every store on the file (in this
+    /// process or another) learns what the others' writes invalidated.
+    ///
+    /// `true` creates two tables of ours, `tokenstore_invalidations` and
+    /// `tokenstore_invalidations_meta`, next to mxcp's (mxcp ignores them).
+    ///
+    /// **The log is a property of the file, not of one store**: a store opened
+    /// on a file that already has the log's tables logs whatever this option
+    /// says, so turning it on in one process makes every tokenstore process
+    /// that opens the file afterwards log too. A store already open when the
+    /// tables were created does not start logging until it is reopened, and
+    /// mxcp itself never logs: a cache can only learn of the writes of stores
+    /// that log. `false` never removes the tables.
+    ///
+    /// Without a log, writes cost nothing extra and `invalidation_feed()` is
+    /// `None`. With one, each write that can invalidate a cached key (a session,
+    /// code or client stored or deleted) runs in one transaction with a row per
+    /// key: hashes and ids only, never a token, code or secret.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tokenstore_core::cache::CacheKey;
+    /// use tokenstore_core::{ClientRecord, Timestamp, TokenStore};
+    /// use tokenstore_sqlite::SqliteTokenStore;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("auth.sqlite");
+    /// futures_lite::future::block_on(async {
+    ///     let a = SqliteTokenStore::builder(&path).invalidation_log(true).open().await?;
+    ///     // Opened without the option, on a file that has the log: it logs too.
+    ///     let b = SqliteTokenStore::builder(&path).open().await?;
+    ///     let feed = b.invalidation_feed().expect("the file has the log");
+    ///     let start = feed.invalidations_since(None).await?.watermark;
+    ///
+    ///     let client = ClientRecord::new("client-1", Timestamp::from_unix_secs(1_700_000_000));
+    ///     a.store_client(Arc::new(client)).await?;
+    ///     let seen = feed.invalidations_since(Some(start)).await?;
+    ///     assert_eq!(seen.keys, vec![CacheKey::Client("client-1".into())]);
+    ///     assert!(!seen.gap && seen.watermark > start);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn invalidation_log(mut self, on: bool) -> Self {
+        self.invalidation_log = on;
+        self
+    }
+
+    /// How long the invalidation log keeps a row (10 minutes by default).
+    ///
+    /// Keep it well past the cache's freshness bound (about a second) and the
+    /// longest pause a poller may take: a poller whose watermark is older than
+    /// the pruned rows is told `gap` and drops its whole cache.
+    ///
+    /// The rule: after a write, at most once a minute, and on every
+    /// [`cleanup_expired`](tokenstore_core::TokenStore::cleanup_expired), a
+    /// store deletes the log's oldest rows up to the first one younger than the
+    /// retention (ages by the store's [clock](Self::clock), in whole seconds),
+    /// and records the last id it deleted, so a poll from before it is a gap.
+    /// A row is never deleted younger than the retention.
+    pub fn invalidation_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// Opens the database, creating the file, its directory and mxcp's tables
-    /// when missing, and starts the connection thread.
+    /// when missing (and the invalidation log's, when asked for), and starts
+    /// the connection thread.
     ///
     /// Fails with [`StoreError::InvalidConfig`] for a key that is not a Fernet
     /// key, and [`StoreError::Backend`] when the file cannot be opened.
@@ -90,12 +169,15 @@ impl SqliteTokenStoreBuilder {
             path: self.path,
             synchronous: self.synchronous,
             busy_timeout: self.busy_timeout,
+            invalidation_log: self.invalidation_log,
+            retention: self.retention,
+            clock: Arc::clone(&self.clock),
         };
         let encrypted = codec.encrypts();
         let path = settings.path.clone();
-        let worker = Worker::start(settings, codec, Arc::clone(&counters)).await?;
+        let (worker, logging) = Worker::start(settings, codec, Arc::clone(&counters)).await?;
         Ok(SqliteTokenStore::new(
-            worker, self.clock, counters, path, encrypted,
+            worker, self.clock, counters, path, encrypted, logging,
         ))
     }
 }
@@ -109,6 +191,8 @@ impl fmt::Debug for SqliteTokenStoreBuilder {
             .field("synchronous", &self.synchronous)
             .field("busy_timeout", &self.busy_timeout)
             .field("clock", &self.clock)
+            .field("invalidation_log", &self.invalidation_log)
+            .field("invalidation_retention", &self.retention)
             .finish()
     }
 }

@@ -2,9 +2,11 @@
 
 use crate::columns::{Cols, secs};
 use crate::error::{backend, corrupt};
+use crate::feed;
 use crate::worker::Ctx;
 use rusqlite::{Row, params};
 use tokenstore_core::codec::json::encode_list;
+use tokenstore_core::feed::log;
 use tokenstore_core::{ClientRecord, StoreError, TokenEndpointAuthMethod};
 
 const TABLE: &str = "oauth_clients";
@@ -33,8 +35,8 @@ const ALL: &str = concat!(
 );
 const DELETE: &str = "DELETE FROM oauth_clients WHERE client_id = ?1";
 
-/// Stores a client, replacing one with the same id. Sealing the secret comes
-/// first, so a missing key changes nothing.
+/// Stores a client, replacing one with the same id, and logs its id. Sealing
+/// the secret comes first, so a missing key changes nothing.
 pub(crate) fn insert(ctx: Ctx<'_>, r: &ClientRecord) -> Result<(), StoreError> {
     let secret = ctx.codec.seal_opt(r.client_secret.as_ref())?;
     let mut stmt = ctx.conn.prepare_cached(INSERT).map_err(backend)?;
@@ -51,7 +53,7 @@ pub(crate) fn insert(ctx: Ctx<'_>, r: &ClientRecord) -> Result<(), StoreError> {
         secs(r.created_at),
     ])
     .map_err(backend)?;
-    Ok(())
+    feed::record(ctx, [log::client(&r.client_id)])
 }
 
 /// Loads a client.
@@ -69,9 +71,11 @@ pub(crate) fn all(ctx: Ctx<'_>) -> Result<Vec<ClientRecord>, StoreError> {
     ctx.collect(ALL, |row| from_row(ctx, row))
 }
 
-/// Deletes a client if present.
+/// Deletes a client if present; logs its id when a row went.
 pub(crate) fn delete(ctx: Ctx<'_>, client_id: &str) -> Result<(), StoreError> {
-    ctx.execute(DELETE, [client_id])?;
+    if ctx.execute(DELETE, [client_id])? > 0 {
+        feed::record(ctx, [log::client(client_id)])?;
+    }
     Ok(())
 }
 

@@ -2,9 +2,11 @@
 
 use crate::columns::{Cols, cutoff, expired_sql, secs};
 use crate::error::backend;
+use crate::feed;
 use crate::worker::Ctx;
 use rusqlite::{OptionalExtension, Row, params};
 use tokenstore_core::codec::json::encode_list;
+use tokenstore_core::feed::log;
 use tokenstore_core::{AuthCodeRecord, StoreError, Timestamp};
 
 const TABLE: &str = "auth_codes";
@@ -34,7 +36,7 @@ const DELETE_EXPIRED: &str = concat!(
     expired_sql!("expires_at", "?1")
 );
 
-/// Stores a code, replacing one with the same value.
+/// Stores a code, replacing one with the same value; logs the code's hash.
 pub(crate) fn insert(ctx: Ctx<'_>, r: &AuthCodeRecord) -> Result<(), StoreError> {
     let mut stmt = ctx.conn.prepare_cached(INSERT).map_err(backend)?;
     stmt.execute(params![
@@ -49,7 +51,7 @@ pub(crate) fn insert(ctx: Ctx<'_>, r: &AuthCodeRecord) -> Result<(), StoreError>
         secs(r.created_at),
     ])
     .map_err(backend)?;
-    Ok(())
+    feed::record(ctx, [log::auth_code(&r.code)])
 }
 
 /// Loads a live code without consuming it; an expired one is deleted.
@@ -72,23 +74,27 @@ pub(crate) fn load(
     Ok(None)
 }
 
-/// Deletes a code if present.
+/// Deletes a code if present; logs its hash when a row went.
 pub(crate) fn delete(ctx: Ctx<'_>, code: &str) -> Result<(), StoreError> {
-    ctx.execute(DELETE, [code])?;
+    if ctx.execute(DELETE, [code])? > 0 {
+        feed::record(ctx, [log::auth_code(code)])?;
+    }
     Ok(())
 }
 
-/// Deletes a code; `true` only when it was live. Run it in a transaction, so a
-/// corrupt row is left in place.
+/// Deletes a code; `true` only when it was live. Logs its hash when a row
+/// went, live or not. Run it in a transaction, so a corrupt row is left in place.
 pub(crate) fn try_delete(ctx: Ctx<'_>, code: &str, now: Timestamp) -> Result<bool, StoreError> {
     let mut stmt = ctx.conn.prepare_cached(TAKE).map_err(backend)?;
     let taken = stmt
         .query_row([code], |row| Ok(Cols::new(row, TABLE).time("expires_at")))
         .optional()
-        .map_err(backend)?;
-    Ok(taken
-        .transpose()?
-        .is_some_and(|expires_at| expires_at >= now))
+        .map_err(backend)?
+        .transpose()?;
+    if taken.is_some() {
+        feed::record(ctx, [log::auth_code(code)])?;
+    }
+    Ok(taken.is_some_and(|expires_at| expires_at >= now))
 }
 
 /// Every code, expired ones included, ordered by code.

@@ -26,6 +26,18 @@
 //!   returns the [`BatchWriteStore`](tokenstore_core::BatchWriteStore)
 //!   capability: any mix of writes (states, codes, sessions, clients; stores
 //!   and deletes) in one transaction, so a write buffer's flush costs one commit.
+//! - **Invalidation feed** (opt-in): with
+//!   [`invalidation_log(true)`](SqliteTokenStoreBuilder::invalidation_log), or
+//!   on a file that already has the log, every write that can invalidate a
+//!   cached key also logs that key (a hash or an id, never a secret) in the
+//!   same transaction, and
+//!   [`TokenStore::invalidation_feed`](tokenstore_core::TokenStore::invalidation_feed)
+//!   returns the [`InvalidationFeed`](tokenstore_core::feed::InvalidationFeed)
+//!   capability: the keys that any store on the file (in any process) logged
+//!   after a watermark, the log's rowid. So several processes sharing one file
+//!   can each keep a read cache. Polling only (no hints); rows older than a
+//!   [retention](SqliteTokenStoreBuilder::invalidation_retention) are pruned,
+//!   and a poll from before the pruned rows answers `gap`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -69,6 +81,7 @@ mod client;
 mod code;
 mod columns;
 mod error;
+mod feed;
 mod schema;
 mod session;
 mod state;

@@ -1,12 +1,13 @@
 //! Opening the connection: pragmas, hooks and mxcp 0.12.3's schema.
 
 use crate::error::backend;
+use crate::feed;
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokenstore_core::StoreError;
+use tokenstore_core::{Clock, StoreError};
 
 /// mxcp 0.12.3's four tables, column for column, plus one index of ours.
 ///
@@ -100,6 +101,12 @@ pub(crate) struct Settings {
     pub(crate) path: PathBuf,
     pub(crate) synchronous: Synchronous,
     pub(crate) busy_timeout: Duration,
+    /// Create the invalidation log (a file that has one logs anyway).
+    pub(crate) invalidation_log: bool,
+    /// How long log rows are kept.
+    pub(crate) retention: Duration,
+    /// The clock that stamps and prunes log rows.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Commit and rollback counts, updated by SQLite's hooks.
@@ -109,17 +116,19 @@ pub(crate) struct Counters {
     pub(crate) rollbacks: AtomicU64,
 }
 
-/// Opens (creating if needed) the database, sets it up and creates the schema.
+/// Opens (creating if needed) the database, sets it up and creates the schema;
+/// also answers whether the store logs invalidations ([`feed::open`]).
 pub(crate) fn open(
     settings: &Settings,
     counters: &Arc<Counters>,
-) -> Result<Connection, StoreError> {
+) -> Result<(Connection, bool), StoreError> {
     create_parent_dir(settings)?;
     let mut conn = Connection::open(&settings.path).map_err(backend)?;
     configure(&conn, settings).map_err(backend)?;
     install_hooks(&mut conn, counters).map_err(backend)?;
     conn.execute_batch(SCHEMA).map_err(backend)?;
-    Ok(conn)
+    let logging = feed::open(&conn, settings.invalidation_log).map_err(backend)?;
+    Ok((conn, logging))
 }
 
 /// Creates the file's directory, as mxcp does.

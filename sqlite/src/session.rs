@@ -7,10 +7,13 @@
 
 use crate::columns::{Cols, cutoff, expired_sql, opt_secs, secs};
 use crate::error::{backend, corrupt};
+use crate::feed;
 use crate::worker::Ctx;
 use rusqlite::{Row, params, params_from_iter};
+use tokenstore_core::cache::CacheKey;
 use tokenstore_core::codec::json::{decode_user_info, encode_user_info};
 use tokenstore_core::codec::secrets::SecretCodec;
+use tokenstore_core::feed::log;
 use tokenstore_core::{
     Secret, SessionKey, SessionVisibility, StoreError, StoredSession, Timestamp, TokenHash,
     by_access, by_refresh,
@@ -40,13 +43,33 @@ macro_rules! dead_sql {
     };
 }
 
+/// What the invalidation log needs from every row a write deletes
+/// ([`feed::deleted_sessions`]).
+macro_rules! returning_keys {
+    () => {
+        " RETURNING access_token_hash, refresh_token_hash, session_id"
+    };
+}
+
+/// The [`Delete`] of the statement `$sql`, with and without [`returning_keys!`].
+macro_rules! delete {
+    ($sql:literal) => {
+        Delete {
+            plain: $sql,
+            returning: concat!($sql, returning_keys!()),
+        }
+    };
+}
+
 const INSERT: &str = concat!(
     "INSERT INTO sessions (",
     columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
 );
-const DELETE_SHARING: &str = "DELETE FROM sessions \
-    WHERE access_token_hash = ?1 OR session_id = ?2 OR refresh_token_hash = ?3";
+const DELETE_SHARING: Delete = delete!(
+    "DELETE FROM sessions \
+     WHERE access_token_hash = ?1 OR session_id = ?2 OR refresh_token_hash = ?3"
+);
 const BY_ACCESS: &str = concat!(
     "SELECT ",
     columns!(),
@@ -63,8 +86,8 @@ const BY_REFRESH: &str = concat!(
     " FROM sessions WHERE refresh_token_hash = ?1"
 );
 const ALL: &str = concat!("SELECT ", columns!(), " FROM sessions");
-const DELETE_BY_ACCESS: &str = "DELETE FROM sessions WHERE access_token_hash = ?1";
-const DELETE_BY_ID: &str = "DELETE FROM sessions WHERE session_id = ?1";
+const DELETE_BY_ACCESS: Delete = delete!("DELETE FROM sessions WHERE access_token_hash = ?1");
+const DELETE_BY_ID: Delete = delete!("DELETE FROM sessions WHERE session_id = ?1");
 const DELETE_IF_DEAD: &str = concat!(
     "DELETE FROM sessions WHERE access_token_hash = ?1 AND ",
     dead_sql!("?2")
@@ -122,13 +145,51 @@ struct Encoded {
     provider_refresh: Option<String>,
 }
 
+/// A session `DELETE`, and the same with [`returning_keys!`] for a file that
+/// logs invalidations.
+#[derive(Clone, Copy)]
+struct Delete {
+    plain: &'static str,
+    returning: &'static str,
+}
+
+/// Runs `delete`; when the file logs, also gathers the deleted rows' keys
+/// (empty otherwise). Returns how many rows went.
+fn delete_rows(
+    ctx: Ctx<'_>,
+    delete: Delete,
+    params: impl rusqlite::Params,
+) -> Result<(u64, Vec<CacheKey>), StoreError> {
+    if feed::logging(ctx) {
+        feed::deleted_sessions(ctx, delete.returning, params)
+    } else {
+        Ok((ctx.execute(delete.plain, params)?, Vec::new()))
+    }
+}
+
+/// Runs `delete` and logs the keys of the rows it removed.
+fn delete_logged(
+    ctx: Ctx<'_>,
+    delete: Delete,
+    params: impl rusqlite::Params,
+) -> Result<u64, StoreError> {
+    let (n, keys) = delete_rows(ctx, delete, params)?;
+    feed::record(ctx, keys)?;
+    Ok(n)
+}
+
 /// Stores a session, replacing every row sharing its access-token hash, id or
-/// refresh-token hash. Run it in a transaction.
+/// refresh-token hash; logs its keys and those of every row it replaced. Run it
+/// in a transaction.
 pub(crate) fn store(ctx: Ctx<'_>, s: &StoredSession) -> Result<(), StoreError> {
     let e = encode(ctx.codec, s)?;
     let sharing = params![e.access_hash, s.session_id, e.refresh_hash];
-    ctx.execute(DELETE_SHARING, sharing)?;
-    insert(ctx, &e, s)
+    let (_, replaced) = delete_rows(ctx, DELETE_SHARING, sharing)?;
+    insert(ctx, &e, s)?;
+    if feed::logging(ctx) {
+        feed::record(ctx, log::stored_session(s, []).into_iter().chain(replaced))?;
+    }
+    Ok(())
 }
 
 fn encode(codec: &SecretCodec, s: &StoredSession) -> Result<Encoded, StoreError> {
@@ -217,38 +278,47 @@ fn delete_if_dead(ctx: Ctx<'_>, access_hash: &str, now: Timestamp) -> Result<(),
     Ok(())
 }
 
-/// Deletes the session with this access-token hash (hex), if any.
+/// Deletes the session with this access-token hash (hex), if any, and logs
+/// its keys.
 pub(crate) fn delete_by_access(ctx: Ctx<'_>, access_hash: &str) -> Result<(), StoreError> {
-    ctx.execute(DELETE_BY_ACCESS, [access_hash])?;
+    delete_logged(ctx, DELETE_BY_ACCESS, [access_hash])?;
     Ok(())
 }
 
-/// Deletes the session with this id, if any.
+/// Deletes the session with this id, if any, and logs its keys.
 pub(crate) fn delete_by_id(ctx: Ctx<'_>, session_id: &str) -> Result<(), StoreError> {
-    ctx.execute(DELETE_BY_ID, [session_id])?;
+    delete_logged(ctx, DELETE_BY_ID, [session_id])?;
     Ok(())
 }
 
 /// Deletes every session whose access-token hash is listed, in chunks of
-/// `DELETE ... IN (...)`; returns how many rows went.
+/// `DELETE ... IN (...)`, and logs their keys; returns how many rows went.
 pub(crate) fn delete_hashes(ctx: Ctx<'_>, hashes: &[TokenHash]) -> Result<u64, StoreError> {
-    let full = delete_in_sql(DELETE_CHUNK);
+    let logging = feed::logging(ctx);
+    let full = delete_in_sql(DELETE_CHUNK, logging);
     let mut deleted = 0;
     for chunk in hashes.chunks(DELETE_CHUNK) {
         let sql = if chunk.len() == DELETE_CHUNK {
             full.clone()
         } else {
-            delete_in_sql(chunk.len())
+            delete_in_sql(chunk.len(), logging)
         };
-        let hex = chunk.iter().map(TokenHash::to_hex);
-        deleted += ctx.execute(&sql, params_from_iter(hex))?;
+        let hex = params_from_iter(chunk.iter().map(TokenHash::to_hex));
+        deleted += if logging {
+            let (n, keys) = feed::deleted_sessions(ctx, &sql, hex)?;
+            feed::record(ctx, keys)?;
+            n
+        } else {
+            ctx.execute(&sql, hex)?
+        };
     }
     Ok(deleted)
 }
 
-fn delete_in_sql(n: usize) -> String {
+fn delete_in_sql(n: usize, returning: bool) -> String {
     let marks = vec!["?"; n].join(", ");
-    format!("DELETE FROM sessions WHERE access_token_hash IN ({marks})")
+    let returning = if returning { returning_keys!() } else { "" };
+    format!("DELETE FROM sessions WHERE access_token_hash IN ({marks}){returning}")
 }
 
 /// Removes every session no lookup can return again; returns how many.

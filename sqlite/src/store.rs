@@ -6,11 +6,12 @@
 use crate::builder::SqliteTokenStoreBuilder;
 use crate::schema::Counters;
 use crate::worker::{Db, Worker};
-use crate::{client, code, session, state};
+use crate::{client, code, feed, session, state};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BulkSessionStore, CleanupCounts, ClientRecord, Clock,
     Contents, SessionKey, StateRecord, StoreError, StoredSession, TokenHash, TokenStore,
@@ -22,13 +23,17 @@ use tokenstore_core::{
 /// Made by [`SqliteTokenStore::builder`]. All SQLite work runs on one dedicated
 /// connection thread, so the store works on any async runtime. It has the bulk
 /// capability ([`TokenStore::bulk`]) and the atomic-batch capability
-/// ([`TokenStore::batch_writer`]). See the [crate docs](crate) for an example.
+/// ([`TokenStore::batch_writer`]), and the invalidation feed
+/// ([`TokenStore::invalidation_feed`]) when the file has an
+/// [invalidation log](SqliteTokenStoreBuilder::invalidation_log). See the
+/// [crate docs](crate) for an example.
 pub struct SqliteTokenStore {
     worker: Worker,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
     path: PathBuf,
     encrypted: bool,
+    logging: bool,
 }
 
 /// Counters of a [`SqliteTokenStore`], from SQLite's commit and rollback hooks.
@@ -53,6 +58,7 @@ impl SqliteTokenStore {
         counters: Arc<Counters>,
         path: PathBuf,
         encrypted: bool,
+        logging: bool,
     ) -> Self {
         Self {
             worker,
@@ -60,6 +66,7 @@ impl SqliteTokenStore {
             counters,
             path,
             encrypted,
+            logging,
         }
     }
 
@@ -137,8 +144,10 @@ impl TokenStore for SqliteTokenStore {
 
     async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
         record.validate()?;
-        self.run("store_auth_code", move |db| code::insert(db.ctx(), &record))
-            .await
+        self.run("store_auth_code", move |db| {
+            db.logged(|ctx| code::insert(ctx, &record))
+        })
+        .await
     }
 
     async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
@@ -153,8 +162,10 @@ impl TokenStore for SqliteTokenStore {
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
         validate_key("code", code)?;
         let code = code.to_owned();
-        self.run("delete_auth_code", move |db| code::delete(db.ctx(), &code))
-            .await
+        self.run("delete_auth_code", move |db| {
+            db.logged(|ctx| code::delete(ctx, &code))
+        })
+        .await
     }
 
     async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
@@ -206,7 +217,7 @@ impl TokenStore for SqliteTokenStore {
         validate_key("access_token", access_token)?;
         let key = hex(access_token);
         self.run("delete_session_by_token", move |db| {
-            session::delete_by_access(db.ctx(), &key)
+            db.logged(|ctx| session::delete_by_access(ctx, &key))
         })
         .await
     }
@@ -215,15 +226,17 @@ impl TokenStore for SqliteTokenStore {
         validate_key("session_id", session_id)?;
         let id = session_id.to_owned();
         self.run("delete_session_by_id", move |db| {
-            session::delete_by_id(db.ctx(), &id)
+            db.logged(|ctx| session::delete_by_id(ctx, &id))
         })
         .await
     }
 
     async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
         record.validate()?;
-        self.run("store_client", move |db| client::insert(db.ctx(), &record))
-            .await
+        self.run("store_client", move |db| {
+            db.logged(|ctx| client::insert(ctx, &record))
+        })
+        .await
     }
 
     async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
@@ -243,8 +256,10 @@ impl TokenStore for SqliteTokenStore {
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         validate_key("client_id", client_id)?;
         let id = client_id.to_owned();
-        self.run("delete_client", move |db| client::delete(db.ctx(), &id))
-            .await
+        self.run("delete_client", move |db| {
+            db.logged(|ctx| client::delete(ctx, &id))
+        })
+        .await
     }
 
     async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
@@ -266,18 +281,27 @@ impl TokenStore for SqliteTokenStore {
     fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
         Some(self)
     }
+
+    /// `Some` when the file has an invalidation log (see
+    /// [`SqliteTokenStoreBuilder::invalidation_log`]); polling only, no hints.
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        self.logging.then_some(self as &dyn InvalidationFeed)
+    }
 }
 
-/// Removes every expired state and code and every dead session.
+/// Removes every expired state and code and every dead session (logging
+/// nothing: no lookup could return them), and prunes the invalidation log.
 fn cleanup(
     ctx: crate::worker::Ctx<'_>,
     now: tokenstore_core::Timestamp,
 ) -> Result<CleanupCounts, StoreError> {
-    Ok(CleanupCounts {
+    let counts = CleanupCounts {
         states: state::delete_expired(ctx, now)?,
         auth_codes: code::delete_expired(ctx, now)?,
         sessions: session::delete_dead(ctx, now)?,
-    })
+    };
+    feed::prune(ctx)?;
+    Ok(counts)
 }
 
 impl fmt::Debug for SqliteTokenStore {
@@ -285,6 +309,7 @@ impl fmt::Debug for SqliteTokenStore {
         f.debug_struct("SqliteTokenStore")
             .field("path", &self.path)
             .field("encrypted", &self.encrypted)
+            .field("invalidation_log", &self.logging)
             .field("closed", &self.worker.is_closed())
             .field("stats", &self.stats())
             .field("clock", &self.clock)

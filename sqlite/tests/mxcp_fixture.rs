@@ -608,3 +608,40 @@ fn mxcp_expiries_last_until_the_microsecond_python_printed() {
         assert_eq!(gone_codes, before(&codes, now), "codes at {now}");
     }
 }
+
+#[test]
+fn a_database_written_by_mxcp_gains_the_invalidation_log_and_still_reads() {
+    use std::collections::HashSet;
+    use tokenstore_core::cache::CacheKey;
+    use tokenstore_core::feed::Watermark;
+    let json = expected();
+    let key = json["fernet_key"].as_str().expect("key");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = copy_of_fixture(&dir);
+    let clock = ManualClock::new(Timestamp::from_unix_secs(1_764_000_100));
+    let builder = SqliteTokenStore::builder(&path)
+        .encryption_key(key)
+        .clock(clock)
+        .invalidation_log(true);
+    let store = block_on(builder.open()).expect("open with the log");
+    let feed = store.invalidation_feed().expect("the log is on");
+    block_on(async {
+        let contents = store.contents().await?;
+        assert_eq!(contents.sessions.len(), 2);
+        let want = session_from(&records(&json, "sessions")[0]);
+        store.delete_session_by_id(&want.session_id).await?;
+        let got = feed.invalidations_since(Some(Watermark(0))).await?;
+        let keys: HashSet<_> = got.keys.into_iter().collect();
+        let expected: HashSet<_> = CacheKey::of_session(&want).into_iter().collect();
+        assert_eq!((keys, got.gap), (expected, false));
+        assert_eq!(store.contents().await?.sessions.len(), 1);
+        store.close().await
+    })
+    .expect("reads and writes with the log");
+    // mxcp's own statements still run on the file.
+    let raw = Connection::open(&path).expect("raw");
+    let n: i64 = raw
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 1);
+}

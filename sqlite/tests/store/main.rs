@@ -8,6 +8,8 @@ mod bulk;
 mod common;
 mod corrupt;
 mod encryption;
+mod feed;
+mod feed_poll;
 mod model;
 mod schema;
 mod semantics;

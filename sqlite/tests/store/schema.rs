@@ -190,3 +190,23 @@ fn opening_creates_missing_directories() {
     block_on(store.expect("open").close()).expect("close");
     assert!(path.exists());
 }
+
+#[test]
+fn the_invalidation_log_leaves_mxcps_tables_as_they_are() {
+    let (plain, logged) = (Env::new(), Env::new());
+    block_on(plain.open().close()).expect("close");
+    let store = block_on(logged.builder().invalidation_log(true).open()).expect("open");
+    block_on(store.close()).expect("close");
+    let (plain, logged) = (plain.raw(), logged.raw());
+    for table in ["states", "auth_codes", "sessions", "oauth_clients"] {
+        assert_eq!(
+            table_info(&logged, table),
+            table_info(&plain, table),
+            "{table}"
+        );
+        let (mut want, mut got) = (indexes(&plain, table), indexes(&logged, table));
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "{table}");
+    }
+}
