@@ -63,10 +63,21 @@ pub fn instances<S: TokenStore + Clone + 'static>(
     bound: Duration,
     runtime: &(impl Runtime + Clone),
 ) -> Result<Vec<CachingTokenStore<S>>, StoreError> {
-    (0..n)
-        .map(|_| {
+    follow_each((0..n).map(|_| store.clone()).collect(), bound, runtime)
+}
+
+/// One cache over each of `stores` (one store object per instance, as
+/// replicas have), each following its feed on `runtime`.
+pub fn follow_each<S: TokenStore + 'static>(
+    stores: Vec<S>,
+    bound: Duration,
+    runtime: &(impl Runtime + Clone),
+) -> Result<Vec<CachingTokenStore<S>>, StoreError> {
+    stores
+        .into_iter()
+        .map(|store| {
             CachingTokenStore::following_with_clock(
-                store.clone(),
+                store,
                 feed_config(bound),
                 SystemClock,
                 runtime.clone(),

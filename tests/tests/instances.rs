@@ -10,8 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokenstore::runtime::{SmolRuntime, TokioRuntime};
+use tokenstore::sqlite::SqliteTokenStore;
 use tokenstore_core::{MemoryTokenStore, SystemClock, TokenStore};
-use tokenstore_tests::instances::{Propagation, instances, revoke_and_watch};
+use tokenstore_tests::TEST_KEY;
+use tokenstore_tests::instances::{Propagation, follow_each, instances, revoke_and_watch};
 
 const B: Duration = Duration::from_millis(200);
 const ROUNDS: usize = 20;
@@ -101,4 +103,61 @@ fn following_a_store_without_a_feed_is_a_config_error() {
     let store = memory(true);
     let err = instances(&store, 1, Duration::from_secs(30), &SmolRuntime).expect_err("B too big");
     assert!(err.to_string().contains("below its ttl_cap"), "{err}");
+}
+
+/// `n` SQLite stores on one file, each its own connection thread, as `n`
+/// processes sharing the file would have.
+async fn sqlite_stores(dir: &std::path::Path, n: usize) -> Vec<SqliteTokenStore> {
+    let mut stores = Vec::new();
+    for _ in 0..n {
+        stores.push(
+            SqliteTokenStore::builder(dir.join("shared.sqlite"))
+                .encryption_key(TEST_KEY)
+                .invalidation_log(true)
+                .open()
+                .await
+                .expect("open the shared file"),
+        );
+    }
+    stores
+}
+
+#[test]
+fn two_sqlite_stores_on_one_file_on_tokio() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let caches = follow_each(
+            sqlite_stores(dir.path(), 2).await,
+            B,
+            &TokioRuntime::current(),
+        )
+        .unwrap();
+        let seen = revoke_and_watch(&caches, ROUNDS, B, DEADLINE)
+            .await
+            .unwrap();
+        check(&seen, 2);
+        for c in &caches {
+            c.close().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn three_sqlite_stores_on_one_file_on_smol() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let caches = follow_each(sqlite_stores(dir.path(), 3).await, B, &SmolRuntime).unwrap();
+        let seen = revoke_and_watch(&caches, ROUNDS, B, DEADLINE)
+            .await
+            .unwrap();
+        check(&seen, 3);
+        for c in &caches {
+            c.close().await.unwrap();
+        }
+    });
 }
