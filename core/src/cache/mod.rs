@@ -395,8 +395,8 @@ impl CacheMachine {
     /// Gives a poll back with the feed's answer: every key in it is evicted
     /// (with every entry it reaches and its negative entry) and fills of those
     /// keys in flight are refused, the stale-fill guard extended to other
-    /// instances' writes. A gap drops every entry and refuses every fill in
-    /// flight. Unless the clock stepped back meanwhile, freshness is then
+    /// instances' writes. A gap, and the first answer (which names no keys),
+    /// drop every entry and refuse every fill in flight. Unless the clock stepped back meanwhile, freshness is then
     /// confirmed from the poll's start.
     ///
     /// Returns `true` when this poll's confirmation is now the current one: the
@@ -412,8 +412,12 @@ impl CacheMachine {
             return false;
         };
         follower.metrics.keys_received += found.keys.len() as u64;
-        if found.gap {
-            follower.metrics.gaps += 1;
+        // The first answer names no keys: writes that committed between its
+        // snapshot and anything read before it are unknown, exactly as after
+        // a gap. Both start the cache afresh.
+        let first = poll.since.is_none();
+        if found.gap || first {
+            follower.metrics.gaps += u64::from(found.gap);
             follower.restart(found.watermark);
             self.drop_entries();
             self.races.refuse_outstanding();

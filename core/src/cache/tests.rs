@@ -484,6 +484,7 @@ mod feed {
         assert!(!is_hit(&mut cache, t0(), by_access("tok")));
         assert_eq!(cache.metrics().feed.unconfirmed, 1);
         poll(&mut cache, t0(), vec![]);
+        cached_session(&mut cache, &s);
         assert!(is_hit(&mut cache, t0(), by_access("tok")));
     }
 
@@ -571,6 +572,7 @@ mod feed {
             negative_ttl: 10 * B,
             ..CacheConfig::default()
         });
+        poll(&mut cache, t0(), vec![]);
         let ticket = miss(&mut cache, t0(), by_access("nobody"));
         assert_eq!(
             cache.fill_session(t0(), ticket, None),
@@ -664,6 +666,28 @@ mod feed {
         cache.handle_lapse(t0() + MS, second_lapse);
         assert!(is_hit(&mut cache, t0() + MS, by_access("tok")));
         assert_eq!(cache.metrics().feed.lapses, 1);
+    }
+
+    /// Found by the multi-instance simulation: the first answer names no keys,
+    /// so what was filled before it (or is being filled) may have missed a
+    /// write that committed before its snapshot.
+    #[test]
+    fn the_first_answer_drops_what_was_filled_before_it() {
+        let mut cache = following();
+        cached_session(&mut cache, &session("a", "tok-a", None, t0() + HOUR));
+        let ticket = miss(&mut cache, t0(), by_access("tok-b"));
+        poll(&mut cache, t0(), vec![]);
+        assert_eq!(cache.metrics().session_entries, 0);
+        let b = session("b", "tok-b", None, t0() + HOUR);
+        assert_eq!(
+            cache.fill_session(t0(), ticket, Some(b)),
+            FillOutcome::Refused
+        );
+        assert_eq!(cache.metrics().feed.gaps, 0);
+        // Later answers evict only what they name.
+        cached_session(&mut cache, &session("a", "tok-a", None, t0() + HOUR));
+        poll(&mut cache, t0(), vec![]);
+        assert!(is_hit(&mut cache, t0(), by_access("tok-a")));
     }
 
     #[test]
