@@ -9,11 +9,18 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokenstore::CachingTokenStore;
 use tokenstore::runtime::{SmolRuntime, TokioRuntime};
 use tokenstore::sqlite::SqliteTokenStore;
-use tokenstore_core::{MemoryTokenStore, SystemClock, TokenStore};
+use tokenstore_core::feed::{InvalidationFeed, Invalidations, Watermark};
+use tokenstore_core::{
+    AuthCodeRecord, BoxFuture, CleanupCounts, ClientRecord, ManualClock, MemoryTokenStore,
+    StateRecord, StoreError, StoredSession, SystemClock, TokenStore,
+};
+use tokenstore_tests::T0;
 use tokenstore_tests::TEST_KEY;
 use tokenstore_tests::instances::{Propagation, follow_each, instances, revoke_and_watch};
+use tokenstore_tests::sample::session;
 
 const B: Duration = Duration::from_millis(200);
 const ROUNDS: usize = 20;
@@ -159,5 +166,115 @@ fn three_sqlite_stores_on_one_file_on_smol() {
         for c in &caches {
             c.close().await.unwrap();
         }
+    });
+}
+
+/// A store whose feed can be stalled: its polls then never answer.
+struct Stallable {
+    inner: Arc<MemoryTokenStore>,
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+macro_rules! forward {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+            self.inner.$name($($arg),*).await
+        })*
+    };
+}
+
+impl TokenStore for Stallable {
+    forward! {
+        store_state(record: Arc<StateRecord>) -> ();
+        consume_state(state: &str) -> Option<Arc<StateRecord>>;
+        store_auth_code(record: Arc<AuthCodeRecord>) -> ();
+        load_auth_code(code: &str) -> Option<Arc<AuthCodeRecord>>;
+        delete_auth_code(code: &str) -> ();
+        try_delete_auth_code(code: &str) -> bool;
+        store_session(record: Arc<StoredSession>) -> ();
+        load_session_by_token(access_token: &str) -> Option<Arc<StoredSession>>;
+        load_session_by_id(session_id: &str) -> Option<Arc<StoredSession>>;
+        load_session_by_refresh_token(refresh_token: &str) -> Option<Arc<StoredSession>>;
+        delete_session_by_token(access_token: &str) -> ();
+        delete_session_by_id(session_id: &str) -> ();
+        store_client(record: Arc<ClientRecord>) -> ();
+        load_client(client_id: &str) -> Option<Arc<ClientRecord>>;
+        list_clients() -> Vec<Arc<ClientRecord>>;
+        delete_client(client_id: &str) -> ();
+        cleanup_expired() -> CleanupCounts;
+        close() -> ();
+    }
+
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        Some(self)
+    }
+}
+
+impl InvalidationFeed for Stallable {
+    fn invalidations_since(
+        &self,
+        since: Option<Watermark>,
+    ) -> BoxFuture<'_, Result<Invalidations, StoreError>> {
+        Box::pin(async move {
+            if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            let feed = self.inner.invalidation_feed().expect("logged");
+            feed.invalidations_since(since).await
+        })
+    }
+}
+
+/// The wall clock can stand still or step back without the cache noticing;
+/// the runtime's timer cannot. With the cache's clock stuck and the feed
+/// stalled, the poll's lapse timer alone ends freshness `B` after the last
+/// successful poll started: reads then go to the store.
+#[test]
+fn a_stuck_wall_clock_cannot_stretch_freshness_past_the_lapse() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stuck = ManualClock::new(T0);
+        let store = Arc::new(Stallable {
+            inner: Arc::new(
+                MemoryTokenStore::new(stuck.clone())
+                    .with_invalidation_log(Duration::from_secs(600)),
+            ),
+            stalled: std::sync::atomic::AtomicBool::new(false),
+        });
+        let cache = CachingTokenStore::following_with_clock(
+            store.clone(),
+            tokenstore_tests::instances::feed_config(B),
+            stuck.clone(),
+            TokioRuntime::current(),
+        )
+        .unwrap();
+        let s = session("sid", "tok", None, T0 + Duration::from_secs(3600), None, T0);
+        cache.store_session(Arc::new(s)).await.unwrap();
+        tokio::time::sleep(B / 4).await; // the first poll answered
+        cache.load_session_by_token("tok").await.unwrap();
+        cache.load_session_by_token("tok").await.unwrap();
+        assert_eq!(
+            cache.metrics().sessions.hits,
+            1,
+            "served from cache while polls succeed"
+        );
+
+        store
+            .stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(2 * B).await; // polls hang; the wall clock says no time passed
+        let misses = cache.metrics().sessions.misses;
+        cache.load_session_by_token("tok").await.unwrap();
+        let m = cache.metrics();
+        assert_eq!(
+            m.sessions.hits, 1,
+            "no hit once B passed on the runtime's timer"
+        );
+        assert_eq!(m.sessions.misses, misses + 1);
+        assert!(m.feed.lapses >= 1, "{:?}", m.feed);
     });
 }
