@@ -198,6 +198,57 @@ impl<T> Clone for Entry<T> {
 /// 3. After closing the delegate, call [`handle_close`](Self::handle_close).
 /// 4. [`metrics`](Self::metrics) at any time.
 ///
+/// # Following an invalidation feed
+///
+/// With [`CacheConfig::feed_bound`] set to `B`, the cache also learns what
+/// other instances' writes removed or replaced, from the store's
+/// [`InvalidationFeed`](crate::feed::InvalidationFeed), and serves a hit only
+/// while the last successful poll started less than `B` ago (every lookup is
+/// a miss before the first poll, and whenever polls fail). One poller drives
+/// it:
+///
+/// 5. Ask [`poll_timeout`](Self::poll_timeout) with `now`:
+///    - [`PollTimer::Due`]: call [`begin_poll`](Self::begin_poll); arm a timer
+///      of `B` on the runtime (a timer that does not follow the wall clock);
+///      ask the feed from [`PollTicket::since`] (giving up after the
+///      [`PollTimer::InFlight`] time `poll_timeout` now answers); hand the
+///      answer to [`handle_invalidations`](Self::handle_invalidations) or the
+///      failure to [`handle_poll_failed`](Self::handle_poll_failed). When
+///      `handle_invalidations` answers `true`, call
+///      [`handle_lapse`](Self::handle_lapse) with [`PollTicket::lapse`] once
+///      the timer fires.
+///    - [`PollTimer::After`]: sleep that long or until the feed raises a hint,
+///      then report the hint with [`handle_hint`](Self::handle_hint); go to 5.
+///    - [`PollTimer::Off`]: stop (no feed, or closed).
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenstore_core::cache::{CacheConfig, CacheKey, CacheMachine, Lookup, PollTimer};
+/// use tokenstore_core::feed::{Invalidations, Watermark};
+/// use tokenstore_core::{SessionKey, Timestamp, TokenHash};
+///
+/// let b = Duration::from_secs(1);
+/// let t0 = Timestamp::from_unix_secs(1_000);
+/// let mut cache = CacheMachine::new(CacheConfig { feed_bound: Some(b), ..CacheConfig::default() });
+/// assert_eq!(cache.poll_timeout(t0), PollTimer::Due);
+///
+/// let poll = cache.begin_poll(t0).expect("none in flight");
+/// assert_eq!(poll.since(), None); // the first poll asks for the watermark only
+/// let answer = Invalidations { keys: vec![], watermark: Watermark(41), gap: false };
+/// assert!(cache.handle_invalidations(t0, poll, answer));
+/// assert_eq!(cache.poll_timeout(t0), PollTimer::After(b / 2));
+///
+/// // Another instance logged out a session: the next poll evicts its keys.
+/// let poll = cache.begin_poll(t0 + b / 2).unwrap();
+/// assert_eq!(poll.since(), Some(Watermark(41)));
+/// let key = CacheKey::Session(SessionKey::Access(TokenHash::of("tok")));
+/// let answer = Invalidations { keys: vec![key.clone()], watermark: Watermark(42), gap: false };
+/// cache.handle_invalidations(t0 + b / 2, poll, answer);
+///
+/// // No poll for B: nothing is served from the cache, every read goes to the store.
+/// assert!(matches!(cache.lookup(t0 + b / 2 + b, &key), Lookup::Miss(_)));
+/// ```
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
