@@ -7,13 +7,17 @@
 //! that started `B` after the revoke returned" is exact.
 
 use crate::sample::{client, code, session};
+use event_listener::Event;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokenstore::CachingTokenStore;
 use tokenstore::cache::CacheConfig;
 use tokenstore::runtime::Runtime;
+use tokenstore_core::feed::{HintBoard, InvalidationFeed, Invalidations, Watermark};
 use tokenstore_core::{
-    Clock, Secret, StoreError, StoredSession, SystemClock, Timestamp, TokenStore,
+    AuthCodeRecord, BoxFuture, CleanupCounts, ClientRecord, Clock, Secret, StateRecord, StoreError,
+    StoredSession, SystemClock, Timestamp, TokenStore,
 };
 
 /// What [`revoke_and_watch`] saw.
@@ -266,5 +270,98 @@ fn hits<S: TokenStore>(cache: &CachingTokenStore<S>, revoke: Revoke) -> u64 {
         Revoke::TakeCode => m.auth_codes.hits,
         Revoke::DeleteClient => m.clients.hits,
         _ => m.sessions.hits,
+    }
+}
+
+/// A store whose feed can be stalled: its polls then hang until it is
+/// released (an instance whose poller lags, or whose feed connection hangs).
+pub struct Stallable<S> {
+    inner: S,
+    stalled: AtomicBool,
+    released: Event,
+}
+
+impl<S> Stallable<S> {
+    /// `inner`, not stalled.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            stalled: AtomicBool::new(false),
+            released: Event::new(),
+        }
+    }
+
+    /// Stalls (`true`) or releases the feed.
+    pub fn stall(&self, on: bool) {
+        self.stalled.store(on, Ordering::SeqCst);
+        if !on {
+            self.released.notify(usize::MAX);
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+macro_rules! forward {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+            self.inner.$name($($arg),*).await
+        })*
+    };
+}
+
+impl<S: TokenStore> TokenStore for Stallable<S> {
+    forward! {
+        store_state(record: Arc<StateRecord>) -> ();
+        consume_state(state: &str) -> Option<Arc<StateRecord>>;
+        store_auth_code(record: Arc<AuthCodeRecord>) -> ();
+        load_auth_code(code: &str) -> Option<Arc<AuthCodeRecord>>;
+        delete_auth_code(code: &str) -> ();
+        try_delete_auth_code(code: &str) -> bool;
+        store_session(record: Arc<StoredSession>) -> ();
+        load_session_by_token(access_token: &str) -> Option<Arc<StoredSession>>;
+        load_session_by_id(session_id: &str) -> Option<Arc<StoredSession>>;
+        load_session_by_refresh_token(refresh_token: &str) -> Option<Arc<StoredSession>>;
+        delete_session_by_token(access_token: &str) -> ();
+        delete_session_by_id(session_id: &str) -> ();
+        store_client(record: Arc<ClientRecord>) -> ();
+        load_client(client_id: &str) -> Option<Arc<ClientRecord>>;
+        list_clients() -> Vec<Arc<ClientRecord>>;
+        delete_client(client_id: &str) -> ();
+        cleanup_expired() -> CleanupCounts;
+        close() -> ();
+    }
+
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        Some(self)
+    }
+}
+
+impl<S: TokenStore> InvalidationFeed for Stallable<S> {
+    fn invalidations_since(
+        &self,
+        since: Option<Watermark>,
+    ) -> BoxFuture<'_, Result<Invalidations, StoreError>> {
+        Box::pin(async move {
+            loop {
+                let released = self.released.listen();
+                if !self.stalled.load(Ordering::SeqCst) {
+                    break;
+                }
+                released.await;
+            }
+            let feed = self
+                .inner
+                .invalidation_feed()
+                .ok_or_else(|| StoreError::Backend("the wrapped store has no feed".into()))?;
+            feed.invalidations_since(since).await
+        })
+    }
+
+    fn hints(&self) -> Option<&HintBoard> {
+        self.inner.invalidation_feed().and_then(|f| f.hints())
     }
 }

@@ -12,14 +12,12 @@ use std::time::Duration;
 use tokenstore::CachingTokenStore;
 use tokenstore::runtime::{SmolRuntime, TokioRuntime};
 use tokenstore::sqlite::SqliteTokenStore;
-use tokenstore_core::feed::{InvalidationFeed, Invalidations, Watermark};
-use tokenstore_core::{
-    AuthCodeRecord, BoxFuture, CleanupCounts, ClientRecord, ManualClock, MemoryTokenStore,
-    StateRecord, StoreError, StoredSession, SystemClock, TokenStore,
-};
+use tokenstore_core::{ManualClock, MemoryTokenStore, SystemClock, TokenStore};
 use tokenstore_tests::T0;
 use tokenstore_tests::TEST_KEY;
-use tokenstore_tests::instances::{Propagation, follow_each, instances, revoke_and_watch};
+use tokenstore_tests::instances::{
+    Propagation, Stallable, follow_each, instances, revoke_and_watch,
+};
 use tokenstore_tests::sample::session;
 
 const B: Duration = Duration::from_millis(200);
@@ -169,62 +167,6 @@ fn three_sqlite_stores_on_one_file_on_smol() {
     });
 }
 
-/// A store whose feed can be stalled: its polls then never answer.
-struct Stallable {
-    inner: Arc<MemoryTokenStore>,
-    stalled: std::sync::atomic::AtomicBool,
-}
-
-macro_rules! forward {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
-        $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
-            self.inner.$name($($arg),*).await
-        })*
-    };
-}
-
-impl TokenStore for Stallable {
-    forward! {
-        store_state(record: Arc<StateRecord>) -> ();
-        consume_state(state: &str) -> Option<Arc<StateRecord>>;
-        store_auth_code(record: Arc<AuthCodeRecord>) -> ();
-        load_auth_code(code: &str) -> Option<Arc<AuthCodeRecord>>;
-        delete_auth_code(code: &str) -> ();
-        try_delete_auth_code(code: &str) -> bool;
-        store_session(record: Arc<StoredSession>) -> ();
-        load_session_by_token(access_token: &str) -> Option<Arc<StoredSession>>;
-        load_session_by_id(session_id: &str) -> Option<Arc<StoredSession>>;
-        load_session_by_refresh_token(refresh_token: &str) -> Option<Arc<StoredSession>>;
-        delete_session_by_token(access_token: &str) -> ();
-        delete_session_by_id(session_id: &str) -> ();
-        store_client(record: Arc<ClientRecord>) -> ();
-        load_client(client_id: &str) -> Option<Arc<ClientRecord>>;
-        list_clients() -> Vec<Arc<ClientRecord>>;
-        delete_client(client_id: &str) -> ();
-        cleanup_expired() -> CleanupCounts;
-        close() -> ();
-    }
-
-    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
-        Some(self)
-    }
-}
-
-impl InvalidationFeed for Stallable {
-    fn invalidations_since(
-        &self,
-        since: Option<Watermark>,
-    ) -> BoxFuture<'_, Result<Invalidations, StoreError>> {
-        Box::pin(async move {
-            if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
-                std::future::pending::<()>().await;
-            }
-            let feed = self.inner.invalidation_feed().expect("logged");
-            feed.invalidations_since(since).await
-        })
-    }
-}
-
 /// The wall clock can stand still or step back without the cache noticing;
 /// the runtime's timer cannot. With the cache's clock stuck and the feed
 /// stalled, the poll's lapse timer alone ends freshness `B` after the last
@@ -238,13 +180,9 @@ fn a_stuck_wall_clock_cannot_stretch_freshness_past_the_lapse() {
         .unwrap();
     rt.block_on(async {
         let stuck = ManualClock::new(T0);
-        let store = Arc::new(Stallable {
-            inner: Arc::new(
-                MemoryTokenStore::new(stuck.clone())
-                    .with_invalidation_log(Duration::from_secs(600)),
-            ),
-            stalled: std::sync::atomic::AtomicBool::new(false),
-        });
+        let store = Arc::new(Stallable::new(Arc::new(
+            MemoryTokenStore::new(stuck.clone()).with_invalidation_log(Duration::from_secs(600)),
+        )));
         let cache = CachingTokenStore::following_with_clock(
             store.clone(),
             tokenstore_tests::instances::feed_config(B),
@@ -263,9 +201,7 @@ fn a_stuck_wall_clock_cannot_stretch_freshness_past_the_lapse() {
             "served from cache while polls succeed"
         );
 
-        store
-            .stalled
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        store.stall(true);
         tokio::time::sleep(2 * B).await; // polls hang; the wall clock says no time passed
         let misses = cache.metrics().sessions.misses;
         cache.load_session_by_token("tok").await.unwrap();
@@ -276,5 +212,74 @@ fn a_stuck_wall_clock_cannot_stretch_freshness_past_the_lapse() {
         );
         assert_eq!(m.sessions.misses, misses + 1);
         assert!(m.feed.lapses >= 1, "{:?}", m.feed);
+    });
+}
+
+/// An instance whose poller lags past the log's retention takes the gap path:
+/// it drops its whole cache, serves nothing revoked meanwhile, and fills again.
+#[test]
+fn a_lagging_instance_takes_the_gap_path() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let retention = Duration::from_millis(100);
+        let store = Arc::new(MemoryTokenStore::new(SystemClock).with_invalidation_log(retention));
+        let lagging = Arc::new(Stallable::new(store.clone()));
+        let runtime = TokioRuntime::current();
+        let a = CachingTokenStore::following_with_clock(
+            store.clone(),
+            tokenstore_tests::instances::feed_config(B),
+            SystemClock,
+            runtime.clone(),
+        )
+        .unwrap();
+        let b = CachingTokenStore::following_with_clock(
+            lagging.clone(),
+            tokenstore_tests::instances::feed_config(B),
+            SystemClock,
+            runtime,
+        )
+        .unwrap();
+        let now = || tokenstore_core::Clock::now(&SystemClock);
+        let expires = now() + Duration::from_secs(3600);
+        a.store_session(Arc::new(session("sid", "tok", None, expires, None, now())))
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while b.metrics().sessions.hits == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b never served from cache"
+            );
+            b.load_session_by_token("tok").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lagging.stall(true);
+        a.delete_session_by_token("tok").await.unwrap();
+        let revoked = std::time::Instant::now();
+        tokio::time::sleep(2 * retention).await;
+        // A later write prunes the revocation's entry: b can no longer learn it.
+        a.store_session(Arc::new(session(
+            "sid2",
+            "tok2",
+            None,
+            expires,
+            None,
+            now(),
+        )))
+        .await
+        .unwrap();
+        lagging.stall(false);
+        assert!(revoked.elapsed() >= B);
+        assert!(b.load_session_by_token("tok").await.unwrap().is_none());
+        while b.metrics().feed.gaps == 0 {
+            assert!(std::time::Instant::now() < deadline, "no gap reported");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(b.metrics().session_entries, 0, "the gap dropped the cache");
+        assert!(b.load_session_by_token("tok").await.unwrap().is_none());
     });
 }
