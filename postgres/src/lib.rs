@@ -80,6 +80,9 @@ mod cols;
 mod conn;
 mod conninfo;
 mod error;
+mod feed;
+mod hints;
+mod log;
 mod schema;
 mod session;
 mod sql;
@@ -90,7 +93,7 @@ mod types;
 mod worker;
 
 pub use builder::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_INVALIDATION_RETENTION, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT,
     PostgresTokenStoreBuilder,
 };
 pub use store::PostgresTokenStore;
