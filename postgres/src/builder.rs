@@ -3,11 +3,11 @@
 use crate::PostgresTokenStore;
 use crate::conn::Shared;
 use crate::conninfo::split_tls;
+use crate::hints::{self, Notifier};
 use crate::schema::{quote, valid_name};
 use crate::sql::Sql;
-use crate::tls::{Tls, TlsMode};
-use crate::hints::{self, Notifier};
 use crate::store::Feed;
+use crate::tls::{Tls, TlsMode};
 use crate::worker::{FeedTasks, HintTasks, Settings, Worker, targets};
 use std::fmt;
 use std::path::PathBuf;

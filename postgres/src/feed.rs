@@ -75,7 +75,9 @@ async fn poll(db: &Db, since: Option<Watermark>) -> Result<Invalidations, Fail> 
         });
     };
     let rows = db.query(&sql.poll, &[&since.0.to_string()]).await?;
-    let first = rows.first().ok_or_else(|| corrupt("invalidations", "xid"))?;
+    let first = rows
+        .first()
+        .ok_or_else(|| corrupt("invalidations", "xid"))?;
     let xmin = xid(first.try_get(0)?, "invalidations", "xid")?;
     let pruned = xid(first.try_get(1)?, META, "pruned_through")?;
     let mut gap = since.0 <= pruned || xmin < since.0;
@@ -158,11 +160,11 @@ impl InvalidationFeed for PostgresTokenStore {
         &self,
         since: Option<Watermark>,
     ) -> BoxFuture<'_, Result<Invalidations, StoreError>> {
-        Box::pin(self.run(
-            "invalidations_since",
-            Mode::Auto,
-            move |db| async move { poll(&db, since).await },
-        ))
+        Box::pin(
+            self.run("invalidations_since", Mode::Auto, move |db| async move {
+                poll(&db, since).await
+            }),
+        )
     }
 
     fn hints(&self) -> Option<&HintBoard> {
@@ -176,8 +178,14 @@ mod tests {
 
     #[test]
     fn pruning_runs_often_enough_and_not_too_often() {
-        assert_eq!(prune_interval(Duration::from_secs(600)), Duration::from_secs(60));
-        assert_eq!(prune_interval(Duration::from_secs(10)), Duration::from_secs(5));
+        assert_eq!(
+            prune_interval(Duration::from_secs(600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            prune_interval(Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
         assert_eq!(prune_interval(Duration::ZERO), Duration::from_secs(1));
     }
 }

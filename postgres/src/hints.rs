@@ -95,7 +95,9 @@ impl Notifier {
     }
 
     fn coalescer(&self) -> std::sync::MutexGuard<'_, HintCoalescer> {
-        self.coalescer.lock().unwrap_or_else(PoisonError::into_inner)
+        self.coalescer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -206,7 +208,10 @@ mod tests {
         let a = channel("tokenstore");
         assert_eq!(a, channel("tokenstore"));
         assert_ne!(a, channel("Tokenstore"));
-        assert_ne!(channel(&"a".repeat(63)), channel(&format!("{}b", "a".repeat(62))));
+        assert_ne!(
+            channel(&"a".repeat(63)),
+            channel(&format!("{}b", "a".repeat(62)))
+        );
         assert!(a.len() <= 63 && a.starts_with("tokenstore_feed_"), "{a}");
     }
 }

@@ -18,13 +18,13 @@ use crate::log::{self, Keys, pick};
 use crate::sql::params;
 use crate::types::{Json, JsonOwned, PgTime, opt_time};
 use std::sync::Arc;
+use tokenstore_core::cache::CacheKey;
 use tokenstore_core::codec::json::{decode_user_info, encode_user_info};
 use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{
     Secret, SessionVisibility, StoreError, StoredSession, Timestamp, TokenHash, by_access,
     by_refresh,
 };
-use tokenstore_core::cache::CacheKey;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -311,10 +311,7 @@ pub(crate) async fn delete_hashes(db: &Db, hashes: &[TokenHash]) -> Result<u64, 
         return db.execute(sql, &[&bytes]).await;
     }
     let row = db.query_opt(sql, &[&bytes]).await?;
-    let count: i64 = row
-        .map(|r| r.try_get(0))
-        .transpose()?
-        .unwrap_or_default();
+    let count: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or_default();
     Ok(u64::try_from(count).unwrap_or_default())
 }
 

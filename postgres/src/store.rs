@@ -23,8 +23,9 @@ use tokenstore_core::{
 ///
 /// Made by [`PostgresTokenStore::builder`]. The connections live on a runtime
 /// thread the store owns, so it works under tokio, smol or a plain
-/// `block_on`. It has the bulk ([`TokenStore::bulk`]) and atomic-batch
-/// ([`TokenStore::batch_writer`]) capabilities. See the [crate docs](crate).
+/// `block_on`. It has the bulk ([`TokenStore::bulk`]), atomic-batch
+/// ([`TokenStore::batch_writer`]) and, unless turned off, invalidation-feed
+/// ([`TokenStore::invalidation_feed`]) capabilities. See the [crate docs](crate).
 pub struct PostgresTokenStore {
     worker: Worker,
     clock: Arc<dyn Clock>,

@@ -16,8 +16,8 @@
 use crate::conn::{Conn, Db, Shared};
 use crate::error::{Fail, describe, gave_up, thread_gone};
 use crate::hints::{self, Dialer, Notifier};
-use crate::{feed, schema};
 use crate::tls::{self, Tls, TlsFailure, TlsMode};
+use crate::{feed, schema};
 use async_lock::{Semaphore, SemaphoreGuard};
 use futures_channel::{mpsc, oneshot};
 use futures_lite::StreamExt as _;
@@ -185,7 +185,12 @@ pub(crate) struct Inner {
 impl Inner {
     /// Runs `f` with a pooled connection in `mode`, retrying (bounded) when
     /// it conflicted with a concurrent transaction.
-    pub(crate) async fn attempt<T, F, Fut>(&self, op: &'static str, mode: Mode, f: &F) -> Result<T, StoreError>
+    pub(crate) async fn attempt<T, F, Fut>(
+        &self,
+        op: &'static str,
+        mode: Mode,
+        f: &F,
+    ) -> Result<T, StoreError>
     where
         F: Fn(Db) -> Fut,
         Fut: Future<Output = Result<T, Fail>>,

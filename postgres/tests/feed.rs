@@ -39,7 +39,9 @@ async fn open(db: &TestDatabase, clock: &ManualClock) -> PostgresTokenStore {
 }
 
 fn feed(store: &PostgresTokenStore) -> &dyn InvalidationFeed {
-    store.invalidation_feed().expect("the feed is on by default")
+    store
+        .invalidation_feed()
+        .expect("the feed is on by default")
 }
 
 /// The log's rows, as sorted `(kind, bytes)`.
@@ -110,7 +112,10 @@ async fn poll_until(
         if want(&got) {
             return got;
         }
-        assert!(Instant::now() < deadline, "not within {PATIENCE:?}: {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "not within {PATIENCE:?}: {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -129,14 +134,15 @@ async fn single_writes_log_exactly_their_keys() {
     // A rotation (same id): the new keys and the replaced row's access and refresh hashes.
     let s2 = session("sid-1", "access-2", Some("refresh-2"));
     store.store_session(Arc::new(s2.clone())).await.unwrap();
-    assert_eq!(
-        take(&raw).await,
-        encoded(log::stored_session(&s2, [&s1]))
-    );
+    assert_eq!(take(&raw).await, encoded(log::stored_session(&s2, [&s1])));
     let logged = encoded(log::stored_session(&s2, [&s1]));
     for old in [
-        CacheKey::Session(tokenstore_core::SessionKey::Access(TokenHash::of("access-1"))),
-        CacheKey::Session(tokenstore_core::SessionKey::Refresh(TokenHash::of("refresh-1"))),
+        CacheKey::Session(tokenstore_core::SessionKey::Access(TokenHash::of(
+            "access-1",
+        ))),
+        CacheKey::Session(tokenstore_core::SessionKey::Refresh(TokenHash::of(
+            "refresh-1",
+        ))),
     ] {
         assert!(logged.contains(&encode_key(&old)));
     }
@@ -174,13 +180,19 @@ async fn single_writes_log_exactly_their_keys() {
 
     // Codes, by hash: stored always, deleted or taken when a row went.
     let c = log::auth_code("code-1");
-    store.store_auth_code(Arc::new(code("code-1"))).await.unwrap();
+    store
+        .store_auth_code(Arc::new(code("code-1")))
+        .await
+        .unwrap();
     assert_eq!(take(&raw).await, encoded([c.clone()]));
     store.delete_auth_code("code-1").await.unwrap();
     assert_eq!(take(&raw).await, encoded([c.clone()]));
     store.delete_auth_code("code-1").await.unwrap();
     assert_eq!(take(&raw).await, []);
-    store.store_auth_code(Arc::new(code("code-1"))).await.unwrap();
+    store
+        .store_auth_code(Arc::new(code("code-1")))
+        .await
+        .unwrap();
     take(&raw).await;
     assert!(store.try_delete_auth_code("code-1").await.unwrap());
     assert_eq!(take(&raw).await, encoded([c.clone()]));
@@ -200,11 +212,23 @@ async fn single_writes_log_exactly_their_keys() {
     store.store_state(Arc::new(state)).await.unwrap();
     assert!(store.consume_state("st-1").await.unwrap().is_some());
     store.store_session(Arc::new(s3.clone())).await.unwrap();
-    store.store_auth_code(Arc::new(code("code-2"))).await.unwrap();
-    store.store_session(Arc::new(session("sid-5", "access-5", None))).await.unwrap();
+    store
+        .store_auth_code(Arc::new(code("code-2")))
+        .await
+        .unwrap();
+    store
+        .store_session(Arc::new(session("sid-5", "access-5", None)))
+        .await
+        .unwrap();
     take(&raw).await;
     clock.advance(2 * HOUR);
-    assert!(store.load_session_by_token("access-3").await.unwrap().is_none());
+    assert!(
+        store
+            .load_session_by_token("access-3")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(store.load_auth_code("code-2").await.unwrap().is_none());
     let cleaned = store.cleanup_expired().await.unwrap();
     assert_eq!(cleaned.sessions, 1);
@@ -222,8 +246,14 @@ async fn batches_and_bulk_calls_log_what_they_changed_and_a_failed_batch_nothing
     let doomed = session("sid-doomed", "access-doomed", None);
     store.store_session(Arc::new(old.clone())).await.unwrap();
     store.store_session(Arc::new(doomed.clone())).await.unwrap();
-    store.store_auth_code(Arc::new(code("code-old"))).await.unwrap();
-    store.store_client(Arc::new(client("app-old"))).await.unwrap();
+    store
+        .store_auth_code(Arc::new(code("code-old")))
+        .await
+        .unwrap();
+    store
+        .store_client(Arc::new(client("app-old")))
+        .await
+        .unwrap();
     take(&raw).await;
 
     let new = session("sid-old", "access-new", Some("refresh-new"));
@@ -304,11 +334,20 @@ async fn the_log_holds_no_token_code_or_secret() {
     ];
     let s = session("sid-z", secrets[0], Some(secrets[1]));
     store.store_session(Arc::new(s.clone())).await.unwrap();
-    store.store_session(Arc::new(session("sid-z", "ACCESS-zq84", None))).await.unwrap();
+    store
+        .store_session(Arc::new(session("sid-z", "ACCESS-zq84", None)))
+        .await
+        .unwrap();
     store.delete_session_by_id("sid-z").await.unwrap();
-    store.store_auth_code(Arc::new(code(secrets[2]))).await.unwrap();
+    store
+        .store_auth_code(Arc::new(code(secrets[2])))
+        .await
+        .unwrap();
     assert!(store.try_delete_auth_code(secrets[2]).await.unwrap());
-    store.store_client(Arc::new(client("app-zq"))).await.unwrap();
+    store
+        .store_client(Arc::new(client("app-zq")))
+        .await
+        .unwrap();
     store.delete_client("app-zq").await.unwrap();
     let writer = store.batch_writer().unwrap();
     writer
@@ -363,7 +402,13 @@ async fn a_write_through_one_store_reaches_the_other_and_no_later_write_is_lost(
     // database) is a gap; so is one at the prune mark's initial 0.
     let alien = Watermark(got.watermark.0 + 1_000_000);
     assert!(feed(&b).invalidations_since(Some(alien)).await.unwrap().gap);
-    assert!(feed(&b).invalidations_since(Some(Watermark(0))).await.unwrap().gap);
+    assert!(
+        feed(&b)
+            .invalidations_since(Some(Watermark(0)))
+            .await
+            .unwrap()
+            .gap
+    );
     a.close().await.unwrap();
     b.close().await.unwrap();
     let err = feed(&b).invalidations_since(Some(mark)).await.unwrap_err();
@@ -379,7 +424,11 @@ async fn a_transaction_that_commits_after_a_later_one_is_not_skipped() {
     let db = tokenstore_pgtest::shared().database();
     let clock = ManualClock::new(T0);
     let store = open(&db, &clock).await;
-    let before = feed(&store).invalidations_since(None).await.unwrap().watermark;
+    let before = feed(&store)
+        .invalidations_since(None)
+        .await
+        .unwrap()
+        .watermark;
     let (t1, t2) = (raw(&db.config()).await, raw(&db.config()).await);
     let insert = |id: &str| {
         format!(
@@ -401,20 +450,35 @@ async fn a_transaction_that_commits_after_a_later_one_is_not_skipped() {
     let x2 = xid(t2.simple_query(&insert("client-t2")).await.unwrap());
     assert!(x1 < x2, "T1 {x1} took its id before T2 {x2}");
 
-    let first = feed(&store).invalidations_since(Some(before)).await.unwrap();
+    let first = feed(&store)
+        .invalidations_since(Some(before))
+        .await
+        .unwrap();
     assert!(first.keys.contains(&log::client("client-t2")), "{first:?}");
     assert!(!first.keys.contains(&log::client("client-t1")));
     assert!(!first.gap);
     assert!(first.watermark.0 <= x1, "the horizon waits for T1");
-    assert!(first.watermark.0 < x2, "the next poll re-reads T2 too (harmless)");
+    assert!(
+        first.watermark.0 < x2,
+        "the next poll re-reads T2 too (harmless)"
+    );
 
     t1.batch_execute("COMMIT").await.unwrap();
-    let second = feed(&store).invalidations_since(Some(first.watermark)).await.unwrap();
-    assert!(second.keys.contains(&log::client("client-t1")), "{second:?}");
+    let second = feed(&store)
+        .invalidations_since(Some(first.watermark))
+        .await
+        .unwrap();
+    assert!(
+        second.keys.contains(&log::client("client-t1")),
+        "{second:?}"
+    );
     assert!(!second.gap);
     assert!(second.watermark.0 > x2);
     // And from there on, neither comes back.
-    let third = feed(&store).invalidations_since(Some(second.watermark)).await.unwrap();
+    let third = feed(&store)
+        .invalidations_since(Some(second.watermark))
+        .await
+        .unwrap();
     assert!(third.keys.is_empty(), "{third:?}");
     store.close().await.unwrap();
 }
@@ -424,7 +488,11 @@ async fn a_transaction_that_commits_after_a_later_one_is_not_skipped() {
 async fn a_rolled_back_log_row_is_never_reported() {
     let db = tokenstore_pgtest::shared().database();
     let store = open(&db, &ManualClock::new(T0)).await;
-    let before = feed(&store).invalidations_since(None).await.unwrap().watermark;
+    let before = feed(&store)
+        .invalidations_since(None)
+        .await
+        .unwrap()
+        .watermark;
     let t = raw(&db.config()).await;
     t.batch_execute(
         "BEGIN; INSERT INTO tokenstore.invalidations (kind, key) VALUES (5, 'gone'::bytea); \
@@ -432,7 +500,10 @@ async fn a_rolled_back_log_row_is_never_reported() {
     )
     .await
     .unwrap();
-    let got = feed(&store).invalidations_since(Some(before)).await.unwrap();
+    let got = feed(&store)
+        .invalidations_since(Some(before))
+        .await
+        .unwrap();
     assert!(got.keys.is_empty() && !got.gap, "{got:?}");
     store.close().await.unwrap();
 }
@@ -473,7 +544,10 @@ async fn hints_wake_the_other_store_and_survive_a_killed_listener() {
     let db = tokenstore_pgtest::shared().database();
     let clock = ManualClock::new(T0);
     let a = open(&db, &clock).await;
-    let b = builder(named(&db, "replica-b"), &clock).open().await.unwrap();
+    let b = builder(named(&db, "replica-b"), &clock)
+        .open()
+        .await
+        .unwrap();
     let board = feed(&b).hints().expect("hints are on by default");
     let raw = raw(&db.config()).await;
     let pid = listener_pid(&raw, "replica-b").await;
@@ -529,7 +603,10 @@ async fn hints_wake_the_other_store_and_survive_a_killed_listener() {
         if left == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{left} hint connections left after close");
+        assert!(
+            Instant::now() < deadline,
+            "{left} hint connections left after close"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -545,7 +622,10 @@ async fn hints_can_be_turned_off_and_the_log_too() {
         .unwrap();
     assert!(feed(&quiet).hints().is_none());
     quiet.store_client(Arc::new(client("app-q"))).await.unwrap();
-    let got = feed(&quiet).invalidations_since(Some(Watermark(3))).await.unwrap();
+    let got = feed(&quiet)
+        .invalidations_since(Some(Watermark(3)))
+        .await
+        .unwrap();
     assert!(got.keys.contains(&log::client("app-q")));
     quiet.close().await.unwrap();
 
@@ -559,11 +639,17 @@ async fn hints_can_be_turned_off_and_the_log_too() {
     take(&raw).await;
     let s = session("sid-off", "access-off", Some("refresh-off"));
     off.store_session(Arc::new(s.clone())).await.unwrap();
-    off.store_session(Arc::new(session("sid-off", "access-off-2", None))).await.unwrap();
+    off.store_session(Arc::new(session("sid-off", "access-off-2", None)))
+        .await
+        .unwrap();
     off.delete_session_by_token("access-off-2").await.unwrap();
-    off.store_auth_code(Arc::new(code("code-off"))).await.unwrap();
+    off.store_auth_code(Arc::new(code("code-off")))
+        .await
+        .unwrap();
     off.delete_auth_code("code-off").await.unwrap();
-    off.store_auth_code(Arc::new(code("code-off"))).await.unwrap();
+    off.store_auth_code(Arc::new(code("code-off")))
+        .await
+        .unwrap();
     assert!(off.try_delete_auth_code("code-off").await.unwrap());
     off.store_client(Arc::new(client("app-off"))).await.unwrap();
     off.delete_client("app-off").await.unwrap();
@@ -596,22 +682,48 @@ async fn hints_can_be_turned_off_and_the_log_too() {
 async fn pruning_turns_an_old_watermark_into_a_gap_and_leaves_a_fresh_one_alone() {
     let db = tokenstore_pgtest::shared().database();
     let store = open(&db, &ManualClock::new(T0)).await;
-    let old = feed(&store).invalidations_since(None).await.unwrap().watermark;
+    let old = feed(&store)
+        .invalidations_since(None)
+        .await
+        .unwrap()
+        .watermark;
     store.store_client(Arc::new(client("app-1"))).await.unwrap();
     let fresh = feed(&store).invalidations_since(Some(old)).await.unwrap();
     assert!(fresh.keys.contains(&log::client("app-1")) && !fresh.gap);
     // Nothing is old enough for the default retention.
-    assert_eq!(store.prune_invalidations(Duration::from_secs(600)).await.unwrap(), 0);
-    assert!(!feed(&store).invalidations_since(Some(old)).await.unwrap().gap);
+    assert_eq!(
+        store
+            .prune_invalidations(Duration::from_secs(600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        !feed(&store)
+            .invalidations_since(Some(old))
+            .await
+            .unwrap()
+            .gap
+    );
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(store.prune_invalidations(Duration::ZERO).await.unwrap(), 1);
     let got = feed(&store).invalidations_since(Some(old)).await.unwrap();
     assert!(got.gap, "rows after {old:?} were pruned: {got:?}");
-    let got = feed(&store).invalidations_since(Some(fresh.watermark)).await.unwrap();
-    assert!(!got.gap, "nothing after {:?} was pruned: {got:?}", fresh.watermark);
+    let got = feed(&store)
+        .invalidations_since(Some(fresh.watermark))
+        .await
+        .unwrap();
+    assert!(
+        !got.gap,
+        "nothing after {:?} was pruned: {got:?}",
+        fresh.watermark
+    );
     // A later write after the prune is reported from the fresh watermark.
     store.delete_client("app-1").await.unwrap();
-    let got = feed(&store).invalidations_since(Some(fresh.watermark)).await.unwrap();
+    let got = feed(&store)
+        .invalidations_since(Some(fresh.watermark))
+        .await
+        .unwrap();
     assert!(got.keys.contains(&log::client("app-1")) && !got.gap);
     store.close().await.unwrap();
 }
@@ -624,7 +736,11 @@ async fn the_store_prunes_by_age_on_its_own() {
         .open()
         .await
         .unwrap();
-    let old = feed(&store).invalidations_since(None).await.unwrap().watermark;
+    let old = feed(&store)
+        .invalidations_since(None)
+        .await
+        .unwrap()
+        .watermark;
     store.store_client(Arc::new(client("app-1"))).await.unwrap();
     let raw = raw(&db.config()).await;
     assert_eq!(rows(&raw).await.len(), 1);
@@ -634,7 +750,13 @@ async fn the_store_prunes_by_age_on_its_own() {
         assert!(Instant::now() < deadline, "not pruned within {PATIENCE:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(feed(&store).invalidations_since(Some(old)).await.unwrap().gap);
+    assert!(
+        feed(&store)
+            .invalidations_since(Some(old))
+            .await
+            .unwrap()
+            .gap
+    );
     store.close().await.unwrap();
 }
 
@@ -667,7 +789,11 @@ async fn a_version_one_schema_is_migrated_and_gets_a_feed() {
         .get(0);
     assert_eq!(version, 2);
     assert!(store.load_client("app-1").await.unwrap().is_some());
-    let mark = feed(&store).invalidations_since(None).await.unwrap().watermark;
+    let mark = feed(&store)
+        .invalidations_since(None)
+        .await
+        .unwrap()
+        .watermark;
     store.delete_client("app-1").await.unwrap();
     let got = feed(&store).invalidations_since(Some(mark)).await.unwrap();
     assert_eq!(got.keys, [log::client("app-1")]);
@@ -680,7 +806,10 @@ async fn the_feed_fails_while_the_server_is_down_and_works_after_a_restart() {
     let db = server.database();
     let clock = ManualClock::new(T0);
     let a = open(&db, &clock).await;
-    let b = builder(named(&db, "replica-b"), &clock).open().await.unwrap();
+    let b = builder(named(&db, "replica-b"), &clock)
+        .open()
+        .await
+        .unwrap();
     let board = feed(&b).hints().unwrap();
     let seen = raised_past(board, 0, "after the first LISTEN").await;
     a.store_client(Arc::new(client("app-1"))).await.unwrap();
@@ -691,7 +820,9 @@ async fn the_feed_fails_while_the_server_is_down_and_works_after_a_restart() {
     let mark = got.watermark;
     let seen = raised_past(board, seen, "the write before the stop").await;
 
-    server.pg_ctl(&["-m", "immediate", "-w", "stop"]).expect("stop");
+    server
+        .pg_ctl(&["-m", "immediate", "-w", "stop"])
+        .expect("stop");
     // While it is down: errors, never an empty success.
     for _ in 0..3 {
         let err = feed(&b)
