@@ -197,7 +197,9 @@ impl PostgresTokenStoreBuilder {
     /// hints (on by default, and only with the log on): a poller then hears of
     /// other instances' writes within a round trip instead of at its next poll.
     /// Needs a direct connection (a PgBouncer in transaction mode drops
-    /// `LISTEN` silently): two more connections, beside the pool.
+    /// `LISTEN` silently): two more connections beside the pool, shown in
+    /// `pg_stat_activity` under the store's application name followed by
+    /// ` listener` and ` notifier`.
     pub fn invalidation_hints(mut self, on: bool) -> Self {
         self.invalidation_hints = on;
         self
