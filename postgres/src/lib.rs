@@ -57,14 +57,19 @@
 //!   - *The watermark* is a transaction-id horizon, not a sequence (sequence
 //!     values are taken before commit, so `seq > last` skips a row that
 //!     commits after a later one): a poll is one statement, so one snapshot,
-//!     that returns the snapshot's `xmin` (every transaction below it has
-//!     ended and is visible) and every row with `xid >=` the asked watermark.
-//!     A few rows are read twice; none is missed. A long transaction anywhere
-//!     in the cluster holds the horizon back, so polls then re-read more rows.
+//!     that returns every row with `xid >=` the asked watermark and, as the
+//!     next watermark, the snapshot's `xmin` (every transaction below it has
+//!     ended and is visible), or one past the log's highest id when that is
+//!     lower (`xmin` may count ids of commits never flushed, which PostgreSQL
+//!     reuses after a crash). A few rows are read twice; none is missed. A
+//!     long transaction anywhere in the cluster holds the horizon back, so
+//!     polls then re-read more rows. The store's own writes must commit
+//!     durably (`synchronous_commit` on or `local`, the default).
 //!   - *Gaps*: `invalidations_meta.pruned_through` is the highest id pruning
 //!     ever deleted; a poll from a watermark at or below it, or above the
-//!     database's own horizon (a restored or different database), or meeting
-//!     a row it cannot read, answers `gap`, and the caller drops its cache.
+//!     database's own bounds (a restored or different database, or one that
+//!     lost log rows), or meeting a row it cannot read, answers `gap`, and
+//!     the caller drops its cache.
 //!   - *Pruning*: a task deletes rows older than the
 //!     [retention](PostgresTokenStoreBuilder::invalidation_retention)
 //!     (10 minutes by default) about once a minute, raising the prune mark in
