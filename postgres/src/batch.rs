@@ -18,12 +18,13 @@
 //! All of it runs in one transaction: one commit, or nothing.
 
 use crate::PostgresTokenStore;
-use crate::client;
 use crate::conn::Db;
 use crate::error::Fail;
+use crate::log::Keys;
 use crate::session::{self, Touched};
 use crate::types::{JsonOwned, PgTime};
 use crate::worker::Mode;
+use crate::{client, code};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokenstore_core::buffer::WriteOp;
@@ -32,6 +33,7 @@ use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BoxFuture, ClientRecord, Secret, StateRecord, StoreError,
     StoredSession, TokenHash,
 };
+use tokio_postgres::types::ToSql;
 
 /// A run of session writes reduced to its effect (see the module docs).
 #[derive(Default)]
@@ -151,7 +153,7 @@ impl Plan {
 
     async fn apply_states(&self, db: &Db) -> Result<(), Fail> {
         let (stores, deletes) = split(&self.states);
-        delete_keys(db, &db.sql().states.delete_many, deletes).await?;
+        delete_keys(db, &db.sql().states.delete_many, deletes, &Keys::default()).await?;
         if stores.is_empty() {
             return Ok(());
         }
@@ -180,7 +182,8 @@ impl Plan {
 
     async fn apply_codes(&self, db: &Db) -> Result<(), Fail> {
         let (stores, deletes) = split(&self.codes);
-        delete_keys(db, &db.sql().codes.delete_many, deletes).await?;
+        let logged = code::keys(deletes.iter().copied());
+        delete_keys(db, &db.sql().codes.delete_many, deletes, &logged).await?;
         if stores.is_empty() {
             return Ok(());
         }
@@ -188,27 +191,27 @@ impl Plan {
         for r in stores {
             c.push(r);
         }
-        db.execute(
-            &db.sql().codes.upsert_many,
-            &[
-                &c.code,
-                &c.session_id,
-                &c.client_id,
-                &c.redirect_uri,
-                &c.code_challenge,
-                &c.code_challenge_method,
-                &c.scopes,
-                &c.expires_at,
-                &c.created_at,
-            ],
-        )
-        .await?;
+        let logged = code::keys(c.code.iter().map(String::as_str));
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
+            &c.code,
+            &c.session_id,
+            &c.client_id,
+            &c.redirect_uri,
+            &c.code_challenge,
+            &c.code_challenge_method,
+            &c.scopes,
+            &c.expires_at,
+            &c.created_at,
+        ];
+        logged.append(db.logs(), &mut p);
+        db.execute(&db.sql().codes.upsert_many, &p).await?;
         Ok(())
     }
 
     async fn apply_clients(&self, db: &Db) -> Result<(), Fail> {
         let (stores, deletes) = split(&self.clients);
-        delete_keys(db, &db.sql().clients.delete_many, deletes).await?;
+        let logged = client::keys(deletes.iter().copied());
+        delete_keys(db, &db.sql().clients.delete_many, deletes, &logged).await?;
         if stores.is_empty() {
             return Ok(());
         }
@@ -216,21 +219,20 @@ impl Plan {
         for r in stores {
             c.push(db, r)?;
         }
-        db.execute(
-            &db.sql().clients.upsert_many,
-            &[
-                &c.client_id,
-                &c.secret,
-                &c.method,
-                &c.redirect_uris,
-                &c.grant_types,
-                &c.response_types,
-                &c.scope,
-                &c.client_name,
-                &c.created_at,
-            ],
-        )
-        .await?;
+        let logged = client::keys(c.client_id.iter().map(String::as_str));
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
+            &c.client_id,
+            &c.secret,
+            &c.method,
+            &c.redirect_uris,
+            &c.grant_types,
+            &c.response_types,
+            &c.scope,
+            &c.client_name,
+            &c.created_at,
+        ];
+        logged.append(db.logs(), &mut p);
+        db.execute(&db.sql().clients.upsert_many, &p).await?;
         Ok(())
     }
 }
@@ -248,10 +250,16 @@ fn split<T>(ops: &BTreeMap<String, Option<Arc<T>>>) -> (Vec<&T>, Vec<&str>) {
     (stores, deletes)
 }
 
-async fn delete_keys(db: &Db, sql: &str, keys: Vec<&str>) -> Result<(), Fail> {
-    if !keys.is_empty() {
-        db.execute(sql, &[&keys]).await?;
+/// `DELETE ... = ANY($1)` of `keys`; `logged` holds their log keys, in
+/// order, for the logged statements of codes and clients (empty for states,
+/// which log nothing and whose statement takes no more parameters).
+async fn delete_keys(db: &Db, sql: &str, keys: Vec<&str>, logged: &Keys) -> Result<(), Fail> {
+    if keys.is_empty() {
+        return Ok(());
     }
+    let mut p: Vec<&(dyn ToSql + Sync)> = vec![&keys];
+    logged.append(db.logs() && !logged.is_empty(), &mut p);
+    db.execute(sql, &p).await?;
     Ok(())
 }
 
@@ -367,7 +375,7 @@ impl BatchWriteStore for PostgresTokenStore {
                     .await;
             }
             let plan = Arc::new(Plan::new(writes));
-            self.run("apply_batch", Mode::Tx, move |db| {
+            self.write("apply_batch", Mode::Tx, move |db| {
                 let plan = Arc::clone(&plan);
                 async move { plan.apply(&db).await }
             })

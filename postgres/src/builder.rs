@@ -3,16 +3,19 @@
 use crate::PostgresTokenStore;
 use crate::conn::Shared;
 use crate::conninfo::split_tls;
+use crate::hints::{self, Notifier};
 use crate::schema::{quote, valid_name};
 use crate::sql::Sql;
+use crate::store::Feed;
 use crate::tls::{Tls, TlsMode};
-use crate::worker::{Settings, Worker, targets};
+use crate::worker::{FeedTasks, HintTasks, Settings, Worker, targets};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenstore_core::codec::secrets::SecretCodec;
+use tokenstore_core::feed::HintBoard;
 use tokenstore_core::{Clock, Secret, StoreError, SystemClock};
 use tokio_postgres::Config;
 
@@ -24,14 +27,17 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dialling a server may take when the URL sets no `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long invalidation-log rows are kept when no retention is set.
+pub const DEFAULT_INVALIDATION_RETENTION: Duration = Duration::from_secs(600);
 
 /// Configures and opens a [`PostgresTokenStore`]; made by
 /// [`PostgresTokenStore::builder`] or [`PostgresTokenStore::builder_with_config`].
 ///
 /// Defaults: no encryption key and no plaintext (so storing a token fails
 /// until one of them is set), schema `tokenstore`, 4 connections, a 30 s
-/// statement timeout, a 10 s connect timeout, the system clock, and TLS as
-/// the URL or config says (`sslmode=prefer` when it says nothing).
+/// statement timeout, a 10 s connect timeout, the system clock, TLS as
+/// the URL or config says (`sslmode=prefer` when it says nothing), and the
+/// invalidation feed on: the log, hints, and a 10-minute retention.
 pub struct PostgresTokenStoreBuilder {
     config: Result<Config, StoreError>,
     tls_mode: Option<TlsMode>,
@@ -42,6 +48,9 @@ pub struct PostgresTokenStoreBuilder {
     key: Option<Secret>,
     allow_plaintext: bool,
     clock: Arc<dyn Clock>,
+    invalidation_log: bool,
+    invalidation_hints: bool,
+    invalidation_retention: Duration,
 }
 
 impl PostgresTokenStoreBuilder {
@@ -81,6 +90,9 @@ impl PostgresTokenStoreBuilder {
             key: None,
             allow_plaintext: false,
             clock: Arc::new(SystemClock),
+            invalidation_log: true,
+            invalidation_hints: true,
+            invalidation_retention: DEFAULT_INVALIDATION_RETENTION,
         }
     }
 
@@ -169,6 +181,40 @@ impl PostgresTokenStoreBuilder {
         self
     }
 
+    /// Whether writes append the cache keys they invalidate to the
+    /// invalidation log (on by default), which gives the store the
+    /// [`InvalidationFeed`](tokenstore_core::feed::InvalidationFeed)
+    /// capability, so the read caches of several instances sharing the
+    /// database stay fresh. Off, every write skips its log rows and
+    /// [`invalidation_feed`](tokenstore_core::TokenStore::invalidation_feed)
+    /// is `None`: for a single instance, or to measure the log's cost.
+    pub fn invalidation_log(mut self, on: bool) -> Self {
+        self.invalidation_log = on;
+        self
+    }
+
+    /// Whether the store sends and listens for `LISTEN` / `NOTIFY` wake-up
+    /// hints (on by default, and only with the log on): a poller then hears of
+    /// other instances' writes within a round trip instead of at its next poll.
+    /// Needs a direct connection (a PgBouncer in transaction mode drops
+    /// `LISTEN` silently): two more connections beside the pool, shown in
+    /// `pg_stat_activity` under the store's application name followed by
+    /// ` listener` and ` notifier`.
+    pub fn invalidation_hints(mut self, on: bool) -> Self {
+        self.invalidation_hints = on;
+        self
+    }
+
+    /// How long invalidation-log rows are kept (10 minutes by default); older
+    /// ones are pruned about once a minute (every half of it when shorter, at
+    /// least 1 s apart). Keep it well past the caches' feed bound and poll
+    /// period: a poller that falls further behind gets a gap and drops its
+    /// cache.
+    pub fn invalidation_retention(mut self, retention: Duration) -> Self {
+        self.invalidation_retention = retention;
+        self
+    }
+
     /// Connects, creates or migrates the schema (one transaction under an
     /// advisory lock), and starts the store's runtime thread.
     ///
@@ -214,18 +260,38 @@ impl PostgresTokenStoreBuilder {
             encrypted: codec.encrypts(),
             tls: mode,
         };
+        let logs = self.invalidation_log;
+        let hints = (logs && self.invalidation_hints).then(|| {
+            let (notifier, woken) = Notifier::new();
+            HintTasks {
+                board: Arc::new(HintBoard::new()),
+                notifier,
+                woken,
+                channel: hints::channel(&self.schema),
+            }
+        });
+        let feed = Feed {
+            logs,
+            board: hints.as_ref().map(|h| Arc::clone(&h.board)),
+            notifier: hints.as_ref().map(|h| Arc::clone(&h.notifier)),
+        };
         let settings = Settings {
             config,
             tls,
             pool_size: self.pool_size,
             shared: Shared {
-                sql: Sql::new(&quote(&self.schema)),
+                sql: Sql::new(&quote(&self.schema), logs),
                 codec,
+                logs,
             },
             schema: self.schema,
+            feed: logs.then_some(FeedTasks {
+                retention: self.invalidation_retention,
+                hints,
+            }),
         };
         let worker = Worker::start(settings).await?;
-        Ok(PostgresTokenStore::new(worker, self.clock, info))
+        Ok(PostgresTokenStore::new(worker, self.clock, info, feed))
     }
 }
 
@@ -298,6 +364,9 @@ impl fmt::Debug for PostgresTokenStoreBuilder {
             .field("has_encryption_key", &self.key.is_some())
             .field("allow_plaintext_tokens", &self.allow_plaintext)
             .field("clock", &self.clock)
+            .field("invalidation_log", &self.invalidation_log)
+            .field("invalidation_hints", &self.invalidation_hints)
+            .field("invalidation_retention", &self.invalidation_retention)
             .finish()
     }
 }

@@ -33,7 +33,7 @@ impl BulkSessionStore for PostgresTokenStore {
                 run.store(s);
             }
             let run = Arc::new(run.finish());
-            self.run("bulk_store_sessions", Mode::Tx, move |db| {
+            self.write("bulk_store_sessions", Mode::Tx, move |db| {
                 let run = Arc::clone(&run);
                 async move { session::replace_many(&db, &run.0, &run.1).await }
             })
@@ -49,7 +49,7 @@ impl BulkSessionStore for PostgresTokenStore {
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         let hashes = Arc::new(hashes);
         Box::pin(
-            self.run("bulk_delete_sessions_by_hash", Mode::Auto, move |db| {
+            self.write("bulk_delete_sessions_by_hash", Mode::Auto, move |db| {
                 let hashes = Arc::clone(&hashes);
                 async move { session::delete_hashes(&db, &hashes).await }
             }),

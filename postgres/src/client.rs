@@ -3,12 +3,15 @@
 use crate::cols::Cols;
 use crate::conn::Db;
 use crate::error::{Fail, corrupt};
+use crate::log::{self, Key, Keys, pick};
 use crate::sql::{excluded, params};
 use crate::types::{Json, PgTime};
 use tokenstore_core::codec::json::encode_list;
 use tokenstore_core::codec::secrets::SecretCodec;
+use tokenstore_core::feed::log::client;
 use tokenstore_core::{ClientRecord, StoreError, TokenEndpointAuthMethod};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 const TABLE: &str = "oauth_clients";
 const COLUMNS: &str = "client_id, client_secret, token_endpoint_auth_method, redirect_uris, \
@@ -25,27 +28,50 @@ pub(crate) struct Statements {
 }
 
 impl Statements {
-    pub(crate) fn new(s: &str) -> Self {
+    /// The statements for the quoted schema name `s`; with `logs`, every
+    /// write that can invalidate a cached client logs its id (see [`log`]).
+    pub(crate) fn new(s: &str, logs: bool) -> Self {
         let conflict = format!(
             "ON CONFLICT (client_id) DO UPDATE SET {}",
             excluded(COLUMNS)
         );
         Self {
-            upsert: format!(
-                "INSERT INTO {s}.oauth_clients ({COLUMNS}) VALUES ({}) {conflict}",
-                params(1, 9)
+            upsert: pick(
+                logs,
+                format!(
+                    "INSERT INTO {s}.oauth_clients ({COLUMNS}) VALUES ({}) {conflict}",
+                    params(1, 9)
+                ),
+                |q| log::with_one(s, 10, 11, q),
             ),
             select: format!("SELECT {COLUMNS} FROM {s}.oauth_clients WHERE client_id = $1"),
             all: format!("SELECT {COLUMNS} FROM {s}.oauth_clients ORDER BY client_id"),
-            delete: format!("DELETE FROM {s}.oauth_clients WHERE client_id = $1"),
-            upsert_many: format!(
-                "INSERT INTO {s}.oauth_clients ({COLUMNS}) SELECT * FROM UNNEST($1::text[], \
-                 $2::text[], $3::text[], $4::json[], $5::json[], $6::json[], $7::text[], \
-                 $8::text[], $9::timestamptz[]) {conflict}"
+            delete: pick(
+                logs,
+                format!("DELETE FROM {s}.oauth_clients WHERE client_id = $1"),
+                |q| log::delete_one(s, q, 2, 3),
             ),
-            delete_many: format!("DELETE FROM {s}.oauth_clients WHERE client_id = ANY($1::text[])"),
+            upsert_many: pick(
+                logs,
+                format!(
+                    "INSERT INTO {s}.oauth_clients ({COLUMNS}) SELECT * FROM UNNEST($1::text[], \
+                     $2::text[], $3::text[], $4::json[], $5::json[], $6::json[], $7::text[], \
+                     $8::text[], $9::timestamptz[]) {conflict}"
+                ),
+                |q| log::with_given(s, 10, 11, q),
+            ),
+            delete_many: pick(
+                logs,
+                format!("DELETE FROM {s}.oauth_clients WHERE client_id = ANY($1::text[])"),
+                |q| log::delete_many(s, q, "client_id"),
+            ),
         }
     }
+}
+
+/// The log keys of `ids`, in their order.
+pub(crate) fn keys<'a>(ids: impl IntoIterator<Item = &'a str>) -> Keys {
+    Keys::of(ids.into_iter().map(client))
 }
 
 /// A client's column values as stored (the secret sealed, lists as JSON).
@@ -73,21 +99,25 @@ pub(crate) fn encode(codec: &SecretCodec, r: &ClientRecord) -> Result<Encoded, S
 /// Stores a client, replacing one with the same id.
 pub(crate) async fn upsert(db: &Db, r: &ClientRecord) -> Result<(), Fail> {
     let e = encode(db.codec(), r)?;
-    db.execute(
-        &db.sql().clients.upsert,
-        &[
-            &r.client_id,
-            &e.secret,
-            &e.method,
-            &Json(&e.redirect_uris),
-            &Json(&e.grant_types),
-            &Json(&e.response_types),
-            &r.scope,
-            &r.client_name,
-            &PgTime(r.created_at),
-        ],
-    )
-    .await?;
+    let (uris, grants, responses) = (
+        Json(&e.redirect_uris),
+        Json(&e.grant_types),
+        Json(&e.response_types),
+    );
+    let (created, logged) = (PgTime(r.created_at), Key::of(&client(&r.client_id)));
+    let mut p: Vec<&(dyn ToSql + Sync)> = vec![
+        &r.client_id,
+        &e.secret,
+        &e.method,
+        &uris,
+        &grants,
+        &responses,
+        &r.scope,
+        &r.client_name,
+        &created,
+    ];
+    logged.append(db.logs(), &mut p);
+    db.execute(&db.sql().clients.upsert, &p).await?;
     Ok(())
 }
 
@@ -110,7 +140,10 @@ pub(crate) async fn all(db: &Db) -> Result<Vec<ClientRecord>, Fail> {
 
 /// Deletes a client if present.
 pub(crate) async fn delete(db: &Db, client_id: &str) -> Result<(), Fail> {
-    db.execute(&db.sql().clients.delete, &[&client_id]).await?;
+    let logged = Key::of(&client(client_id));
+    let mut p: Vec<&(dyn ToSql + Sync)> = vec![&client_id];
+    logged.append(db.logs(), &mut p);
+    db.execute(&db.sql().clients.delete, &p).await?;
     Ok(())
 }
 

@@ -66,6 +66,9 @@ pub(crate) struct Db {
 pub(crate) struct Shared {
     pub(crate) sql: Sql,
     pub(crate) codec: SecretCodec,
+    /// Whether writes append to the invalidation log (`sql` is then the
+    /// logged variant, whose statements take the log's parameters).
+    pub(crate) logs: bool,
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -77,6 +80,11 @@ impl Db {
 
     pub(crate) fn codec(&self) -> &SecretCodec {
         &self.shared.codec
+    }
+
+    /// Whether writes append to the invalidation log.
+    pub(crate) fn logs(&self) -> bool {
+        self.shared.logs
     }
 
     /// Every row of `sql`.

@@ -9,7 +9,8 @@
 //!   works under tokio, under smol, or with a bare `block_on`, and a smol user
 //!   runs no tokio runtime of their own.
 //! - **Schema**: tables `states`, `auth_codes`, `sessions` and `oauth_clients`
-//!   in a schema of their own (`tokenstore` by default), plus `schema_version`.
+//!   in a schema of their own (`tokenstore` by default), plus `schema_version`
+//!   and the invalidation feed's `invalidations` and `invalidations_meta`.
 //!   `open()` creates or migrates it in one transaction under an advisory lock
 //!   and refuses a schema newer than this crate with
 //!   [`StoreError::InvalidConfig`](tokenstore_core::StoreError::InvalidConfig).
@@ -38,6 +39,52 @@
 //! - **Bulk and batch**: [`TokenStore::bulk`](tokenstore_core::TokenStore::bulk)
 //!   and [`TokenStore::batch_writer`](tokenstore_core::TokenStore::batch_writer),
 //!   set-based (`UNNEST` arrays, `= ANY(...)`), one transaction each.
+//! - **Invalidation feed** ([`InvalidationFeed`](tokenstore_core::feed::InvalidationFeed),
+//!   `DESIGN.md` section 7): several instances sharing the database each keep
+//!   a read cache, and learn from the feed which keys any instance's writes
+//!   removed or replaced.
+//!   - *The log*: table `invalidations (xid xid8, kind smallint, key bytea,
+//!     at timestamptz)`, indexed on `xid`. Every write that can invalidate a
+//!     cached key (a session store, rotation or delete; a code store, delete
+//!     or take; a client store or delete; in single calls, batches and bulk
+//!     calls) appends one row per key **in the same statement**, so the rows
+//!     commit exactly when the write does. Rows hold what
+//!     [`feed::encode_key`](tokenstore_core::feed::encode_key) makes of the
+//!     key: token and code SHA-256 digests and ids, never a token, code or
+//!     secret. A delete logs only when it removed a row; states, deletes of
+//!     expired rows and `cleanup_expired` log nothing. Off with
+//!     [`invalidation_log(false)`](PostgresTokenStoreBuilder::invalidation_log).
+//!   - *The watermark* is a transaction-id horizon, not a sequence (sequence
+//!     values are taken before commit, so `seq > last` skips a row that
+//!     commits after a later one): a poll is one statement, so one snapshot,
+//!     that returns every row with `xid >=` the asked watermark and, as the
+//!     next watermark, the snapshot's `xmin` (every transaction below it has
+//!     ended and is visible), or one past the log's highest id when that is
+//!     lower (`xmin` may count ids of commits never flushed, which PostgreSQL
+//!     reuses after a crash). A few rows are read twice; none is missed. A
+//!     long transaction anywhere in the cluster holds the horizon back, so
+//!     polls then re-read more rows. The store's own writes must commit
+//!     durably (`synchronous_commit` on or `local`, the default).
+//!   - *Gaps*: `invalidations_meta.pruned_through` is the highest id pruning
+//!     ever deleted; a poll from a watermark at or below it, or above the
+//!     database's own bounds (a restored or different database, or one that
+//!     lost log rows), or meeting a row it cannot read, answers `gap`, and
+//!     the caller drops its cache.
+//!   - *Pruning*: a task deletes rows older than the
+//!     [retention](PostgresTokenStoreBuilder::invalidation_retention)
+//!     (10 minutes by default) about once a minute, raising the prune mark in
+//!     the same statement; [`PostgresTokenStore::prune_invalidations`] does it
+//!     at once.
+//!   - *Hints*: a listener on a dedicated connection runs `LISTEN` on a
+//!     channel named after the schema (`tokenstore_feed_` and a hash of the
+//!     name) and raises the [`HintBoard`](tokenstore_core::feed::HintBoard) on
+//!     every notification and after every (re)connect; after a logged write
+//!     commits, a notifier sends a coalesced `NOTIFY` on its own connection,
+//!     never inside the write's transaction. Hints only wake pollers early: a
+//!     lost one costs latency, never correctness. Off with
+//!     [`invalidation_hints(false)`](PostgresTokenStoreBuilder::invalidation_hints);
+//!     they need a direct connection (not PgBouncer in transaction mode).
+//!   - Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 //! - **TLS**: through rustls, with libpq's `sslmode` meanings (`disable`,
 //!   `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert` for
 //!   the CA file, in the URL or with
@@ -80,6 +127,9 @@ mod cols;
 mod conn;
 mod conninfo;
 mod error;
+mod feed;
+mod hints;
+mod log;
 mod schema;
 mod session;
 mod sql;
@@ -90,8 +140,8 @@ mod types;
 mod worker;
 
 pub use builder::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT,
-    PostgresTokenStoreBuilder,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_INVALIDATION_RETENTION, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA,
+    DEFAULT_STATEMENT_TIMEOUT, PostgresTokenStoreBuilder,
 };
 pub use store::PostgresTokenStore;
 pub use tls::TlsMode;

@@ -22,7 +22,7 @@ use crate::error::Fail;
 use tokenstore_core::StoreError;
 
 /// The version this code writes and reads.
-pub(crate) const VERSION: i32 = 1;
+pub(crate) const VERSION: i32 = 2;
 
 /// The first of the two keys of the schema's advisory lock ("tkst").
 const LOCK_CLASS: i32 = 0x746b_7374;
@@ -83,9 +83,31 @@ CREATE TABLE {s}.oauth_clients (
 );
 "#;
 
+/// Version 2: the invalidation log (`DESIGN.md` section 7), one row per cache
+/// key a write removed or replaced, stamped with the writing transaction's id,
+/// and the prune mark (the highest id pruning ever deleted; 0, below every
+/// normal transaction id, until the first prune). Needs PostgreSQL 13 or
+/// later (`xid8`). `at` has a BRIN index: nearly free to keep up on an
+/// append-mostly table, and enough for pruning by age once a minute.
+const V2: &str = r#"
+CREATE TABLE {s}.invalidations (
+    xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    kind smallint NOT NULL,
+    key bytea NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX invalidations_xid ON {s}.invalidations (xid);
+CREATE INDEX invalidations_at ON {s}.invalidations USING brin (at);
+CREATE TABLE {s}.invalidations_meta (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    pruned_through xid8 NOT NULL
+);
+INSERT INTO {s}.invalidations_meta (pruned_through) VALUES ('0');
+"#;
+
 /// The migrations after version 1, in order: `MIGRATIONS[i]` takes the schema
-/// from version `i + 1` to `i + 2`. Empty until the schema first changes.
-const MIGRATIONS: &[&str] = &[];
+/// from version `i + 1` to `i + 2`.
+const MIGRATIONS: &[&str] = &[V2];
 
 /// `"name"`: a schema name as an SQL identifier. The builder only lets
 /// through names of letters, digits and `_`, so no quote can occur.

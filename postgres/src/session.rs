@@ -14,9 +14,11 @@
 use crate::cols::Cols;
 use crate::conn::Db;
 use crate::error::{Fail, corrupt};
+use crate::log::{self, Keys, pick};
 use crate::sql::params;
 use crate::types::{Json, JsonOwned, PgTime, opt_time};
 use std::sync::Arc;
+use tokenstore_core::cache::CacheKey;
 use tokenstore_core::codec::json::{decode_user_info, encode_user_info};
 use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::{
@@ -24,6 +26,7 @@ use tokenstore_core::{
     by_refresh,
 };
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 const TABLE: &str = "sessions";
 const COLUMNS: &str = "access_token_hash, access_token_encrypted, refresh_token_hash, \
@@ -56,13 +59,22 @@ pub(crate) struct Statements {
 }
 
 impl Statements {
-    pub(crate) fn new(s: &str) -> Self {
+    /// The statements for the quoted schema name `s`; with `logs`, every
+    /// store and delete (not the deletes of dead rows) logs the keys of the
+    /// rows it removed and of the sessions it stored (see [`log`]).
+    pub(crate) fn new(s: &str, logs: bool) -> Self {
         let select = |key: &str| format!("SELECT {COLUMNS} FROM {s}.sessions WHERE {key} = $1");
+        let logged = |q: &str| log::delete_sessions(s, q, None);
+        let logged_and_stored = |q: &str| log::delete_sessions(s, q, Some((4, 5)));
         Self {
             lock: "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS t(k)".to_owned(),
-            delete_sharing: format!(
-                "DELETE FROM {s}.sessions WHERE access_token_hash = $1 OR session_id = $2 \
-                 OR refresh_token_hash = $3"
+            delete_sharing: pick(
+                logs,
+                format!(
+                    "DELETE FROM {s}.sessions WHERE access_token_hash = $1 OR session_id = $2 \
+                     OR refresh_token_hash = $3"
+                ),
+                logged_and_stored,
             ),
             insert: format!(
                 "INSERT INTO {s}.sessions ({COLUMNS}) VALUES ({})",
@@ -72,16 +84,28 @@ impl Statements {
             by_id: select("session_id"),
             by_refresh: select("refresh_token_hash"),
             all: format!("SELECT {COLUMNS} FROM {s}.sessions ORDER BY access_token_hash"),
-            delete_by_access: format!("DELETE FROM {s}.sessions WHERE access_token_hash = $1"),
-            delete_by_id: format!("DELETE FROM {s}.sessions WHERE session_id = $1"),
+            delete_by_access: pick(
+                logs,
+                format!("DELETE FROM {s}.sessions WHERE access_token_hash = $1"),
+                logged,
+            ),
+            delete_by_id: pick(
+                logs,
+                format!("DELETE FROM {s}.sessions WHERE session_id = $1"),
+                logged,
+            ),
             delete_if_dead: format!(
                 "DELETE FROM {s}.sessions WHERE access_token_hash = $1 AND {}",
                 dead("$2")
             ),
             delete_dead: format!("DELETE FROM {s}.sessions WHERE {}", dead("$1")),
-            delete_sharing_any: format!(
-                "DELETE FROM {s}.sessions WHERE access_token_hash = ANY($1::bytea[]) \
-                 OR session_id = ANY($2::text[]) OR refresh_token_hash = ANY($3::bytea[])"
+            delete_sharing_any: pick(
+                logs,
+                format!(
+                    "DELETE FROM {s}.sessions WHERE access_token_hash = ANY($1::bytea[]) \
+                     OR session_id = ANY($2::text[]) OR refresh_token_hash = ANY($3::bytea[])"
+                ),
+                logged_and_stored,
             ),
             insert_many: format!(
                 "INSERT INTO {s}.sessions ({COLUMNS}) SELECT * FROM UNNEST($1::bytea[], \
@@ -89,8 +113,10 @@ impl Statements {
                  $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
                  $12::timestamptz[], $13::timestamptz[])"
             ),
-            delete_hashes: format!(
-                "DELETE FROM {s}.sessions WHERE access_token_hash = ANY($1::bytea[])"
+            delete_hashes: pick(
+                logs,
+                format!("DELETE FROM {s}.sessions WHERE access_token_hash = ANY($1::bytea[])"),
+                |q| log::delete_sessions_counted(s, q),
             ),
         }
     }
@@ -186,11 +212,10 @@ pub(crate) async fn store(db: &Db, s: &StoredSession) -> Result<(), Fail> {
     );
     lock(db, &keys).await?;
     let sql = &db.sql().sessions;
-    db.execute(
-        &sql.delete_sharing,
-        &[&e.access_hash, &s.session_id, &e.refresh_hash],
-    )
-    .await?;
+    let stored = Keys::of(CacheKey::of_session(s));
+    let mut p: Vec<&(dyn ToSql + Sync)> = vec![&e.access_hash, &s.session_id, &e.refresh_hash];
+    stored.append(db.logs(), &mut p);
+    db.execute(&sql.delete_sharing, &p).await?;
     db.execute(
         &sql.insert,
         &[
@@ -281,8 +306,13 @@ pub(crate) async fn delete_dead(db: &Db, now: Timestamp) -> Result<u64, Fail> {
 /// `DELETE ... = ANY(...)`; returns how many rows went.
 pub(crate) async fn delete_hashes(db: &Db, hashes: &[TokenHash]) -> Result<u64, Fail> {
     let bytes: Vec<&[u8]> = hashes.iter().map(|h| h.as_bytes().as_slice()).collect();
-    db.execute(&db.sql().sessions.delete_hashes, &[&bytes])
-        .await
+    let sql = &db.sql().sessions.delete_hashes;
+    if !db.logs() {
+        return db.execute(sql, &[&bytes]).await;
+    }
+    let row = db.query_opt(sql, &[&bytes]).await?;
+    let count: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or_default();
+    Ok(u64::try_from(count).unwrap_or_default())
 }
 
 /// The keys a run of session writes touches, for [`replace_many`].
@@ -318,15 +348,11 @@ pub(crate) async fn replace_many(
     lock(db, &keys).await?;
     let bytes = |hs: &[TokenHash]| -> Vec<Vec<u8>> { hs.iter().map(|h| hash_bytes(*h)).collect() };
     let sql = &db.sql().sessions;
-    db.execute(
-        &sql.delete_sharing_any,
-        &[
-            &bytes(&touched.access),
-            &touched.ids,
-            &bytes(&touched.refresh),
-        ],
-    )
-    .await?;
+    let (access, refresh) = (bytes(&touched.access), bytes(&touched.refresh));
+    let stored = Keys::of(survivors.iter().flat_map(|s| CacheKey::of_session(s)));
+    let mut p: Vec<&(dyn ToSql + Sync)> = vec![&access, &touched.ids, &refresh];
+    stored.append(db.logs(), &mut p);
+    db.execute(&sql.delete_sharing_any, &p).await?;
     if survivors.is_empty() {
         return Ok(());
     }

@@ -1,6 +1,6 @@
 //! Every statement, written once per store with its schema's name in it.
 
-use crate::{client, code, session, state};
+use crate::{client, code, feed, session, state};
 
 /// The statements of one store.
 pub(crate) struct Sql {
@@ -8,16 +8,19 @@ pub(crate) struct Sql {
     pub(crate) codes: code::Statements,
     pub(crate) sessions: session::Statements,
     pub(crate) clients: client::Statements,
+    pub(crate) feed: feed::Statements,
 }
 
 impl Sql {
-    /// The statements for the quoted schema name `s`.
-    pub(crate) fn new(s: &str) -> Self {
+    /// The statements for the quoted schema name `s`; with `logs`, the writes
+    /// append to the invalidation log.
+    pub(crate) fn new(s: &str, logs: bool) -> Self {
         Self {
             states: state::Statements::new(s),
-            codes: code::Statements::new(s),
-            sessions: session::Statements::new(s),
-            clients: client::Statements::new(s),
+            codes: code::Statements::new(s, logs),
+            sessions: session::Statements::new(s, logs),
+            clients: client::Statements::new(s, logs),
+            feed: feed::Statements::new(s),
         }
     }
 }

@@ -6,12 +6,14 @@
 use crate::builder::{Info, PostgresTokenStoreBuilder};
 use crate::conn::Db;
 use crate::error::Fail;
+use crate::hints::Notifier;
 use crate::session::{By, Key};
 use crate::worker::{Mode, Worker};
 use crate::{client, code, session, state};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use tokenstore_core::feed::{HintBoard, InvalidationFeed};
 use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BulkSessionStore, CleanupCounts, ClientRecord, Clock,
     Contents, StateRecord, StoreError, StoredSession, TokenHash, TokenStore, validate_key,
@@ -21,12 +23,24 @@ use tokenstore_core::{
 ///
 /// Made by [`PostgresTokenStore::builder`]. The connections live on a runtime
 /// thread the store owns, so it works under tokio, smol or a plain
-/// `block_on`. It has the bulk ([`TokenStore::bulk`]) and atomic-batch
-/// ([`TokenStore::batch_writer`]) capabilities. See the [crate docs](crate).
+/// `block_on`. It has the bulk ([`TokenStore::bulk`]), atomic-batch
+/// ([`TokenStore::batch_writer`]) and, unless turned off, invalidation-feed
+/// ([`TokenStore::invalidation_feed`]) capabilities. See the [crate docs](crate).
 pub struct PostgresTokenStore {
     worker: Worker,
     clock: Arc<dyn Clock>,
     info: Info,
+    feed: Feed,
+}
+
+/// The store's side of the invalidation feed.
+pub(crate) struct Feed {
+    /// Whether writes append to the log.
+    pub(crate) logs: bool,
+    /// The board the listener raises; `None` without hints.
+    pub(crate) board: Option<Arc<HintBoard>>,
+    /// Told after every logged write committed; `None` without hints.
+    pub(crate) notifier: Option<Arc<Notifier>>,
 }
 
 impl PostgresTokenStore {
@@ -41,12 +55,18 @@ impl PostgresTokenStore {
         PostgresTokenStoreBuilder::from_config(config)
     }
 
-    pub(crate) fn new(worker: Worker, clock: Arc<dyn Clock>, info: Info) -> Self {
+    pub(crate) fn new(worker: Worker, clock: Arc<dyn Clock>, info: Info, feed: Feed) -> Self {
         Self {
             worker,
             clock,
             info,
+            feed,
         }
+    }
+
+    /// The hint board, when hints are on.
+    pub(crate) fn hint_board(&self) -> Option<&HintBoard> {
+        self.feed.board.as_deref()
     }
 
     /// Everything stored, expired rows included, in [`Contents`]' order, read
@@ -76,6 +96,26 @@ impl PostgresTokenStore {
         Fut: Future<Output = Result<T, Fail>> + Send + 'static,
     {
         self.worker.run(op, mode, f).await
+    }
+
+    /// Runs a write that can invalidate cached keys (and so logs them); once
+    /// its `COMMIT` returned, tells the notifier, which may send a hint.
+    pub(crate) async fn write<T, F, Fut>(
+        &self,
+        op: &'static str,
+        mode: Mode,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Db) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Fail>> + Send + 'static,
+    {
+        let out = self.worker.run(op, mode, f).await?;
+        if let Some(notifier) = &self.feed.notifier {
+            notifier.committed();
+        }
+        Ok(out)
     }
 
     async fn load_session(
@@ -124,7 +164,7 @@ impl TokenStore for PostgresTokenStore {
 
     async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
         record.validate()?;
-        self.run("store_auth_code", Mode::Auto, move |db| {
+        self.write("store_auth_code", Mode::Auto, move |db| {
             let record = Arc::clone(&record);
             async move { code::upsert(&db, &record).await }
         })
@@ -146,7 +186,7 @@ impl TokenStore for PostgresTokenStore {
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
         validate_key("code", code)?;
         let code = Arc::<str>::from(code);
-        self.run("delete_auth_code", Mode::Auto, move |db| {
+        self.write("delete_auth_code", Mode::Auto, move |db| {
             let code = Arc::clone(&code);
             async move { code::delete(&db, &code).await }
         })
@@ -156,7 +196,7 @@ impl TokenStore for PostgresTokenStore {
     async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
         validate_key("code", code)?;
         let (code, now) = (Arc::<str>::from(code), self.clock.now());
-        self.run("try_delete_auth_code", Mode::Auto, move |db| {
+        self.write("try_delete_auth_code", Mode::Auto, move |db| {
             let code = Arc::clone(&code);
             async move { code::try_delete(&db, &code, now).await }
         })
@@ -165,7 +205,7 @@ impl TokenStore for PostgresTokenStore {
 
     async fn store_session(&self, record: Arc<StoredSession>) -> Result<(), StoreError> {
         record.validate()?;
-        self.run("store_session", Mode::Tx, move |db| {
+        self.write("store_session", Mode::Tx, move |db| {
             let record = Arc::clone(&record);
             async move { session::store(&db, &record).await }
         })
@@ -204,7 +244,7 @@ impl TokenStore for PostgresTokenStore {
     async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
         validate_key("access_token", access_token)?;
         let hash = TokenHash::of(access_token);
-        self.run(
+        self.write(
             "delete_session_by_token",
             Mode::Auto,
             move |db| async move { session::delete_by_access(&db, hash).await },
@@ -215,7 +255,7 @@ impl TokenStore for PostgresTokenStore {
     async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
         validate_key("session_id", session_id)?;
         let id = Arc::<str>::from(session_id);
-        self.run("delete_session_by_id", Mode::Auto, move |db| {
+        self.write("delete_session_by_id", Mode::Auto, move |db| {
             let id = Arc::clone(&id);
             async move { session::delete_by_id(&db, &id).await }
         })
@@ -224,7 +264,7 @@ impl TokenStore for PostgresTokenStore {
 
     async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
         record.validate()?;
-        self.run("store_client", Mode::Auto, move |db| {
+        self.write("store_client", Mode::Auto, move |db| {
             let record = Arc::clone(&record);
             async move { client::upsert(&db, &record).await }
         })
@@ -255,7 +295,7 @@ impl TokenStore for PostgresTokenStore {
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         validate_key("client_id", client_id)?;
         let id = Arc::<str>::from(client_id);
-        self.run("delete_client", Mode::Auto, move |db| {
+        self.write("delete_client", Mode::Auto, move |db| {
             let id = Arc::clone(&id);
             async move { client::delete(&db, &id).await }
         })
@@ -285,6 +325,12 @@ impl TokenStore for PostgresTokenStore {
     fn batch_writer(&self) -> Option<&dyn BatchWriteStore> {
         Some(self)
     }
+
+    /// `Some` unless the log was turned off with
+    /// [`invalidation_log(false)`](crate::PostgresTokenStoreBuilder::invalidation_log).
+    fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {
+        if self.feed.logs { Some(self) } else { None }
+    }
 }
 
 impl fmt::Debug for PostgresTokenStore {
@@ -297,6 +343,8 @@ impl fmt::Debug for PostgresTokenStore {
             .field("pool_size", &self.info.pool_size)
             .field("encrypted", &self.info.encrypted)
             .field("tls", &self.info.tls)
+            .field("invalidation_log", &self.feed.logs)
+            .field("invalidation_hints", &self.feed.board.is_some())
             .field("closed", &self.worker.is_closed())
             .field("clock", &self.clock)
             .finish()

@@ -15,8 +15,9 @@
 
 use crate::conn::{Conn, Db, Shared};
 use crate::error::{Fail, describe, gave_up, thread_gone};
-use crate::schema;
+use crate::hints::{self, Dialer, Notifier};
 use crate::tls::{self, Tls, TlsFailure, TlsMode};
+use crate::{feed, schema};
 use async_lock::{Semaphore, SemaphoreGuard};
 use futures_channel::{mpsc, oneshot};
 use futures_lite::StreamExt as _;
@@ -26,9 +27,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokenstore_core::StoreError;
+use tokenstore_core::feed::HintBoard;
 use tokio::task::JoinSet;
-use tokio_postgres::Config;
 use tokio_postgres::config::Host;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, Socket};
 
 /// How many times a transaction that conflicted with a concurrent one
 /// (serialization failure, deadlock, unique violation) is run in all.
@@ -52,6 +55,24 @@ pub(crate) struct Settings {
     pub(crate) pool_size: usize,
     pub(crate) shared: Shared,
     pub(crate) schema: String,
+    /// The invalidation feed's background tasks; `None` when the log is off.
+    pub(crate) feed: Option<FeedTasks>,
+}
+
+/// What the runtime thread runs for the invalidation feed besides the jobs.
+pub(crate) struct FeedTasks {
+    /// Log rows older than this are pruned, about every [`feed::prune_interval`].
+    pub(crate) retention: Duration,
+    /// The hint tasks, when hints are on.
+    pub(crate) hints: Option<HintTasks>,
+}
+
+/// The listener's and the notifier's shared state.
+pub(crate) struct HintTasks {
+    pub(crate) board: Arc<HintBoard>,
+    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) woken: mpsc::UnboundedReceiver<()>,
+    pub(crate) channel: String,
 }
 
 type Job = Box<dyn FnOnce(Arc<Inner>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -162,7 +183,14 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    async fn attempt<T, F, Fut>(&self, op: &'static str, mode: Mode, f: &F) -> Result<T, StoreError>
+    /// Runs `f` with a pooled connection in `mode`, retrying (bounded) when
+    /// it conflicted with a concurrent transaction.
+    pub(crate) async fn attempt<T, F, Fut>(
+        &self,
+        op: &'static str,
+        mode: Mode,
+        f: &F,
+    ) -> Result<T, StoreError>
     where
         F: Fn(Db) -> Fut,
         Fut: Future<Output = Result<T, Fail>>,
@@ -301,19 +329,7 @@ impl Pool {
 
     /// Dials a new connection and spawns its driver.
     async fn connect(&self) -> Result<Arc<Conn>, Fail> {
-        // tokio-postgres's connect_timeout bounds dialling the socket, not the
-        // startup handshake after it; bound both, so a server that accepted
-        // the connection but never answers (one going down) cannot hang a job.
-        let limit = self
-            .config
-            .get_connect_timeout()
-            .copied()
-            .unwrap_or(crate::DEFAULT_CONNECT_TIMEOUT);
-        let dial = self.config.connect(self.tls.connector.clone());
-        let (client, connection) = tokio::time::timeout(limit, dial)
-            .await
-            .map_err(|_| Fail::Store(connect_timed_out(&self.config, limit)))?
-            .map_err(|e| Fail::Store(connect_error(&self.config, self.tls.mode, &e)))?;
+        let (client, connection) = dial(&self.config, &self.tls).await.map_err(Fail::Store)?;
         let driver = tokio::spawn(async move {
             // A failed connection shows as a closed client; its error reaches
             // the statement that was running.
@@ -339,6 +355,27 @@ impl Pool {
             let _ = driver.await;
         }
     }
+}
+
+/// A connection's socket half, which must be polled for its client to work.
+pub(crate) type Link = tokio_postgres::Connection<
+    Socket,
+    <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream,
+>;
+
+/// Dials one connection with `config` (its client and the half to drive).
+pub(crate) async fn dial(config: &Config, tls: &Tls) -> Result<(Client, Link), StoreError> {
+    // tokio-postgres's connect_timeout bounds dialling the socket, not the
+    // startup handshake after it; bound both, so a server that accepted
+    // the connection but never answers (one going down) cannot hang a job.
+    let limit = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(crate::DEFAULT_CONNECT_TIMEOUT);
+    tokio::time::timeout(limit, config.connect(tls.connector.clone()))
+        .await
+        .map_err(|_| connect_timed_out(config, limit))?
+        .map_err(|e| connect_error(config, tls.mode, &e))
 }
 
 /// "cannot connect to PostgreSQL at host:port[, ...]: why" (never the
@@ -397,9 +434,45 @@ pub(crate) fn targets(config: &Config) -> String {
         .join(", ")
 }
 
+/// Starts the feed's tasks on the runtime (the caller is on it).
+fn spawn_feed(inner: &Arc<Inner>, feed: Option<FeedTasks>) -> Vec<tokio::task::JoinHandle<()>> {
+    let Some(feed) = feed else {
+        return Vec::new();
+    };
+    let mut tasks = vec![tokio::spawn(feed::prune_every(
+        Arc::clone(inner),
+        feed.retention,
+    ))];
+    if let Some(h) = feed.hints {
+        let (config, tls) = (&inner.pool.config, &inner.pool.tls);
+        let listener = Dialer::new(config, tls, "listener");
+        let notifier = Dialer::new(config, tls, "notifier");
+        tasks.push(tokio::spawn(hints::listen(
+            h.board,
+            listener,
+            h.channel.clone(),
+        )));
+        tasks.push(tokio::spawn(hints::notify(
+            h.notifier, h.woken, notifier, h.channel,
+        )));
+    }
+    tasks
+}
+
+/// Stops the feed's tasks and waits until they are gone (their connections
+/// closed with them).
+async fn stop(background: Vec<tokio::task::JoinHandle<()>>) {
+    for task in &background {
+        task.abort();
+    }
+    for task in background {
+        let _ = task.await;
+    }
+}
+
 /// The runtime thread's body.
 fn serve(
-    settings: Settings,
+    mut settings: Settings,
     ready: oneshot::Sender<Result<(), StoreError>>,
     inbox: mpsc::UnboundedReceiver<Msg>,
 ) {
@@ -415,6 +488,7 @@ fn serve(
         }
     };
     rt.block_on(async move {
+        let feed = settings.feed.take();
         let inner = match open(settings).await {
             Ok(inner) => Arc::new(inner),
             Err(e) => {
@@ -423,7 +497,8 @@ fn serve(
             }
         };
         let _ = ready.send(Ok(()));
-        run_jobs(inner, inbox).await;
+        let background = spawn_feed(&inner, feed);
+        run_jobs(inner, inbox, background).await;
     });
 }
 
@@ -442,7 +517,11 @@ async fn open(settings: Settings) -> Result<Inner, StoreError> {
     })
 }
 
-async fn run_jobs(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Msg>) {
+async fn run_jobs(
+    inner: Arc<Inner>,
+    mut inbox: mpsc::UnboundedReceiver<Msg>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+) {
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
@@ -452,6 +531,7 @@ async fn run_jobs(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Msg>) {
             }
             Some(Msg::Close(reply)) => {
                 while tasks.join_next().await.is_some() {}
+                stop(background).await;
                 inner.pool.close().await;
                 let _ = reply.send(());
                 return;
@@ -459,6 +539,7 @@ async fn run_jobs(inner: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Msg>) {
             None => {
                 // Every sender is gone (the store was dropped unclosed).
                 while tasks.join_next().await.is_some() {}
+                stop(background).await;
                 inner.pool.close().await;
                 return;
             }

@@ -50,13 +50,13 @@ fn session(id: &str, access: &str, refresh: &str) -> StoredSession {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_creates_the_schema_at_version_one() {
+async fn open_creates_the_schema_at_the_current_version() {
     let db = tokenstore_pgtest::shared().database();
     let store = open(&db, &generate_key()).await.unwrap();
     store.close().await.unwrap();
     assert_eq!(
         sql(&db, "SELECT version FROM tokenstore.schema_version").await,
-        [Some("1".into())]
+        [Some("2".into())]
     );
     let tables = sql(
         &db,
@@ -69,6 +69,8 @@ async fn open_creates_the_schema_at_version_one() {
         names,
         [
             "auth_codes",
+            "invalidations",
+            "invalidations_meta",
             "oauth_clients",
             "schema_version",
             "sessions",
