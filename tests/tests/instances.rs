@@ -283,3 +283,39 @@ fn a_lagging_instance_takes_the_gap_path() {
         assert!(b.load_session_by_token("tok").await.unwrap().is_none());
     });
 }
+
+/// The stack a replica runs, cache over a Durable write buffer, keeps the
+/// bound: the buffer forwards its store's feed, and a durable revoke returns
+/// only once its batch (and so its log row) committed.
+#[test]
+fn caches_over_durable_buffers_keep_the_bound() {
+    use tokenstore::buffer::BufferConfig;
+    use tokenstore::{Ack, BufferedTokenStore};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = memory(true);
+        let runtime = TokioRuntime::current();
+        let buffers: Vec<_> = (0..2)
+            .map(|_| {
+                BufferedTokenStore::new(
+                    store.clone(),
+                    BufferConfig::default(),
+                    Ack::Durable,
+                    runtime.clone(),
+                )
+            })
+            .collect();
+        let caches = follow_each(buffers, B, &runtime).unwrap();
+        let seen = revoke_and_watch(&caches, ROUNDS, B, DEADLINE)
+            .await
+            .unwrap();
+        check(&seen, 2);
+        for c in &caches {
+            c.close().await.unwrap();
+        }
+    });
+}
