@@ -31,7 +31,7 @@
 //!   step masked by the time elapsed since the previous reading is invisible
 //!   (the poller reads at least every `B / 2` while it runs).
 //!
-//! Cases: 512 for `feed_bound_holds` and 256 for `regular_polls_serve_hits`
+//! Cases: 1,024 for `feed_bound_holds` and 256 for `regular_polls_serve_hits`
 //! by default; `TOKENSTORE_PROPTEST_CASES=<n>` sets both.
 
 use proptest::collection::vec;
@@ -217,12 +217,12 @@ fn f_strategy() -> impl Strategy<Value = F> {
     prop_oneof![
         4 => write.prop_map(F::Write),
         10 => (k_strategy(), any::<bool>()).prop_map(|(key, lag)| F::Lookup { key, lag }),
-        2 => any::<u8>().prop_map(|ticket| F::Read { ticket }),
+        3 => any::<u8>().prop_map(|ticket| F::Read { ticket }),
         6 => any::<u8>().prop_map(|ticket| F::Fill { ticket }),
         1 => any::<u8>().prop_map(|ticket| F::Abandon { ticket }),
         4 => Just(F::BeginPoll),
         3 => any::<u8>().prop_map(|extra| F::Answer { extra }),
-        1 => any::<u8>().prop_map(|extra| F::Gap { extra }),
+        2 => any::<u8>().prop_map(|extra| F::Gap { extra }),
         1 => Just(F::FailPoll),
         1 => Just(F::Hint),
         1 => Just(F::Timeout),
@@ -588,7 +588,7 @@ fn bound_case(
 
 #[test]
 fn feed_bound_holds() {
-    let mut runner = TestRunner::new(config(512));
+    let mut runner = TestRunner::new(config(1024));
     let hits = Cell::new(0u64);
     let strategy = (
         bound_strategy(),
