@@ -43,8 +43,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenstore_core::cache::{
-    CacheConfig, CacheKey, CacheMachine, Cached, FillOutcome, FillTicket, Lookup,
-    PollTicket, PollTimer,
+    CacheConfig, CacheKey, CacheMachine, Cached, FillOutcome, FillTicket, Lookup, PollTicket,
+    PollTimer,
 };
 use tokenstore_core::feed::{Invalidations, Watermark, log};
 use tokenstore_core::{Secret, SessionKey, StoredSession, Timestamp, TokenHash, UserInfo};
@@ -510,7 +510,9 @@ impl World {
             F::Fill { ticket } => self.fill(cache, ticket),
             F::Abandon { ticket } => {
                 if !self.tickets.is_empty() {
-                    let t = self.tickets.remove(usize::from(ticket) % self.tickets.len());
+                    let t = self
+                        .tickets
+                        .remove(usize::from(ticket) % self.tickets.len());
                     cache.abandon(t.ticket);
                 }
             }
@@ -604,7 +606,10 @@ fn feed_bound_holds() {
         panic!("{e}");
     }
     eprintln!("feed_bound_holds: {} hits served in all", hits.get());
-    assert!(hits.get() > 0, "no hit in any case: the property is vacuous");
+    assert!(
+        hits.get() > 0,
+        "no hit in any case: the property is vacuous"
+    );
 }
 
 /// One step of the regular scenario: advance `advance` ms, then look up `key`.
