@@ -310,6 +310,25 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_no_key() {
+        let hash = TokenHash::of("access-token");
+        let found = Invalidations {
+            keys: vec![
+                CacheKey::Session(SessionKey::Access(hash)),
+                CacheKey::Session(SessionKey::Id("session-id-7".into())),
+                CacheKey::Client("client-9".into()),
+            ],
+            watermark: Watermark(12),
+            gap: false,
+        };
+        let shown = format!("{found:?}");
+        assert!(shown.contains("keys: 3"), "{shown}");
+        for secret in [hash.to_hex().as_str(), "session-id-7", "client-9", "access-token"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
     fn a_waiter_sees_a_hint_raised_before_it_waited() {
         let board = HintBoard::new();
         board.raise();
