@@ -323,7 +323,12 @@ mod tests {
         };
         let shown = format!("{found:?}");
         assert!(shown.contains("keys: 3"), "{shown}");
-        for secret in [hash.to_hex().as_str(), "session-id-7", "client-9", "access-token"] {
+        for secret in [
+            hash.to_hex().as_str(),
+            "session-id-7",
+            "client-9",
+            "access-token",
+        ] {
             assert!(!shown.contains(secret), "{shown}");
         }
     }

@@ -347,10 +347,13 @@ pub(crate) fn check(input: Input) {
             }
             Op::Hint => {
                 cache.handle_hint(now);
-                if config.feed_bound.is_some() {
+                if let Some(b) = config.feed_bound {
+                    // At once, or after the least gap between two poll starts.
+                    let gap = (b / 200).clamp(Duration::from_millis(1), Duration::from_millis(5));
                     let timer = cache.poll_timeout(now);
                     assert!(
-                        matches!(timer, PollTimer::Due | PollTimer::InFlight(_)),
+                        matches!(timer, PollTimer::Due | PollTimer::InFlight(_))
+                            || matches!(timer, PollTimer::After(d) if d <= gap),
                         "after a hint: {timer:?}"
                     );
                 }

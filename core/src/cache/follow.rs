@@ -102,6 +102,11 @@ pub(crate) struct Follower {
     confirmed_by: Option<u64>,
     watermark: Option<Watermark>,
     in_flight: Option<(u64, Timestamp)>,
+    /// When the last poll started.
+    last_start: Option<Timestamp>,
+    /// The least time between the starts of two polls a hint asks for, so a
+    /// busy store (a hint after every commit) costs a bounded poll rate.
+    hint_gap: Duration,
     next_id: u64,
     hinted: bool,
     next_poll: Option<Timestamp>,
@@ -121,6 +126,8 @@ impl Follower {
             confirmed_by: None,
             watermark: None,
             in_flight: None,
+            last_start: None,
+            hint_gap: (bound / 200).clamp(Duration::from_millis(1), Duration::from_millis(5)),
             next_id: 0,
             hinted: false,
             next_poll: None,
@@ -168,6 +175,7 @@ impl Follower {
         }
         self.next_id += 1;
         self.in_flight = Some((self.next_id, now));
+        self.last_start = Some(now);
         self.hinted = false;
         self.metrics.polls += 1;
         Some(PollTicket {
@@ -251,7 +259,13 @@ impl Follower {
             return PollTimer::InFlight(give_up.saturating_duration_since(now));
         }
         if self.hinted {
-            return PollTimer::Due;
+            // (A start "in the future" is a clock that went back: no wait.)
+            return match self.last_start {
+                Some(s) if s <= now && now < s + self.hint_gap => {
+                    PollTimer::After((s + self.hint_gap).saturating_duration_since(now))
+                }
+                _ => PollTimer::Due,
+            };
         }
         match self.next_poll {
             None => PollTimer::Due,

@@ -63,8 +63,9 @@ pub struct CacheConfig {
     /// The staleness bound `B` across instances, when the cache follows the
     /// store's [invalidation feed](crate::feed): a hit (positive or negative) is
     /// served only while the last successful poll of the feed started less than
-    /// `B` ago, polls run at least every `B / 2`, and negative entries live at
-    /// most `B`. Must be above zero and below `ttl_cap`. Default `None`: no feed
+    /// `B` ago, polls run at least every `B / 2` (and on a hint, but never two
+    /// starts closer than `B / 200`, clamped to 1..=5 ms), and negative entries
+    /// live at most `B`. Must be above zero and below `ttl_cap`. Default `None`: no feed
     /// (a single-process server needs none).
     pub feed_bound: Option<Duration>,
 }

@@ -608,13 +608,15 @@ mod feed {
         assert_eq!(cache.poll_timeout(t0() + B / 2), PollTimer::Due);
         cache.handle_hint(t0() + 20 * MS);
         assert_eq!(cache.poll_timeout(t0() + 20 * MS), PollTimer::Due);
-        // A hint during a poll makes the next one due right after it.
+        // A hint during a poll makes the next one due right after it, but no
+        // sooner than B / 200 (here 5 ms) after the last one started.
         let p = cache.begin_poll(t0() + 20 * MS).unwrap();
         cache.handle_hint(t0() + 21 * MS);
         cache.handle_invalidations(t0() + 22 * MS, p, answer(vec![], 2));
-        assert_eq!(cache.poll_timeout(t0() + 22 * MS), PollTimer::Due);
+        assert_eq!(cache.poll_timeout(t0() + 22 * MS), PollTimer::After(3 * MS));
+        assert_eq!(cache.poll_timeout(t0() + 25 * MS), PollTimer::Due);
         // A failure retries after B / 8.
-        let p = cache.begin_poll(t0() + 22 * MS).unwrap();
+        let p = cache.begin_poll(t0() + 25 * MS).unwrap();
         cache.handle_poll_failed(t0() + 30 * MS, p);
         assert_eq!(cache.poll_timeout(t0() + 30 * MS), PollTimer::After(B / 8));
         assert_eq!(cache.metrics().feed.poll_failures, 1);
