@@ -16,8 +16,7 @@ use tokenstore::cache::CacheConfig;
 use tokenstore::runtime::Runtime;
 use tokenstore_core::feed::{HintBoard, InvalidationFeed, Invalidations, Watermark};
 use tokenstore_core::{
-    AuthCodeRecord, BoxFuture, CleanupCounts, ClientRecord, Clock, Secret, StateRecord, StoreError,
-    StoredSession, SystemClock, Timestamp, TokenStore,
+    BoxFuture, Clock, Secret, StoreError, StoredSession, SystemClock, Timestamp, TokenStore,
 };
 
 /// What [`revoke_and_watch`] saw.
@@ -305,34 +304,44 @@ impl<S> Stallable<S> {
     }
 }
 
-macro_rules! forward {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
-        $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
-            self.inner.$name($($arg),*).await
+/// The body of an `impl TokenStore` that passes every call but `close` (and
+/// the capabilities) to the store in field `$field`: for test wrappers that
+/// change only the feed.
+#[macro_export]
+macro_rules! forward_calls_to {
+    ($field:ident) => {
+        $crate::forward_calls_to!(@calls $field;
+            store_state(record: ::std::sync::Arc<::tokenstore_core::StateRecord>) -> ();
+            consume_state(state: &str) -> Option<::std::sync::Arc<::tokenstore_core::StateRecord>>;
+            store_auth_code(record: ::std::sync::Arc<::tokenstore_core::AuthCodeRecord>) -> ();
+            load_auth_code(code: &str) -> Option<::std::sync::Arc<::tokenstore_core::AuthCodeRecord>>;
+            delete_auth_code(code: &str) -> ();
+            try_delete_auth_code(code: &str) -> bool;
+            store_session(record: ::std::sync::Arc<::tokenstore_core::StoredSession>) -> ();
+            load_session_by_token(access_token: &str) -> Option<::std::sync::Arc<::tokenstore_core::StoredSession>>;
+            load_session_by_id(session_id: &str) -> Option<::std::sync::Arc<::tokenstore_core::StoredSession>>;
+            load_session_by_refresh_token(refresh_token: &str) -> Option<::std::sync::Arc<::tokenstore_core::StoredSession>>;
+            delete_session_by_token(access_token: &str) -> ();
+            delete_session_by_id(session_id: &str) -> ();
+            store_client(record: ::std::sync::Arc<::tokenstore_core::ClientRecord>) -> ();
+            load_client(client_id: &str) -> Option<::std::sync::Arc<::tokenstore_core::ClientRecord>>;
+            list_clients() -> Vec<::std::sync::Arc<::tokenstore_core::ClientRecord>>;
+            delete_client(client_id: &str) -> ();
+            cleanup_expired() -> ::tokenstore_core::CleanupCounts;
+        );
+    };
+    (@calls $field:ident; $($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, ::tokenstore_core::StoreError> {
+            ::tokenstore_core::TokenStore::$name(&self.$field, $($arg),*).await
         })*
     };
 }
 
 impl<S: TokenStore> TokenStore for Stallable<S> {
-    forward! {
-        store_state(record: Arc<StateRecord>) -> ();
-        consume_state(state: &str) -> Option<Arc<StateRecord>>;
-        store_auth_code(record: Arc<AuthCodeRecord>) -> ();
-        load_auth_code(code: &str) -> Option<Arc<AuthCodeRecord>>;
-        delete_auth_code(code: &str) -> ();
-        try_delete_auth_code(code: &str) -> bool;
-        store_session(record: Arc<StoredSession>) -> ();
-        load_session_by_token(access_token: &str) -> Option<Arc<StoredSession>>;
-        load_session_by_id(session_id: &str) -> Option<Arc<StoredSession>>;
-        load_session_by_refresh_token(refresh_token: &str) -> Option<Arc<StoredSession>>;
-        delete_session_by_token(access_token: &str) -> ();
-        delete_session_by_id(session_id: &str) -> ();
-        store_client(record: Arc<ClientRecord>) -> ();
-        load_client(client_id: &str) -> Option<Arc<ClientRecord>>;
-        list_clients() -> Vec<Arc<ClientRecord>>;
-        delete_client(client_id: &str) -> ();
-        cleanup_expired() -> CleanupCounts;
-        close() -> ();
+    crate::forward_calls_to!(inner);
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
     }
 
     fn invalidation_feed(&self) -> Option<&dyn InvalidationFeed> {

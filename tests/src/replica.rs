@@ -316,3 +316,41 @@ pub async fn revoke_across<S: TokenStore>(
     }
     Ok(seen)
 }
+
+/// The bound of the cross-process tests.
+pub const CROSS_BOUND: Duration = Duration::from_millis(200);
+
+/// The whole cross-process test, for either backend: starts `binary` (the
+/// `replica-child` built with the test) on `target`, runs 12 rounds of
+/// [`revoke_across`] with `writer`, prints what it saw and checks it: every
+/// round checked, 4 made while the child was stopped, 0 stale serves.
+///
+/// # Panics
+///
+/// On any failed check.
+pub async fn check_across_processes<S: TokenStore>(binary: &Path, writer: &S, target: &str) {
+    let mut replica = Replica::start(binary, CROSS_BOUND, target).expect("start the replica");
+    let seen = revoke_across(
+        writer,
+        &mut replica,
+        12,
+        CROSS_BOUND,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("the rounds");
+    let mut sorted = seen.latencies.clone();
+    sorted.sort();
+    eprintln!(
+        "{} revocations ({} while stopped), stale serves {}, p50 {:?}, max {:?}",
+        seen.revocations,
+        seen.during_pause,
+        seen.stale_serves,
+        sorted.get(sorted.len() / 2),
+        sorted.last()
+    );
+    assert_eq!(seen.revocations, 12);
+    assert_eq!(seen.during_pause, 4);
+    assert_eq!(seen.stale_serves, 0);
+    replica.stop().expect("the replica stops cleanly");
+}

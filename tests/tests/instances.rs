@@ -44,22 +44,30 @@ fn check(seen: &Propagation, n: usize) {
     );
 }
 
-fn on_tokio(n: usize, hints: bool) -> Propagation {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// Runs the rounds on `caches` (`n` instances), checks them, closes them.
+async fn watch_and_close<S: TokenStore>(caches: &[CachingTokenStore<S>], n: usize) -> Propagation {
+    let seen = revoke_and_watch(caches, ROUNDS, B, DEADLINE).await.unwrap();
+    check(&seen, n);
+    for c in caches {
+        c.close().await.unwrap();
+    }
+    seen
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn on_tokio(n: usize, hints: bool) -> Propagation {
+    let rt = tokio_rt();
     rt.block_on(async {
         let store = memory(hints);
         let caches = instances(&store, n, B, &TokioRuntime::current()).unwrap();
-        let seen = revoke_and_watch(&caches, ROUNDS, B, DEADLINE)
-            .await
-            .unwrap();
-        for c in &caches {
-            c.close().await.unwrap();
-        }
-        seen
+        watch_and_close(&caches, n).await
     })
 }
 
@@ -67,37 +75,30 @@ fn on_smol(n: usize, hints: bool) -> Propagation {
     smol::block_on(async {
         let store = memory(hints);
         let caches = instances(&store, n, B, &SmolRuntime).unwrap();
-        let seen = revoke_and_watch(&caches, ROUNDS, B, DEADLINE)
-            .await
-            .unwrap();
-        for c in &caches {
-            c.close().await.unwrap();
-        }
-        seen
+        watch_and_close(&caches, n).await
     })
 }
 
 #[test]
 fn two_instances_on_tokio_with_hints() {
     let seen = on_tokio(2, true);
-    check(&seen, 2);
     // Hints wake the poller: propagation is far below the bound.
     assert!(seen.quantile(0.5) < B / 2, "p50 {:?}", seen.quantile(0.5));
 }
 
 #[test]
 fn three_instances_on_tokio_polling_only() {
-    check(&on_tokio(3, false), 3);
+    on_tokio(3, false);
 }
 
 #[test]
 fn two_instances_on_smol_polling_only() {
-    check(&on_smol(2, false), 2);
+    on_smol(2, false);
 }
 
 #[test]
 fn three_instances_on_smol_with_hints() {
-    check(&on_smol(3, true), 3);
+    on_smol(3, true);
 }
 
 #[test]
@@ -129,11 +130,7 @@ async fn sqlite_stores(dir: &std::path::Path, n: usize) -> Vec<SqliteTokenStore>
 
 #[test]
 fn two_sqlite_stores_on_one_file_on_tokio() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio_rt();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let caches = follow_each(
@@ -142,13 +139,7 @@ fn two_sqlite_stores_on_one_file_on_tokio() {
             &TokioRuntime::current(),
         )
         .unwrap();
-        let seen = revoke_and_watch(&caches, ROUNDS, B, DEADLINE)
-            .await
-            .unwrap();
-        check(&seen, 2);
-        for c in &caches {
-            c.close().await.unwrap();
-        }
+        watch_and_close(&caches, 2).await;
     });
 }
 
@@ -157,13 +148,7 @@ fn three_sqlite_stores_on_one_file_on_smol() {
     smol::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let caches = follow_each(sqlite_stores(dir.path(), 3).await, B, &SmolRuntime).unwrap();
-        let seen = revoke_and_watch(&caches, ROUNDS, B, DEADLINE)
-            .await
-            .unwrap();
-        check(&seen, 3);
-        for c in &caches {
-            c.close().await.unwrap();
-        }
+        watch_and_close(&caches, 3).await;
     });
 }
 
@@ -219,11 +204,7 @@ fn a_stuck_wall_clock_cannot_stretch_freshness_past_the_lapse() {
 /// it drops its whole cache, serves nothing revoked meanwhile, and fills again.
 #[test]
 fn a_lagging_instance_takes_the_gap_path() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio_rt();
     rt.block_on(async {
         let retention = Duration::from_millis(100);
         let store = Arc::new(MemoryTokenStore::new(SystemClock).with_invalidation_log(retention));
@@ -291,11 +272,7 @@ fn a_lagging_instance_takes_the_gap_path() {
 fn caches_over_durable_buffers_keep_the_bound() {
     use tokenstore::buffer::BufferConfig;
     use tokenstore::{Ack, BufferedTokenStore};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = tokio_rt();
     rt.block_on(async {
         let store = memory(true);
         let runtime = TokioRuntime::current();
@@ -310,12 +287,6 @@ fn caches_over_durable_buffers_keep_the_bound() {
             })
             .collect();
         let caches = follow_each(buffers, B, &runtime).unwrap();
-        let seen = revoke_and_watch(&caches, ROUNDS, B, DEADLINE)
-            .await
-            .unwrap();
-        check(&seen, 2);
-        for c in &caches {
-            c.close().await.unwrap();
-        }
+        watch_and_close(&caches, 2).await;
     });
 }

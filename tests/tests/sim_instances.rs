@@ -38,8 +38,8 @@ use tokenstore::CachingTokenStore;
 use tokenstore::cache::{CacheConfig, CacheMetrics};
 use tokenstore_core::feed::{HintBoard, InvalidationFeed, Invalidations, Watermark};
 use tokenstore_core::{
-    AuthCodeRecord, BoxFuture, CleanupCounts, ClientRecord, Clock, ManualClock, MemoryTokenStore,
-    Secret, StateRecord, StoreError, StoredSession, Timestamp, TokenStore, UserInfo,
+    BoxFuture, Clock, ManualClock, MemoryTokenStore, Secret, StoreError, StoredSession, Timestamp,
+    TokenStore, UserInfo,
 };
 use trace::Trace;
 
@@ -145,34 +145,8 @@ struct Instance {
     seen_keys: Mutex<Vec<tokenstore::cache::CacheKey>>,
 }
 
-macro_rules! forward {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
-        $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
-            self.store.$name($($arg),*).await
-        })*
-    };
-}
-
 impl TokenStore for Instance {
-    forward! {
-        store_state(record: Arc<StateRecord>) -> ();
-        consume_state(state: &str) -> Option<Arc<StateRecord>>;
-        store_auth_code(record: Arc<AuthCodeRecord>) -> ();
-        load_auth_code(code: &str) -> Option<Arc<AuthCodeRecord>>;
-        delete_auth_code(code: &str) -> ();
-        try_delete_auth_code(code: &str) -> bool;
-        store_session(record: Arc<StoredSession>) -> ();
-        load_session_by_token(access_token: &str) -> Option<Arc<StoredSession>>;
-        load_session_by_id(session_id: &str) -> Option<Arc<StoredSession>>;
-        load_session_by_refresh_token(refresh_token: &str) -> Option<Arc<StoredSession>>;
-        delete_session_by_token(access_token: &str) -> ();
-        delete_session_by_id(session_id: &str) -> ();
-        store_client(record: Arc<ClientRecord>) -> ();
-        load_client(client_id: &str) -> Option<Arc<ClientRecord>>;
-        list_clients() -> Vec<Arc<ClientRecord>>;
-        delete_client(client_id: &str) -> ();
-        cleanup_expired() -> CleanupCounts;
-    }
+    tokenstore_tests::forward_calls_to!(store);
 
     async fn close(&self) -> Result<(), StoreError> {
         // The store is shared: closing one instance closes only its cache.
