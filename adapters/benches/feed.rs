@@ -9,7 +9,10 @@
 //!    awaited: a hit). A then revokes them one after another, alternating
 //!    logouts (`delete_session_by_token`) and rotations (`store_session` with
 //!    new tokens under the same id), while B validates every token whose
-//!    revoke has started in a tight loop until it is refused. `t0` = when A's
+//!    revoke has started in a tight loop until it is refused (on a thread of
+//!    its own, pausing 100 µs after each pass: a spinning loop takes a core
+//!    from the database on a 2-core machine and measured its own starvation;
+//!    `TOKENSTORE_BENCH_WATCH_PAUSE_US=0` spins). `t0` = when A's
 //!    call returned, `t1` = when B's first refusing validation returned, both
 //!    from one `Instant` clock. A *stale serve* is a validation that started
 //!    at or after `t0 + B` and still returned the revoked session. Cases:
@@ -37,8 +40,7 @@ mod common;
 mod feed_cost;
 
 use common::session;
-use event_listener::Event;
-use futures_lite::future::{or, poll_once};
+use futures_lite::future::{block_on, poll_once};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,6 +68,9 @@ const LOAD_LIVE: u64 = 1_000;
 const ROUND_BASE: u64 = 1_000_000;
 const LOAD_BASE: u64 = 50_000_000;
 const MARKER: u64 = 99_000_000;
+/// How long B's watcher pauses after each pass over its pending tokens: a
+/// tight loop that still leaves the database a core on a 2-core machine.
+const WATCH_PAUSE: Duration = Duration::from_micros(100);
 
 type Instance = CachingTokenStore<PostgresTokenStore>;
 
@@ -80,10 +85,15 @@ struct Plan {
     rtt_polls: usize,
     cost_budget: Duration,
     cost_rounds: usize,
+    /// B's watcher's pause between passes (0: spin, yielding the thread).
+    pause: Duration,
 }
 
 impl Plan {
     fn from_env() -> Self {
+        let pause = std::env::var("TOKENSTORE_BENCH_WATCH_PAUSE_US").map_or(WATCH_PAUSE, |us| {
+            Duration::from_micros(us.parse().expect("TOKENSTORE_BENCH_WATCH_PAUSE_US: µs"))
+        });
         if std::env::var_os("TOKENSTORE_BENCH_QUICK").is_some() {
             Self {
                 quick: true,
@@ -93,6 +103,7 @@ impl Plan {
                 rtt_polls: 50,
                 cost_budget: Duration::from_millis(400),
                 cost_rounds: 1,
+                pause,
             }
         } else {
             Self {
@@ -103,6 +114,7 @@ impl Plan {
                 rtt_polls: 1_000,
                 cost_budget: Duration::from_secs(2),
                 cost_rounds: 3,
+                pause,
             }
         }
     }
@@ -121,8 +133,10 @@ fn main() {
     println!(
         "invalidation feed on PostgreSQL: 2 instances, each its own PostgresTokenStore (pool \
          {POOL}) under CachingTokenStore::following (B = {} ms, CoarseSystemClock), tokio 2 \
-         workers, one Instant clock for t0 and t1",
-        BOUND.as_millis()
+         workers, one Instant clock for t0 and t1; B's watcher on a thread of its own, pausing \
+         {} µs between passes",
+        BOUND.as_millis(),
+        plan.pause.as_micros()
     );
     print_load("load average at start");
     let rtt = rt.block_on(poll_round_trip(&server, &key, plan.rtt_polls));
@@ -234,10 +248,7 @@ impl Pair {
 fn rotated(s: &StoredSession, generation: u64) -> Arc<StoredSession> {
     let mut next = s.clone();
     let base = |t: &str| t.split("-g").next().unwrap_or(t).to_owned();
-    next.access_token = Secret::new(format!(
-        "{}-g{generation}",
-        base(s.access_token.expose())
-    ));
+    next.access_token = Secret::new(format!("{}-g{generation}", base(s.access_token.expose())));
     next.refresh_token = s
         .refresh_token
         .as_ref()
@@ -348,7 +359,7 @@ async fn propagation(server: &Server, key: &str, case: Case, plan: &Plan) -> Pro
     let start = Instant::now();
     for round in 0..rounds {
         let first = ROUND_BASE + (round * per_round) as u64;
-        one_round(&pair, first, per_round, &marker, &mut out).await;
+        one_round(&pair, first, per_round, &marker, plan.pause, &mut out).await;
     }
     out.elapsed = start.elapsed();
     let secs = out.elapsed.as_secs_f64();
@@ -372,8 +383,6 @@ struct Round {
     /// When A's call returned, in ns since `base` (0: not yet).
     returned: Vec<AtomicU64>,
     base: Instant,
-    /// Notified after each `started`.
-    kick: Event,
 }
 
 impl Round {
@@ -395,6 +404,7 @@ async fn one_round(
     first: u64,
     k: usize,
     marker: &Arc<StoredSession>,
+    pause: Duration,
     out: &mut Propagation,
 ) {
     let now = SystemClock.now();
@@ -416,13 +426,14 @@ async fn one_round(
         returned: tokens.iter().map(|_| AtomicU64::new(0)).collect(),
         tokens,
         base: Instant::now(),
-        kick: Event::new(),
     });
     let deadline = Duration::from_secs(5) + BOUND * 3 + Duration::from_millis(20) * k as u32;
-    let watcher = tokio::spawn(watch(pair.clone(), round.clone(), deadline));
-    let revoker = tokio::spawn(revoke_all(pair.clone(), round.clone(), sessions));
-    let (logouts, rotations) = revoker.await.expect("A's revoker");
-    let seen = watcher.await.expect("B's watcher");
+    let watcher = {
+        let (pair, round) = (pair.clone(), round.clone());
+        std::thread::spawn(move || watch(&pair, &round, deadline, pause))
+    };
+    let (logouts, rotations) = revoke_all(pair, &round, &sessions).await;
+    let seen = watcher.join().expect("B's watcher");
     out.logouts += logouts;
     out.rotations += rotations;
     out.stale += seen.stale;
@@ -483,16 +494,11 @@ async fn hold_all(cache: &Instance, tokens: &[String]) -> bool {
 
 /// A's side: revokes the round's sessions one after another, logouts and
 /// rotations in turn, noting when each call returned.
-async fn revoke_all(
-    pair: Arc<Pair>,
-    round: Arc<Round>,
-    sessions: Vec<Arc<StoredSession>>,
-) -> (usize, usize) {
+async fn revoke_all(pair: &Pair, round: &Round, sessions: &[Arc<StoredSession>]) -> (usize, usize) {
     let (mut logouts, mut rotations) = (0, 0);
     for (i, s) in sessions.iter().enumerate() {
         round.started[i].store(true, Ordering::Release);
-        round.kick.notify(usize::MAX);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             pair.a
                 .delete_session_by_token(s.access_token.expose())
                 .await
@@ -511,8 +517,10 @@ async fn revoke_all(
 }
 
 /// B's side: validates every token whose revoke has started, again and again,
-/// until each is refused or `deadline` (from the round's start) passes.
-async fn watch(pair: Arc<Pair>, round: Arc<Round>, deadline: Duration) -> Watched {
+/// until each is refused or `deadline` (from the round's start) passes. Runs
+/// on a thread of its own (B's calls need no runtime: the store answers from
+/// its own thread), pausing `pause` after each pass over the pending tokens.
+fn watch(pair: &Pair, round: &Round, deadline: Duration, pause: Duration) -> Watched {
     let n = round.tokens.len();
     let bound = BOUND.as_nanos() as u64;
     let mut seen = Watched {
@@ -526,25 +534,14 @@ async fn watch(pair: Arc<Pair>, round: Arc<Round>, deadline: Duration) -> Watche
             pending.push(next);
             next += 1;
         }
-        if pending.is_empty() {
-            if next == n {
-                break;
-            }
-            let kicked = round.kick.listen();
-            if !round.started[next].load(Ordering::Acquire) {
-                let left = deadline.saturating_sub(round.base.elapsed());
-                or(kicked, tokio::time::sleep(left)).await;
-            }
-            continue;
+        if pending.is_empty() && next == n {
+            break;
         }
         let mut i = 0;
         while i < pending.len() {
             let token = pending[i];
             let started = round.now();
-            let served = pair
-                .b
-                .load_session_by_token(&round.tokens[token])
-                .await
+            let served = block_on(pair.b.load_session_by_token(&round.tokens[token]))
                 .expect("validate on B")
                 .is_some();
             seen.validations += 1;
@@ -559,7 +556,11 @@ async fn watch(pair: Arc<Pair>, round: Arc<Round>, deadline: Duration) -> Watche
             }
             i += 1;
         }
-        tokio::task::yield_now().await;
+        if pause.is_zero() {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(pause);
+        }
     }
     seen
 }
@@ -705,7 +706,7 @@ impl LoadTask {
             n += 1;
             let slot = &self.live[rng.below(self.live.len())];
             let current = slot.lock().expect("slot").clone();
-            let fresh = if n % 2 == 0 {
+            let fresh = if n.is_multiple_of(2) {
                 self.counts.logins.fetch_add(1, Ordering::Relaxed);
                 session(next.fetch_add(1, Ordering::Relaxed), SystemClock.now())
             } else {
@@ -780,7 +781,13 @@ async fn poll_round_trip(server: &Server, key: &str, calls: usize) -> Vec<Durati
 }
 
 /// Polls per second of idle followers (hints on, nothing written) at each
-/// bound, over `window` once each had its first poll answered.
+/// bound: the poll counter is read every millisecond for `window` once each
+/// had its first poll answered, and the rate is the polls between the first
+/// and the last increase seen over the time between them (a 5 s bound polls
+/// only a few times in the window).
+/// A poll counter's value and when it was seen, at an increase.
+type Increase = Option<(u64, Instant)>;
+
 async fn idle_polls(server: &Server, key: &str, window: Duration) -> Vec<(Duration, f64)> {
     let db = server.database();
     let bounds = [
@@ -792,16 +799,33 @@ async fn idle_polls(server: &Server, key: &str, window: Duration) -> Vec<(Durati
     for b in bounds {
         followers.push((b, follower(db.config(), key, true, b).await));
     }
-    let before: Vec<u64> = followers
+    // Per follower: the last count, and (count, when) at its first and last increase.
+    let mut seen: Vec<(u64, Increase, Increase)> = followers
         .iter()
-        .map(|(_, f)| f.metrics().feed.polls)
+        .map(|(_, f)| (f.metrics().feed.polls, None, None))
         .collect();
     let start = Instant::now();
-    tokio::time::sleep(window).await;
-    let secs = start.elapsed().as_secs_f64();
+    while start.elapsed() < window {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for ((_, f), (last, first, latest)) in followers.iter().zip(seen.iter_mut()) {
+            let polls = f.metrics().feed.polls;
+            if polls != *last {
+                *last = polls;
+                let at = (polls, Instant::now());
+                first.get_or_insert(at);
+                *latest = Some(at);
+            }
+        }
+    }
     let mut rates = Vec::new();
-    for ((b, f), polls) in followers.iter().zip(before) {
-        rates.push((*b, (f.metrics().feed.polls - polls) as f64 / secs));
+    for ((b, f), (_, first, latest)) in followers.iter().zip(seen) {
+        let rate = match (first, latest) {
+            (Some((p0, t0)), Some((p1, t1))) if p1 > p0 => {
+                (p1 - p0) as f64 / t1.duration_since(t0).as_secs_f64()
+            }
+            _ => f64::NAN,
+        };
+        rates.push((*b, rate));
         f.close().await.expect("close");
     }
     rates
@@ -850,23 +874,21 @@ fn report(
         );
     }
     let loaded = runs.iter().zip(cases).find(|(_, c)| **c == Case::Loaded);
-    if let Some((run, _)) = loaded {
-        if let Some(load) = run.load {
-            println!(
-                "  under the load of (c), B = 1000 ms: A {:.1}/s, B {:.1}/s",
-                load.polls_per_sec.0, load.polls_per_sec.1
-            );
-            println!(
-                "  load of (c): {:.0} ops/s = {:.0} writes/s ({:.0} logins + {:.0} rotations) + \
-                 {:.0} validations/s over both instances; {} validations raced a rotation",
-                load.ops_per_sec(),
-                load.writes_per_sec,
-                load.logins_per_sec,
-                load.rotations_per_sec,
-                load.validations_per_sec,
-                load.refused,
-            );
-        }
+    if let Some(load) = loaded.and_then(|(run, _)| run.load) {
+        println!(
+            "  under the load of (c), B = 1000 ms: A {:.1}/s, B {:.1}/s",
+            load.polls_per_sec.0, load.polls_per_sec.1
+        );
+        println!(
+            "  load of (c): {:.0} ops/s = {:.0} writes/s ({:.0} logins + {:.0} rotations) + \
+             {:.0} validations/s over both instances; {} validations raced a rotation",
+            load.ops_per_sec(),
+            load.writes_per_sec,
+            load.logins_per_sec,
+            load.rotations_per_sec,
+            load.validations_per_sec,
+            load.refused,
+        );
     }
     for (run, case) in runs.iter().zip(cases) {
         println!(
@@ -942,5 +964,7 @@ fn markdown(plan: &Plan, cases: &[Case], runs: &[Propagation], cost: &feed_cost:
     } else {
         ""
     };
-    println!("\nMeasured with `cargo bench -p tokenstore --features postgres --bench feed`{quick}.");
+    println!(
+        "\nMeasured with `cargo bench -p tokenstore --features postgres --bench feed`{quick}."
+    );
 }

@@ -154,7 +154,7 @@ pub(crate) async fn measure(server: &Server, key: &str, budget: Duration, rounds
         for stack in STACKS {
             let (mut on, mut off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
             for round in 0..rounds {
-                let order = if round % 2 == 0 {
+                let order = if round.is_multiple_of(2) {
                     [true, false]
                 } else {
                     [false, true]
