@@ -421,6 +421,13 @@ async fn one_round(
     if !hold_all(&pair.b, &tokens).await {
         out.not_held += 1;
     }
+    if !pair.hints {
+        // `settle` returned just as a poll started: without a random phase
+        // every round's first revokes would wait most of a poll period.
+        let period = (BOUND / 2).as_micros() as usize;
+        let phase = Rng(first).below(period) as u64;
+        tokio::time::sleep(Duration::from_micros(phase)).await;
+    }
     let round = Arc::new(Round {
         started: tokens.iter().map(|_| AtomicBool::new(false)).collect(),
         returned: tokens.iter().map(|_| AtomicU64::new(0)).collect(),
