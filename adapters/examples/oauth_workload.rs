@@ -31,7 +31,7 @@
 mod cross;
 
 use clap::{Parser, ValueEnum};
-use cross::{Cross, Revoked, Stats};
+use cross::{Cross, CrossReport, Revoked, clients_everywhere, cross_columns, ms, print_cross};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,7 +48,13 @@ use tokenstore::{
 
 #[derive(Parser, Debug, Clone)]
 #[command(
-    about = "Runs a seeded OAuth token-store workload on SQLite (or PostgreSQL) and prints what each stack does"
+    about = "Runs a seeded OAuth token-store workload on SQLite (or PostgreSQL) and prints what each stack does",
+    after_help = "With --backend postgres and 2 or more --instances the table adds: revocations checked \
+(logouts and rotations whose old token was later read on another instance than the one that \
+revoked it), p99 propagation (every logout is watched by one other instance, which reads the old \
+token every millisecond: time from the logout's return to its first refusal) and stale serves \
+(reads on another instance that started --feed-bound-ms or more after the revoke returned and \
+still found the session; must be 0, else the run exits 1). They show - on SQLite and with one instance."
 )]
 struct Args {
     /// The backend under the stacks (postgres needs `--features postgres`).
@@ -291,15 +297,6 @@ struct Report {
     verified_revoked: u64,
     /// With several instances: the cross-instance check.
     cross: Option<CrossReport>,
-}
-
-/// What the cross-instance check of one stack saw.
-struct CrossReport {
-    instances: usize,
-    stats: Stats,
-    /// The end-of-run check through each instance's stack: (live sessions
-    /// found, revoked tokens refused) per instance.
-    per_instance: Vec<(u64, u64)>,
 }
 
 /// Where the stacks run.
@@ -761,29 +758,6 @@ async fn drive<S: TokenStore + 'static>(
             per_instance: Vec::new(),
         }),
     })
-}
-
-/// Waits until every instance loads every client registered through the first
-/// (a queued write may not have committed yet), so the run starts with them
-/// everywhere.
-async fn clients_everywhere<S: TokenStore>(
-    instances: &[Arc<S>],
-    cross: &Cross,
-) -> Result<(), StoreError> {
-    let started = Instant::now();
-    for store in instances {
-        for c in 0..CLIENTS {
-            while store.load_client(&format!("client-{c}")).await?.is_none() {
-                if started.elapsed() > Duration::from_secs(10) + cross.bound * 10 {
-                    return Err(StoreError::Backend(format!(
-                        "client-{c} never reached every instance"
-                    )));
-                }
-                cross.pause().await;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Runs every future concurrently on the current task and collects the outputs.
@@ -1289,59 +1263,6 @@ fn print_table(reports: &[Report]) {
             print_cross(r.stack, cross);
         }
     }
-}
-
-/// The cross-instance columns: `-` without several instances.
-fn cross_columns(cross: Option<&CrossReport>) -> (String, String, String) {
-    let Some(cross) = cross else {
-        return ("-".into(), "-".into(), "-".into());
-    };
-    let p99 = cross
-        .stats
-        .propagation_quantile(0.99)
-        .map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)));
-    (
-        cross.stats.checked.to_string(),
-        p99,
-        cross.stats.stale.to_string(),
-    )
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// The propagation figures and the end-of-run check through each instance.
-fn print_cross(stack: Stack, cross: &CrossReport) {
-    let s = &cross.stats;
-    let q = |q| s.propagation_quantile(q).map_or(f64::NAN, ms);
-    println!(
-        "{}: across {} instances: {} revocations checked on another instance, {} stale serves; \
-         propagation (logout returned to first refusal on a watching instance) over {} \
-         watches: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} watches broken",
-        name(stack),
-        cross.instances,
-        s.checked,
-        s.stale,
-        s.propagation.len(),
-        q(0.5),
-        q(0.99),
-        q(1.0),
-        s.broken
-    );
-    let each: Vec<String> = cross
-        .per_instance
-        .iter()
-        .enumerate()
-        .map(|(i, (live, revoked))| {
-            format!("instance {i}: {live} live load, {revoked} revoked refused")
-        })
-        .collect();
-    println!(
-        "{}: checked through every instance's stack after the bound: {}",
-        name(stack),
-        each.join("; ")
-    );
 }
 
 fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {

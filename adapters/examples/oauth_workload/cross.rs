@@ -8,11 +8,13 @@
 //! every millisecond until it is refused, and the time from the revoke's return
 //! to that refusal is one propagation sample.
 
+use super::{CLIENTS, Stack, name};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 use tokenstore::runtime::Runtime;
-use tokenstore::{Clock, SystemClock, Timestamp, TokenStore};
+use tokenstore::{Clock, StoreError, SystemClock, Timestamp, TokenStore};
 
 /// Between two reads of a watched token.
 const WATCH_EVERY: Duration = Duration::from_millis(1);
@@ -185,4 +187,89 @@ impl Cross {
             .sleep(self.bound + Duration::from_millis(50))
             .await;
     }
+}
+
+/// What the cross-instance check of one stack saw.
+pub(crate) struct CrossReport {
+    pub(crate) instances: usize,
+    pub(crate) stats: Stats,
+    /// The end-of-run check through each instance's stack: (live sessions
+    /// found, revoked tokens refused) per instance.
+    pub(crate) per_instance: Vec<(u64, u64)>,
+}
+
+/// Waits until every instance loads every client registered through the first
+/// (a queued write may not have committed yet), so the run starts with them
+/// everywhere.
+pub(crate) async fn clients_everywhere<S: TokenStore>(
+    instances: &[Arc<S>],
+    cross: &Cross,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    for store in instances {
+        for c in 0..CLIENTS {
+            while store.load_client(&format!("client-{c}")).await?.is_none() {
+                if started.elapsed() > Duration::from_secs(10) + cross.bound * 10 {
+                    return Err(StoreError::Backend(format!(
+                        "client-{c} never reached every instance"
+                    )));
+                }
+                cross.pause().await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cross-instance columns: `-` without several instances.
+pub(crate) fn cross_columns(cross: Option<&CrossReport>) -> (String, String, String) {
+    let Some(cross) = cross else {
+        return ("-".into(), "-".into(), "-".into());
+    };
+    let p99 = cross
+        .stats
+        .propagation_quantile(0.99)
+        .map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)));
+    (
+        cross.stats.checked.to_string(),
+        p99,
+        cross.stats.stale.to_string(),
+    )
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The propagation figures and the end-of-run check through each instance.
+pub(crate) fn print_cross(stack: Stack, cross: &CrossReport) {
+    let s = &cross.stats;
+    let q = |q| s.propagation_quantile(q).map_or(f64::NAN, ms);
+    println!(
+        "{}: across {} instances: {} revocations checked on another instance, {} stale serves; \
+         propagation (logout returned to first refusal on a watching instance) over {} \
+         watches: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} watches broken",
+        name(stack),
+        cross.instances,
+        s.checked,
+        s.stale,
+        s.propagation.len(),
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        s.broken
+    );
+    let each: Vec<String> = cross
+        .per_instance
+        .iter()
+        .enumerate()
+        .map(|(i, (live, revoked))| {
+            format!("instance {i}: {live} live load, {revoked} revoked refused")
+        })
+        .collect();
+    println!(
+        "{}: checked through every instance's stack after the bound: {}",
+        name(stack),
+        each.join("; ")
+    );
 }
