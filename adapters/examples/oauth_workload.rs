@@ -6,13 +6,20 @@
 //! cargo run --release -p tokenstore --example oauth_workload
 //! cargo run --release -p tokenstore --example oauth_workload -- --help
 //! cargo run --release -p tokenstore --features postgres --example oauth_workload -- \
-//!     --backend postgres [--pg-url postgresql://user@host/db]
+//!     --backend postgres [--pg-url postgresql://user@host/db] [--instances 3]
 //! ```
 //!
 //! On PostgreSQL each stack runs in a schema of its own (`oauth_workload_<stack>`,
-//! dropped and recreated first) of the database `--pg-url` names, or of a
-//! throwaway cluster started for the run when no URL is given (`initdb` must be
-//! installed; see the README).
+//! emptied first) of the database `--pg-url` names, or of a throwaway cluster
+//! started for the run when no URL is given (`initdb` must be installed; see the
+//! README).
+//!
+//! On PostgreSQL each stack also runs as `--instances` instances (2 by default):
+//! one `PostgresTokenStore` each (its own pool and hint connections) on the
+//! stack's schema, each under its own copy of the stack; the caches follow the
+//! store's invalidation feed. A user's logins, refreshes and logouts go to their
+//! home instance, most validations to the others, so every revocation must
+//! cross instances: see `oauth_workload/cross.rs` for what is checked.
 //!
 //! Logical users log in (state, code, session), validate their access token on
 //! API calls (a few hot users, a long tail), refresh (token rotation), log out,
@@ -20,7 +27,11 @@
 //! and one client runs `cleanup_expired` periodically. Each user belongs to one
 //! client task, so the expected answer of every call is known and checked.
 
+#[path = "oauth_workload/cross.rs"]
+mod cross;
+
 use clap::{Parser, ValueEnum};
+use cross::{Cross, CrossReport, Revoked, clients_everywhere, cross_columns, ms, print_cross};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,7 +48,13 @@ use tokenstore::{
 
 #[derive(Parser, Debug, Clone)]
 #[command(
-    about = "Runs a seeded OAuth token-store workload on SQLite (or PostgreSQL) and prints what each stack does"
+    about = "Runs a seeded OAuth token-store workload on SQLite (or PostgreSQL) and prints what each stack does",
+    after_help = "With --backend postgres and 2 or more --instances the table adds: revocations checked \
+(logouts and rotations whose old token was later read on another instance than the one that \
+revoked it), p99 propagation (every logout is watched by one other instance, which reads the old \
+token every millisecond: time from the logout's return to its first refusal) and stale serves \
+(reads on another instance that started --feed-bound-ms or more after the revoke returned and \
+still found the session; must be 0, else the run exits 1). They show - on SQLite and with one instance."
 )]
 struct Args {
     /// The backend under the stacks (postgres needs `--features postgres`).
@@ -79,6 +96,37 @@ struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// With `--backend postgres`: instances per stack, each its own store
+    /// (pool, hint connections) and stack on the stack's schema; caches follow
+    /// the invalidation feed, users' writes go to their home instance and most
+    /// validations to the others [default: 2 on postgres; SQLite runs 1 only]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_INSTANCES))]
+    instances: Option<u64>,
+    /// With 2 or more instances: the caches' feed bound `B` in milliseconds (a
+    /// revoked session is never served from a cache later than `B` after the
+    /// revoke returned); reads past it that still find a revoked session are
+    /// stale serves
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    feed_bound_ms: u64,
+}
+
+/// The most instances `--instances` takes (each holds a pool and two hint
+/// connections).
+const MAX_INSTANCES: u64 = 16;
+
+impl Args {
+    /// Instances per stack: `--instances`, else 2 on PostgreSQL and 1 on SQLite.
+    fn instances(&self) -> usize {
+        let default = match self.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 2,
+        };
+        self.instances.unwrap_or(default) as usize
+    }
+
+    fn feed_bound(&self) -> Duration {
+        Duration::from_millis(self.feed_bound_ms)
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +179,14 @@ fn main() {
         eprintln!("error: --runtime smol needs the smol feature: add `--features smol`");
         std::process::exit(2);
     }
+    if args.backend == Backend::Sqlite && args.instances() > 1 {
+        eprintln!(
+            "error: --instances {} needs --backend postgres (on SQLite each stack runs as one \
+             instance)",
+            args.instances()
+        );
+        std::process::exit(2);
+    }
     let tmp = tempfile::tempdir().expect("temporary directory");
     let target = match args.backend {
         Backend::Sqlite => {
@@ -157,9 +213,18 @@ fn main() {
         }
         Backend::Postgres => {
             let (target, where_) = postgres_target(&args);
+            let n = args.instances();
+            let instances = if n > 1 {
+                format!(
+                    ", {n} instances per stack (feed bound {} ms)",
+                    args.feed_bound_ms
+                )
+            } else {
+                ", one instance per stack".to_owned()
+            };
             println!(
                 "oauth_workload: {} users, {} ops, {} tasks, seed {}, {:?}, PostgreSQL ({}), \
-                 one schema per stack",
+                 one schema per stack{instances}",
                 args.users, args.ops, args.concurrency, args.seed, args.runtime, where_
             );
             target
@@ -184,8 +249,35 @@ fn main() {
         });
         println!("figures written to {}", path.display());
     }
+    let mut failed = false;
     if reports.iter().any(|r| r.violations > 0) {
         eprintln!("FAILED: some stack broke the contract (see violations)");
+        failed = true;
+    }
+    for (stack, cross) in reports
+        .iter()
+        .filter_map(|r| Some((r.stack, r.cross.as_ref()?)))
+    {
+        if cross.stats.stale > 0 {
+            eprintln!(
+                "FAILED: {}: {} stale serves: another instance still served a revoked session \
+                 {} ms or more after the revoke returned",
+                name(stack),
+                cross.stats.stale,
+                args.feed_bound_ms
+            );
+            failed = true;
+        }
+        if cross.stats.broken > 0 {
+            eprintln!(
+                "FAILED: {}: {} propagation watches failed or never saw the revocation",
+                name(stack),
+                cross.stats.broken
+            );
+            failed = true;
+        }
+    }
+    if failed {
         std::process::exit(1);
     }
 }
@@ -203,6 +295,8 @@ struct Report {
     violations: u64,
     verified_live: u64,
     verified_revoked: u64,
+    /// With several instances: the cross-instance check.
+    cross: Option<CrossReport>,
 }
 
 /// Where the stacks run.
@@ -310,7 +404,7 @@ async fn on_sqlite(args: &Args, stack: Stack, dir: &Path) -> Result<Report, Stor
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     let sqlite = Arc::new(open(&path, args.synchronous).await?);
-    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, sqlite.clone()).await?;
+    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, vec![sqlite.clone()]).await?;
     let commits = sqlite.stats().commits;
     sqlite.close().await?;
     let check = SqliteTokenStore::builder(&path)
@@ -328,15 +422,21 @@ async fn on_sqlite(args: &Args, stack: Stack, dir: &Path) -> Result<Report, Stor
     ))
 }
 
-/// The stack over an emptied schema of its own; the check opens a new store
-/// (a new pool) on that schema.
+/// The stack over an emptied schema of its own, as `--instances` instances
+/// (one store each on that schema); the check opens a new store (a new pool)
+/// on that schema.
 #[cfg(feature = "postgres")]
 async fn on_postgres(args: &Args, stack: Stack, pg: &PgTarget) -> Result<Report, StoreError> {
     let schema = format!("oauth_workload_{}", name(stack).replace('-', "_"));
-    let store = Arc::new(pg.open(&schema).await?);
-    clear(&store).await?;
-    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, store.clone()).await?;
-    store.close().await?;
+    let mut stores = Vec::new();
+    for _ in 0..args.instances() {
+        stores.push(Arc::new(pg.open(&schema).await?));
+    }
+    clear(&stores[0]).await?;
+    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, stores.clone()).await?;
+    for store in &stores {
+        store.close().await?;
+    }
     let check = pg.open(&schema).await?;
     let checked = verify(&check, &outcome.expected).await?;
     check.close().await?;
@@ -392,20 +492,29 @@ fn report(
         violations: outcome.violations + bad,
         verified_live: live,
         verified_revoked: revoked,
+        cross: outcome.cross,
     }
 }
 
 type Figures = (Outcome, Option<f64>, Option<f64>);
 
-/// Builds `stack` over `sqlite`, drives the workload, and closes the stack (a
-/// buffer drains) so the database holds everything afterwards.
+/// Builds `stack` over each of `backends` (one instance each), drives the
+/// workload across them, checks through every instance when there are several,
+/// and closes the stacks (a buffer drains) so the database holds everything
+/// afterwards.
 async fn run_on<B: TokenStore + 'static>(
     args: &Args,
     stack: Stack,
-    backend: Arc<B>,
+    backends: Vec<Arc<B>>,
 ) -> Result<Figures, StoreError> {
-    let cache = || CacheConfig::default();
-    let buffer = |ack| {
+    let queued = matches!(stack, Stack::Buffered | Stack::CachedBuffered);
+    let cross = Arc::new(Cross::new(
+        backends.len(),
+        args.feed_bound(),
+        queued,
+        runtime(args.runtime),
+    ));
+    let buffer = |backend: &Arc<B>, ack| {
         BufferedTokenStore::new(
             backend.clone(),
             BufferConfig::default(),
@@ -413,14 +522,17 @@ async fn run_on<B: TokenStore + 'static>(
             runtime(args.runtime),
         )
     };
-    let hits = |m: CacheMetrics| Some(m.sessions.hits as f64 / m.sessions.lookups.max(1) as f64);
-    let batch = |m: BufferMetrics| Some(m.applied_writes as f64 / m.applied_batches.max(1) as f64);
     Ok(match stack {
-        Stack::Bare => (drive(args, backend.clone()).await?, None, None),
+        Stack::Bare => {
+            let mut outcome = drive(args, &backends, &cross).await?;
+            check_instances(&backends, &cross, &mut outcome).await?;
+            (outcome, None, None)
+        }
         Stack::Cached => {
-            let store = Arc::new(CachingTokenStore::new(backend.clone(), cache()));
-            let outcome = drive(args, store.clone()).await?;
-            (outcome, hits(store.metrics()), None)
+            let stores = cached(args, &cross, backends.clone())?;
+            let mut outcome = drive(args, &stores, &cross).await?;
+            check_instances(&stores, &cross, &mut outcome).await?;
+            (outcome, hits(stores.iter().map(|s| s.metrics())), None)
         }
         Stack::Buffered | Stack::Durable => {
             let ack = if stack == Stack::Durable {
@@ -428,22 +540,98 @@ async fn run_on<B: TokenStore + 'static>(
             } else {
                 Ack::Queued
             };
-            let store = Arc::new(buffer(ack));
-            let outcome = drive(args, store.clone()).await?;
-            store.close().await?;
-            (outcome, None, batch(store.metrics()))
+            let stores: Vec<_> = backends.iter().map(|b| Arc::new(buffer(b, ack))).collect();
+            let mut outcome = drive(args, &stores, &cross).await?;
+            if cross.on() {
+                for store in &stores {
+                    store.flush().await?;
+                }
+            }
+            check_instances(&stores, &cross, &mut outcome).await?;
+            for store in &stores {
+                store.close().await?;
+            }
+            (outcome, None, batch(stores.iter().map(|s| s.metrics())))
         }
         Stack::CachedBuffered => {
-            let store = Arc::new(CachingTokenStore::new(buffer(Ack::Queued), cache()));
-            let outcome = drive(args, store.clone()).await?;
-            store.close().await?;
+            let buffers = backends.iter().map(|b| buffer(b, Ack::Queued)).collect();
+            let stores = cached(args, &cross, buffers)?;
+            let mut outcome = drive(args, &stores, &cross).await?;
+            if cross.on() {
+                for store in &stores {
+                    store.inner().flush().await?;
+                }
+            }
+            check_instances(&stores, &cross, &mut outcome).await?;
+            for store in &stores {
+                store.close().await?;
+            }
             (
                 outcome,
-                hits(store.metrics()),
-                batch(store.inner().metrics()),
+                hits(stores.iter().map(|s| s.metrics())),
+                batch(stores.iter().map(|s| s.inner().metrics())),
             )
         }
     })
+}
+
+/// One cache over each of `inners`: with several instances each follows the
+/// store's invalidation feed (bound `B`); alone, it is the plain cache.
+fn cached<T: TokenStore + 'static>(
+    args: &Args,
+    cross: &Cross,
+    inners: Vec<T>,
+) -> Result<Vec<Arc<CachingTokenStore<T>>>, StoreError> {
+    inners
+        .into_iter()
+        .map(|inner| {
+            let cache = if cross.on() {
+                let config = CacheConfig {
+                    feed_bound: Some(cross.bound),
+                    ..CacheConfig::default()
+                };
+                CachingTokenStore::following(inner, config, runtime(args.runtime))?
+            } else {
+                CachingTokenStore::new(inner, CacheConfig::default())
+            };
+            Ok(Arc::new(cache))
+        })
+        .collect()
+}
+
+/// The session hit ratio over every instance's cache.
+fn hits(metrics: impl Iterator<Item = CacheMetrics>) -> Option<f64> {
+    let (hits, lookups) = metrics.fold((0, 0), |(h, l), m| {
+        (h + m.sessions.hits, l + m.sessions.lookups)
+    });
+    Some(hits as f64 / lookups.max(1) as f64)
+}
+
+/// The average flush batch over every instance's buffer.
+fn batch(metrics: impl Iterator<Item = BufferMetrics>) -> Option<f64> {
+    let (writes, batches) = metrics.fold((0, 0), |(w, b), m| {
+        (w + m.applied_writes, b + m.applied_batches)
+    });
+    Some(writes as f64 / batches.max(1) as f64)
+}
+
+/// With several instances: once every revocation is past the bound, the
+/// end-of-run check through each instance's stack (its cache, its buffer).
+async fn check_instances<S: TokenStore>(
+    stores: &[Arc<S>],
+    cross: &Cross,
+    outcome: &mut Outcome,
+) -> Result<(), StoreError> {
+    let Some(report) = outcome.cross.as_mut() else {
+        return Ok(());
+    };
+    cross.past_bound().await;
+    for store in stores {
+        let (live, revoked, bad) = verify(&**store, &outcome.expected).await?;
+        outcome.violations += bad;
+        report.per_instance.push((live, revoked));
+    }
+    Ok(())
 }
 
 fn runtime(rt: Rt) -> Arc<dyn Runtime> {
@@ -485,25 +673,46 @@ struct Outcome {
     latencies: BTreeMap<&'static str, Vec<u32>>,
     violations: u64,
     expected: Expected,
+    /// With several instances.
+    cross: Option<CrossReport>,
 }
 
-async fn drive<S: TokenStore + 'static>(args: &Args, store: Arc<S>) -> Result<Outcome, StoreError> {
-    let clients = 10;
-    for c in 0..clients {
+/// OAuth clients the workload registers (`client-0` ..).
+const CLIENTS: u64 = 10;
+
+/// Drives the workload over `instances` (one stack each; one instance runs
+/// today's single-stack job).
+async fn drive<S: TokenStore + 'static>(
+    args: &Args,
+    instances: &[Arc<S>],
+    cross: &Arc<Cross>,
+) -> Result<Outcome, StoreError> {
+    for c in 0..CLIENTS {
         let mut client = ClientRecord::new(format!("client-{c}"), SystemClock.now());
         client.client_secret = Some(Secret::new(format!("client-secret-{c}")));
         client.redirect_uris = vec![format!("https://app{c}.example.com/callback")];
-        store.store_client(Arc::new(client)).await?;
+        instances[0].store_client(Arc::new(client)).await?;
+    }
+    if cross.on() {
+        clients_everywhere(instances, cross).await?;
     }
     let done = Arc::new(AtomicUsize::new(0));
     let violations = Arc::new(AtomicU64::new(0));
     let per_task = args.ops / args.concurrency;
     let mut clients: Vec<Client<S>> = (0..args.concurrency)
         .map(|task| {
+            // A task's users are spread over every instance.
             let users = (0..args.users)
                 .filter(|u| u % args.concurrency == task)
+                .map(|u| (u, (u / args.concurrency) as usize % instances.len()))
                 .collect();
-            Client::new(store.clone(), args.seed ^ (task * 0x9e37), users, task == 0)
+            Client::new(
+                instances.to_vec(),
+                cross.clone(),
+                args.seed ^ (task * 0x9e37),
+                users,
+                task == 0,
+            )
         })
         .collect();
     // Log 80% of the users in before the clock starts.
@@ -521,6 +730,7 @@ async fn drive<S: TokenStore + 'static>(args: &Args, store: Arc<S>) -> Result<Ou
     }
     let elapsed = start.elapsed();
     progress.finish();
+    let stats = cross.settle().await;
     let mut latencies: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
     let mut expected = Expected::default();
     for client in clients {
@@ -532,7 +742,9 @@ async fn drive<S: TokenStore + 'static>(args: &Args, store: Arc<S>) -> Result<Ou
                 expected.live.push((s.access, s.id, s.access_expires));
             }
         });
-        expected.revoked.extend(client.revoked);
+        expected
+            .revoked
+            .extend(client.revoked.into_iter().map(|r| r.token));
     }
     Ok(Outcome {
         ops: per_task * args.concurrency,
@@ -540,6 +752,11 @@ async fn drive<S: TokenStore + 'static>(args: &Args, store: Arc<S>) -> Result<Ou
         latencies,
         violations: violations.load(Ordering::SeqCst),
         expected,
+        cross: cross.on().then(|| CrossReport {
+            instances: cross.n,
+            stats,
+            per_instance: Vec::new(),
+        }),
     })
 }
 
@@ -610,44 +827,63 @@ struct UserSession {
     access: String,
     refresh: Option<String>,
     access_expires: Timestamp,
+    /// When the write that stored it returned.
+    written_at: Timestamp,
 }
 
 struct User {
     index: u64,
+    /// The instance that takes this user's logins, refreshes and logouts.
+    home: usize,
     session: Option<UserSession>,
     generation: u64,
 }
 
 /// One client task: owns its users, so it knows every expected answer.
 struct Client<S> {
-    store: Arc<S>,
+    /// One stack per instance (one in today's single-instance job).
+    instances: Vec<Arc<S>>,
+    cross: Arc<Cross>,
     rng: SplitMix64,
     users: Vec<User>,
-    revoked: Vec<String>,
+    revoked: Vec<Revoked>,
     latencies: BTreeMap<&'static str, Vec<u32>>,
     cleans: bool,
+    /// Time spent in the current operation that is not the operation's own (a
+    /// logout's read on its watching instance).
+    excluded: Duration,
 }
 
 /// Tolerance around an expiry, where either answer is right.
 const EXPIRY_SLACK: Duration = Duration::from_secs(3);
 
-impl<S: TokenStore> Client<S> {
-    fn new(store: Arc<S>, seed: u64, users: Vec<u64>, cleans: bool) -> Self {
+impl<S: TokenStore + 'static> Client<S> {
+    /// A client task over `instances` for `users`, each `(index, home instance)`.
+    fn new(
+        instances: Vec<Arc<S>>,
+        cross: Arc<Cross>,
+        seed: u64,
+        users: Vec<(u64, usize)>,
+        cleans: bool,
+    ) -> Self {
         let users = users
             .into_iter()
-            .map(|index| User {
+            .map(|(index, home)| User {
                 index,
+                home,
                 session: None,
                 generation: 0,
             })
             .collect();
         Self {
-            store,
+            instances,
+            cross,
             rng: SplitMix64(seed),
             users,
             revoked: Vec::new(),
             latencies: BTreeMap::new(),
             cleans,
+            excluded: Duration::ZERO,
         }
     }
 
@@ -672,15 +908,17 @@ impl<S: TokenStore> Client<S> {
         }
         for i in 0..ops {
             let op = self.pick();
+            self.excluded = Duration::ZERO;
             let started = Instant::now();
             let ok = self.step(op).await?;
-            let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+            let took = started.elapsed().saturating_sub(self.excluded);
+            let micros = took.as_micros().min(u32::MAX as u128) as u32;
             self.latencies.entry(OPS[op]).or_default().push(micros);
             if !ok {
                 violations.fetch_add(1, Ordering::Relaxed);
             }
             if self.cleans && i % 2_000 == 1_999 {
-                self.store.cleanup_expired().await?;
+                self.instances[0].cleanup_expired().await?;
             }
             done.fetch_add(1, Ordering::Relaxed);
         }
@@ -713,8 +951,9 @@ impl<S: TokenStore> Client<S> {
             }
             4 => self.logout().await,
             _ => {
-                let id = format!("client-{}", self.rng.below(10));
-                Ok(self.store.load_client(&id).await?.is_some())
+                let c = self.rng.below(CLIENTS);
+                let store = &self.instances[c as usize % self.instances.len()];
+                Ok(store.load_client(&format!("client-{c}")).await?.is_some())
             }
         }
     }
@@ -725,26 +964,83 @@ impl<S: TokenStore> Client<S> {
         ((u * u * u) * self.users.len() as f64) as usize % self.users.len()
     }
 
+    /// Where a validation of a user at home on `home` goes: home one time in
+    /// five, else another instance (always home with one instance).
+    fn reader(&mut self, home: usize) -> usize {
+        if !self.cross.on() || self.rng.unit() < 0.2 {
+            return home;
+        }
+        self.other(home)
+    }
+
+    /// An instance other than `home`, at random.
+    fn other(&mut self, home: usize) -> usize {
+        let n = self.instances.len();
+        (home + 1 + self.rng.below(n as u64 - 1) as usize) % n
+    }
+
     async fn validate(&mut self) -> Result<bool, StoreError> {
         let u = self.skewed_user();
-        let Some(s) = &self.users[u].session else {
+        if self.users[u].session.is_none() {
             return Ok(true);
-        };
-        let found = self.store.load_session_by_token(&s.access).await?;
+        }
+        let home = self.users[u].home;
+        let at = self.reader(home);
+        let s = self.users[u].session.as_ref().expect("checked above");
+        let started = SystemClock.now();
+        let found = self.instances[at].load_session_by_token(&s.access).await?;
+        Ok(self.judge(at != home, started, s, found))
+    }
+
+    /// Whether `found` is a right answer to a read of the current session `s`
+    /// that started at `started`, on another instance than its home (`remote`)
+    /// or on its home.
+    fn judge(
+        &self,
+        remote: bool,
+        started: Timestamp,
+        s: &UserSession,
+        found: Option<Arc<StoredSession>>,
+    ) -> bool {
         let now = SystemClock.now();
-        Ok(match found {
+        match found {
             Some(found) => found.session_id == s.id && now <= s.access_expires + EXPIRY_SLACK,
-            None => now + EXPIRY_SLACK >= s.access_expires,
-        })
+            None => {
+                now + EXPIRY_SLACK >= s.access_expires
+                    || (remote && self.cross.may_miss(started, s.written_at))
+            }
+        }
     }
 
     async fn bad_token(&mut self) -> Result<bool, StoreError> {
-        let token = if self.revoked.is_empty() || self.rng.unit() < 0.5 {
-            format!("unknown-{:016x}", self.rng.next())
-        } else {
-            self.revoked[self.rng.below(self.revoked.len() as u64) as usize].clone()
-        };
-        Ok(self.store.load_session_by_token(&token).await?.is_none())
+        if self.revoked.is_empty() || self.rng.unit() < 0.5 {
+            let token = format!("unknown-{:016x}", self.rng.next());
+            let n = self.instances.len() as u64;
+            let at = if self.cross.on() {
+                self.rng.below(n) as usize
+            } else {
+                0
+            };
+            return Ok(self.instances[at]
+                .load_session_by_token(&token)
+                .await?
+                .is_none());
+        }
+        let i = self.rng.below(self.revoked.len() as u64) as usize;
+        let home = self.revoked[i].home;
+        let at = self.reader(home);
+        let started = SystemClock.now();
+        let served = self.instances[at]
+            .load_session_by_token(&self.revoked[i].token)
+            .await?
+            .is_some();
+        if at == home {
+            return Ok(!served);
+        }
+        // Another instance may serve it for up to `B`; past it, a stale serve.
+        self.cross
+            .remote_read(&mut self.revoked[i], started, served);
+        Ok(true)
     }
 
     async fn refresh(&mut self) -> Result<bool, StoreError> {
@@ -756,14 +1052,17 @@ impl<S: TokenStore> Client<S> {
         else {
             return self.validate().await;
         };
+        let home = self.users[u].home;
         let old = self.users[u].session.take().expect("checked above");
-        let Some(found) = self.store.load_session_by_refresh_token(&refresh).await? else {
+        let store = self.instances[home].clone();
+        let Some(found) = store.load_session_by_refresh_token(&refresh).await? else {
             return Ok(false);
         };
         let ok = found.session_id == old.id;
         let session = self.new_session(u, Some(old.id.clone()));
-        self.store.store_session(Arc::new(session)).await?;
-        self.revoked.push(old.access);
+        store.store_session(Arc::new(session)).await?;
+        let now = self.written(u);
+        self.revoked.push(Revoked::new(old.access, home, now));
         Ok(ok)
     }
 
@@ -772,20 +1071,39 @@ impl<S: TokenStore> Client<S> {
         let Some(s) = self.users[u].session.take() else {
             return Ok(true);
         };
-        self.store.delete_session_by_token(&s.access).await?;
-        self.revoked.push(s.access);
-        Ok(true)
+        let home = self.users[u].home;
+        let mut ok = true;
+        // With several instances another one watches the token: it reads it
+        // first (so its cache holds what the logout revokes), then until refused.
+        let watcher = self.cross.on().then(|| self.other(home));
+        if let Some(w) = watcher {
+            let clock = Instant::now();
+            let started = SystemClock.now();
+            let found = self.instances[w].load_session_by_token(&s.access).await?;
+            ok = self.judge(true, started, &s, found);
+            self.excluded += clock.elapsed();
+        }
+        self.instances[home]
+            .delete_session_by_token(&s.access)
+            .await?;
+        let mut revoked = Revoked::new(s.access, home, SystemClock.now());
+        if let Some(w) = watcher {
+            self.cross.watch(self.instances[w].clone(), &mut revoked);
+        }
+        self.revoked.push(revoked);
+        Ok(ok)
     }
 
-    /// The whole authorization-code flow for user `u`.
+    /// The whole authorization-code flow for user `u`, on the user's home.
     async fn login(&mut self, u: usize) -> Result<bool, StoreError> {
+        let store = self.instances[self.users[u].home].clone();
         let now = SystemClock.now();
         let tag = self.rng.next();
         let state = format!("state-{tag:016x}");
         let mut st = StateRecord::new(&state, now + Duration::from_secs(600), now);
         st.client_id = Some("client-0".into());
-        self.store.store_state(Arc::new(st)).await?;
-        let mut ok = self.store.consume_state(&state).await?.is_some();
+        store.store_state(Arc::new(st)).await?;
+        let mut ok = store.consume_state(&state).await?.is_some();
         let session = self.new_session(u, None);
         let code = format!("code-{tag:016x}");
         let rec = AuthCodeRecord::new(
@@ -794,11 +1112,21 @@ impl<S: TokenStore> Client<S> {
             now + Duration::from_secs(60),
             now,
         );
-        self.store.store_auth_code(Arc::new(rec)).await?;
-        ok &= self.store.load_auth_code(&code).await?.is_some();
-        ok &= self.store.try_delete_auth_code(&code).await?;
-        self.store.store_session(Arc::new(session)).await?;
+        store.store_auth_code(Arc::new(rec)).await?;
+        ok &= store.load_auth_code(&code).await?.is_some();
+        ok &= store.try_delete_auth_code(&code).await?;
+        store.store_session(Arc::new(session)).await?;
+        self.written(u);
         Ok(ok)
+    }
+
+    /// Marks user `u`'s session as written now (its store returned); returns now.
+    fn written(&mut self, u: usize) -> Timestamp {
+        let now = SystemClock.now();
+        if let Some(s) = self.users[u].session.as_mut() {
+            s.written_at = now;
+        }
+        now
     }
 
     /// A new session for user `u` (a new id unless rotating), remembered as theirs.
@@ -836,6 +1164,7 @@ impl<S: TokenStore> Client<S> {
             access,
             refresh,
             access_expires: now + life,
+            written_at: now,
         });
         s
     }
@@ -890,8 +1219,14 @@ fn print_table(reports: &[Report]) {
         print!(" {:>15}", format!("{op} p50/p99"));
     }
     println!(
-        " {:>6} {:>6} {:>8} {:>10}",
-        "hit%", "batch", "commits", "violations"
+        " {:>6} {:>6} {:>8} {:>10} {:>19} {:>15} {:>12}",
+        "hit%",
+        "batch",
+        "commits",
+        "violations",
+        "revocations checked",
+        "p99 propagation",
+        "stale serves"
     );
     for r in reports {
         let rate = r.ops as f64 / r.elapsed.as_secs_f64();
@@ -910,9 +1245,10 @@ fn print_table(reports: &[Report]) {
             .map_or("-".to_string(), |h| format!("{:.1}", h * 100.0));
         let batch = r.avg_batch.map_or("-".to_string(), |b| format!("{b:.1}"));
         let commits = r.commits.map_or("-".to_string(), |c| c.to_string());
+        let (checked, p99, stale) = cross_columns(r.cross.as_ref());
         println!(
-            " {:>6} {:>6} {:>8} {:>10}",
-            hit, batch, commits, r.violations
+            " {:>6} {:>6} {:>8} {:>10} {:>19} {:>15} {:>12}",
+            hit, batch, commits, r.violations, checked, p99, stale
         );
     }
     for r in reports {
@@ -923,6 +1259,9 @@ fn print_table(reports: &[Report]) {
             r.verified_revoked,
             r.violations
         );
+        if let Some(cross) = &r.cross {
+            print_cross(r.stack, cross);
+        }
     }
 }
 
@@ -950,12 +1289,17 @@ fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
                 "backend": format!("{:?}", args.backend).to_lowercase(),
                 "sqlite_commits": r.commits,
                 "violations": r.violations,
+                "instances": r.cross.as_ref().map_or(1, |c| c.instances),
+                "revocations_checked": r.cross.as_ref().map(|c| c.stats.checked),
+                "propagation_p99_ms": r.cross.as_ref().and_then(|c| c.stats.propagation_quantile(0.99)).map(ms),
+                "stale_serves": r.cross.as_ref().map(|c| c.stats.stale),
             })
         })
         .collect();
     serde_json::json!({
         "users": args.users, "ops": args.ops, "concurrency": args.concurrency, "seed": args.seed,
         "runtime": format!("{:?}", args.runtime).to_lowercase(), "stacks": stacks,
+        "feed_bound_ms": (args.instances() > 1).then_some(args.feed_bound_ms),
     })
 }
 
