@@ -56,8 +56,8 @@ impl Statements {
                 format!(
                     "WITH gone AS (DELETE FROM {s}.auth_codes WHERE code = $1 \
                      RETURNING expires_at >= $2 AS live), \
-                     log AS ({} SELECT $3::smallint, $4::bytea FROM gone) SELECT live FROM gone",
-                    log::insert(s)
+                     log AS ({}) SELECT live FROM gone",
+                    log::insert(s, "SELECT $3::smallint, $4::bytea FROM gone")
                 )
             } else {
                 format!("DELETE FROM {s}.auth_codes WHERE code = $1 RETURNING expires_at >= $2")

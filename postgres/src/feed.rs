@@ -61,8 +61,9 @@ impl Statements {
             // One statement, so one snapshot: the bounds and the rows (at
             // least one row, with NULL kind and key when none).
             poll: format!(
-                "SELECT h.xmin, h.pruned, h.top, i.kind, i.key FROM ({bounds}) AS h \
-                 LEFT JOIN {s}.invalidations AS i ON i.xid >= $1::text::xid8"
+                "SELECT h.xmin, h.pruned, h.top, u.kind, u.key FROM ({bounds}) AS h \
+                 LEFT JOIN {s}.invalidations AS i ON i.xid >= $1::text::xid8 \
+                 LEFT JOIN LATERAL unnest(i.kinds, i.keys) AS u(kind, key) ON true"
             ),
             watermark: bounds,
             // One statement, so one transaction: the rows go, and the prune

@@ -43,11 +43,12 @@
 //!   `DESIGN.md` section 7): several instances sharing the database each keep
 //!   a read cache, and learn from the feed which keys any instance's writes
 //!   removed or replaced.
-//!   - *The log*: table `invalidations (xid xid8, kind smallint, key bytea,
-//!     at timestamptz)`, indexed on `xid`. Every write that can invalidate a
-//!     cached key (a session store, rotation or delete; a code store, delete
-//!     or take; a client store or delete; in single calls, batches and bulk
-//!     calls) appends one row per key **in the same statement**, so the rows
+//!   - *The log*: table `invalidations (xid xid8, kinds smallint[], keys
+//!     bytea[], at timestamptz)`, indexed on `xid`. Every write that can
+//!     invalidate a cached key (a session store, rotation or delete; a code
+//!     store, delete or take; a client store or delete; in single calls,
+//!     batches and bulk calls) appends one row holding all the keys it touched
+//!     (a kind and the bytes of each) **in the same statement**, so the rows
 //!     commit exactly when the write does. Rows hold what
 //!     [`feed::encode_key`](tokenstore_core::feed::encode_key) makes of the
 //!     key: token and code SHA-256 digests and ids, never a token, code or

@@ -2,7 +2,9 @@
 //! cache keys to `invalidations` inside the write's own statement.
 //!
 //! Every logged write stays one statement (no extra round trip): the log row
-//! insert rides along as a data-modifying CTE. Keys the write knows up front
+//! insert rides along as a data-modifying CTE, and writes one row per statement
+//! holding all the keys it logs (`kinds smallint[]`, `keys bytea[]`), so a
+//! batch of 250 deletes adds one row, not 750. Keys the write knows up front
 //! (what it stores, what it asks to delete) are computed in Rust by
 //! [`tokenstore_core::feed::log`] and encoded by
 //! [`encode_key`](tokenstore_core::feed::encode_key), then passed as two arrays
@@ -22,9 +24,16 @@ use tokio_postgres::types::ToSql;
 /// The columns a `DELETE` on `sessions` returns for [`of_sessions`].
 pub(crate) const SESSION_KEY_COLUMNS: &str = "access_token_hash, refresh_token_hash, session_id";
 
-/// `INSERT INTO {s}.invalidations (kind, key)`.
-pub(crate) fn insert(s: &str) -> String {
-    format!("INSERT INTO {s}.invalidations (kind, key)")
+/// The `INSERT` of one log row holding every `(kind, key)` that `select`
+/// yields (as two parallel arrays), or of none when it yields nothing: one
+/// row (and one index entry) per statement, however many keys the write
+/// touched.
+pub(crate) fn insert(s: &str, select: &str) -> String {
+    format!(
+        "INSERT INTO {s}.invalidations (kinds, keys) \
+         SELECT array_agg(r.kind), array_agg(r.key) FROM ({select}) AS r(kind, key) \
+         HAVING count(*) > 0"
+    )
 }
 
 /// `SELECT` of the keys passed as arrays in parameters `$k` (kinds) and `$b` (bytes).
@@ -47,14 +56,14 @@ pub(crate) fn of_sessions(gone: &str) -> String {
 
 /// `statement`, with the keys in `$k`, `$b` logged in the same statement.
 pub(crate) fn with_given(s: &str, k: usize, b: usize, statement: &str) -> String {
-    format!("WITH log AS ({} {}) {statement}", insert(s), given(k, b))
+    format!("WITH log AS ({}) {statement}", insert(s, &given(k, b)))
 }
 
 /// `statement`, with the one key in `$k`, `$b` (scalars) logged in the same statement.
 pub(crate) fn with_one(s: &str, k: usize, b: usize, statement: &str) -> String {
     format!(
-        "WITH log AS ({} VALUES (${k}::smallint, ${b}::bytea)) {statement}",
-        insert(s)
+        "WITH log AS ({}) {statement}",
+        insert(s, &format!("SELECT ${k}::smallint, ${b}::bytea"))
     )
 }
 
@@ -62,8 +71,8 @@ pub(crate) fn with_one(s: &str, k: usize, b: usize, statement: &str) -> String {
 /// (scalars) when it removed a row.
 pub(crate) fn delete_one(s: &str, delete: &str, k: usize, b: usize) -> String {
     format!(
-        "WITH gone AS ({delete} RETURNING 1) {} SELECT ${k}::smallint, ${b}::bytea FROM gone",
-        insert(s)
+        "WITH gone AS ({delete} RETURNING 1) {}",
+        insert(s, &format!("SELECT ${k}::smallint, ${b}::bytea FROM gone"))
     )
 }
 
@@ -71,10 +80,14 @@ pub(crate) fn delete_one(s: &str, delete: &str, k: usize, b: usize) -> String {
 /// whose row it removed, the key at the same index of `$2`, `$3`.
 pub(crate) fn delete_many(s: &str, delete: &str, column: &str) -> String {
     format!(
-        "WITH gone AS ({delete} RETURNING {column}) {} SELECT t.k, t.b FROM \
-         unnest($1::text[], $2::smallint[], $3::bytea[]) AS t(c, k, b) \
-         JOIN gone ON gone.{column} = t.c",
-        insert(s)
+        "WITH gone AS ({delete} RETURNING {column}) {}",
+        insert(
+            s,
+            &format!(
+                "SELECT t.k, t.b FROM unnest($1::text[], $2::smallint[], $3::bytea[]) \
+                 AS t(c, k, b) JOIN gone ON gone.{column} = t.c"
+            )
+        )
     )
 }
 
@@ -85,9 +98,8 @@ pub(crate) fn delete_sessions(s: &str, delete: &str, also: Option<(usize, usize)
         .map(|(k, b)| format!(" UNION ALL {}", given(k, b)))
         .unwrap_or_default();
     format!(
-        "WITH gone AS ({delete} RETURNING {SESSION_KEY_COLUMNS}) {} {}{also}",
-        insert(s),
-        of_sessions("gone")
+        "WITH gone AS ({delete} RETURNING {SESSION_KEY_COLUMNS}) {}",
+        insert(s, &format!("{}{also}", of_sessions("gone")))
     )
 }
 
@@ -95,10 +107,9 @@ pub(crate) fn delete_sessions(s: &str, delete: &str, also: Option<(usize, usize)
 /// rows it removed.
 pub(crate) fn delete_sessions_counted(s: &str, delete: &str) -> String {
     format!(
-        "WITH gone AS ({delete} RETURNING {SESSION_KEY_COLUMNS}), log AS ({} {}) \
+        "WITH gone AS ({delete} RETURNING {SESSION_KEY_COLUMNS}), log AS ({}) \
          SELECT count(*) FROM gone",
-        insert(s),
-        of_sessions("gone")
+        insert(s, &of_sessions("gone"))
     )
 }
 

@@ -92,8 +92,8 @@ CREATE TABLE {s}.oauth_clients (
 const V2: &str = r#"
 CREATE TABLE {s}.invalidations (
     xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-    kind smallint NOT NULL,
-    key bytea NOT NULL,
+    kinds smallint[] NOT NULL,
+    keys bytea[] NOT NULL,
     at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX invalidations_xid ON {s}.invalidations (xid);

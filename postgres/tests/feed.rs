@@ -47,7 +47,11 @@ fn feed(store: &PostgresTokenStore) -> &dyn InvalidationFeed {
 /// The log's rows, as sorted `(kind, bytes)`.
 async fn rows(client: &Client) -> Vec<(i16, Vec<u8>)> {
     let rows = client
-        .query("SELECT kind, key FROM tokenstore.invalidations", &[])
+        .query(
+            "SELECT u.kind, u.key FROM tokenstore.invalidations AS i, \
+             unnest(i.kinds, i.keys) AS u(kind, key)",
+            &[],
+        )
         .await
         .expect("read the log");
     let mut out: Vec<_> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -432,8 +436,8 @@ async fn a_transaction_that_commits_after_a_later_one_is_not_skipped() {
     let (t1, t2) = (raw(&db.config()).await, raw(&db.config()).await);
     let insert = |id: &str| {
         format!(
-            "INSERT INTO tokenstore.invalidations (kind, key) VALUES ({}, '{id}'::bytea) \
-             RETURNING xid::text",
+            "INSERT INTO tokenstore.invalidations (kinds, keys) \
+             VALUES (ARRAY[{}]::smallint[], ARRAY['{id}'::bytea]) RETURNING xid::text",
             tokenstore_core::feed::KIND_CLIENT
         )
     };
@@ -498,8 +502,8 @@ async fn a_rolled_back_log_row_is_never_reported() {
         .watermark;
     let t = raw(&db.config()).await;
     t.batch_execute(
-        "BEGIN; INSERT INTO tokenstore.invalidations (kind, key) VALUES (5, 'gone'::bytea); \
-         ROLLBACK",
+        "BEGIN; INSERT INTO tokenstore.invalidations (kinds, keys) \
+         VALUES (ARRAY[5]::smallint[], ARRAY['gone'::bytea]); ROLLBACK",
     )
     .await
     .unwrap();
