@@ -13,7 +13,29 @@ use tokenstore::{
     AuthCodeRecord, BoxFuture, CachingTokenStore, CleanupCounts, ClientRecord, MemoryTokenStore,
     StateRecord, StoreError, StoredSession, TokenStore,
 };
-use tokenstore_loom::{LoomRuntime, block_on, clock, model, session};
+use tokenstore::runtime::{Runtime, Task};
+use tokenstore_loom::{block_on, clock, model, session};
+
+/// The poller's runtime in this model: a poll's lapse timer (the task
+/// `poll_feed` spawns once a poll confirmed freshness) is dropped, not run:
+/// its sleep would never end under loom, and no clock steps here. Sleeps never
+/// fire, as `LoomRuntime`'s.
+#[derive(Debug)]
+struct NoLapse;
+
+impl Runtime for NoLapse {
+    fn spawn(&self, task: Task) {
+        drop(task);
+    }
+
+    fn sleep(&self, _duration: Duration) -> Task {
+        Box::pin(std::future::pending())
+    }
+}
+
+fn no_lapse() -> Arc<dyn Runtime> {
+    Arc::new(NoLapse)
+}
 
 /// A store shared with another instance, reduced to what the race needs: the
 /// session `"tok"` (username `"old"`) until the other instance revokes it.
@@ -208,7 +230,7 @@ fn poll_racing_fill(readers: usize) {
         ));
         // The first poll confirms freshness (the cache is empty). B / 2 later
         // the next poll is due, and hits may still be served.
-        let first = block_on(cache.poll_feed(&LoomRuntime));
+        let first = block_on(cache.poll_feed(&no_lapse()));
         assert!(matches!(first, PollTimer::After(_)), "{first:?}");
         clock.advance(Duration::from_millis(500));
         let polled = Arc::new(AtomicBool::new(false));
@@ -217,7 +239,7 @@ fn poll_racing_fill(readers: usize) {
             let (cache, store, polled) = (cache.clone(), store.clone(), polled.clone());
             thread::spawn(move || {
                 store.revoke();
-                let timer = block_on(cache.poll_feed(&LoomRuntime));
+                let timer = block_on(cache.poll_feed(&no_lapse()));
                 polled.store(true, Ordering::SeqCst);
                 timer
             })
