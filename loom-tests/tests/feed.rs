@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenstore::cache::{CacheConfig, CacheKey, PollTimer};
 use tokenstore::feed::{InvalidationFeed, Invalidations, Watermark};
+use tokenstore::runtime::{Runtime, Task};
 use tokenstore::{
     AuthCodeRecord, BoxFuture, CachingTokenStore, CleanupCounts, ClientRecord, MemoryTokenStore,
     StateRecord, StoreError, StoredSession, TokenStore,
 };
-use tokenstore::runtime::{Runtime, Task};
 use tokenstore_loom::{block_on, clock, model, session};
 
 /// The poller's runtime in this model: a poll's lapse timer (the task
