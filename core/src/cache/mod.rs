@@ -137,7 +137,7 @@ pub enum Lookup {
     /// Another caller is filling this key: wait until a fill or abandon is
     /// reported, then look up again.
     Wait,
-    /// The cache was closed: answer [`StoreError::Closed`](crate::StoreError::Closed).
+    /// The cache was closed: answer [`StoreError::Closed`].
     Closed,
 }
 
