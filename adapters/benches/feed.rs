@@ -38,6 +38,8 @@ mod common;
 
 #[path = "common/feed_cost.rs"]
 mod feed_cost;
+#[path = "common/template.rs"]
+mod template;
 
 use common::session;
 use futures_lite::future::{block_on, poll_once};

@@ -40,6 +40,8 @@
 //! the lookups only).
 
 mod common;
+#[path = "common/template.rs"]
+mod template;
 
 use bytes::{BufMut, BytesMut};
 use common::{Stack, drive, drive_buffered, median, session, writer_counts};
@@ -48,6 +50,7 @@ use std::error::Error;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use template::{Copies, RunDb};
 use tokenstore::cache::CacheConfig;
 use tokenstore::postgres::{DEFAULT_POOL_SIZE, PostgresTokenStore, generate_key};
 use tokenstore::{CachingTokenStore, Clock, Secret, SystemClock, Timestamp, TokenHash, TokenStore};
@@ -87,18 +90,10 @@ impl Run {
 /// The server, the prefilled template database and the bench's admin
 /// connection, which copies the template for every run.
 struct Bench {
-    admin: Client,
-    base: Config,
-    template: TestDatabase,
+    copies: Copies,
+    _template: TestDatabase,
     key: String,
-    copies: AtomicU64,
     _server: Server,
-}
-
-/// A database copied from the template for one run, dropped by `finish`.
-struct RunDb {
-    name: String,
-    config: Config,
 }
 
 impl Bench {
@@ -119,42 +114,23 @@ impl Bench {
         let base = server.admin_config();
         let admin = connect(rt, &base).await;
         Self {
-            admin,
-            base,
-            template,
+            copies: Copies::new(admin, base, template.name(), "run"),
+            _template: template,
             key,
-            copies: AtomicU64::new(0),
             _server: server,
         }
     }
 
     /// A fresh copy of the template (20,000 sessions).
     async fn fresh(&self) -> RunDb {
-        let n = self.copies.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}_run_{n}", self.template.name());
-        let sql = format!("CREATE DATABASE {name} TEMPLATE {}", self.template.name());
-        // The template's last connections may take a moment to go.
-        let mut tries = 0;
-        while let Err(e) = self.admin.batch_execute(&sql).await {
-            tries += 1;
-            assert!(tries < 50, "copy the template: {e}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let mut config = self.base.clone();
-        config.dbname(&name);
-        RunDb { name, config }
+        self.copies.fresh().await
     }
 
     async fn finish(&self, db: RunDb) {
-        let sql = format!("DROP DATABASE {} WITH (FORCE)", db.name);
-        self.admin
-            .batch_execute(&sql)
-            .await
-            .expect("drop a run's database");
+        self.copies.finish(db).await;
     }
 }
 
-/// A server setting.
 async fn show(admin: &Client, name: &str) -> String {
     let row = admin.query_one(&format!("SHOW {name}"), &[]).await;
     row.map(|r| r.get::<_, String>(0)).expect("SHOW")
@@ -191,8 +167,8 @@ fn main() {
     let bench = rt.block_on(Bench::new(rt.handle()));
     let (sync, fsync) = rt.block_on(async {
         (
-            show(&bench.admin, "synchronous_commit").await,
-            show(&bench.admin, "fsync").await,
+            show(&bench.copies.admin, "synchronous_commit").await,
+            show(&bench.copies.admin, "fsync").await,
         )
     });
     println!(

@@ -15,6 +15,7 @@
 //! of the rounds' off/on ratios.
 
 use crate::common::{Stack, drive, drive_buffered, median, session};
+use crate::template::{Copies, RunDb};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use tokenstore::postgres::PostgresTokenStore;
 use tokenstore::runtime::TokioRuntime;
 use tokenstore::{Ack, BufferedTokenStore, Clock, SystemClock, TokenStore};
 use tokenstore_pgtest::{Server, TestDatabase};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Config, NoTls};
 
 /// Concurrent writers in every run.
 pub(crate) const WRITERS: usize = 64;
@@ -72,17 +73,9 @@ pub(crate) struct Costs {
 
 /// The template and the admin connection that copies it.
 struct Template {
-    admin: Client,
-    base: Config,
-    db: TestDatabase,
+    copies: Copies,
+    _db: TestDatabase,
     key: String,
-    copies: AtomicU64,
-}
-
-/// A database copied from the template for one run.
-struct RunDb {
-    name: String,
-    config: Config,
 }
 
 impl Template {
@@ -103,36 +96,18 @@ impl Template {
         let (admin, connection) = base.connect(NoTls).await.expect("connect");
         tokio::spawn(connection);
         Self {
-            admin,
-            base,
-            db,
+            copies: Copies::new(admin, base, db.name(), "cost"),
+            _db: db,
             key: key.to_owned(),
-            copies: AtomicU64::new(0),
         }
     }
 
     async fn fresh(&self) -> RunDb {
-        let n = self.copies.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}_cost_{n}", self.db.name());
-        let sql = format!("CREATE DATABASE {name} TEMPLATE {}", self.db.name());
-        // The template's last connections may take a moment to go.
-        let mut tries = 0;
-        while let Err(e) = self.admin.batch_execute(&sql).await {
-            tries += 1;
-            assert!(tries < 50, "copy the template: {e}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let mut config = self.base.clone();
-        config.dbname(&name);
-        RunDb { name, config }
+        self.copies.fresh().await
     }
 
     async fn finish(&self, db: RunDb) {
-        let sql = format!("DROP DATABASE {} WITH (FORCE)", db.name);
-        self.admin
-            .batch_execute(&sql)
-            .await
-            .expect("drop a run's database");
+        self.copies.finish(db).await;
     }
 }
 
