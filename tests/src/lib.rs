@@ -39,6 +39,7 @@ mod factory;
 pub mod instances;
 mod postgres;
 pub mod probe;
+pub mod props;
 pub mod replica;
 mod runtime;
 pub mod sample;

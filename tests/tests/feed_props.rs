@@ -36,7 +36,7 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
@@ -51,20 +51,7 @@ use tokenstore_core::{Secret, SessionKey, StoredSession, Timestamp, TokenHash, U
 
 const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
 
-/// Cases per property: `TOKENSTORE_PROPTEST_CASES` if set, else `default`.
-fn config(default: u32) -> Config {
-    let cases = match std::env::var("TOKENSTORE_PROPTEST_CASES") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("TOKENSTORE_PROPTEST_CASES must be a number, not {v:?}")),
-        Err(_) => default,
-    };
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+use tokenstore_tests::props::config;
 
 fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)

@@ -39,7 +39,6 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
@@ -59,20 +58,7 @@ use tokenstore_core::{
 
 const T0: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
 
-/// Cases per property: `TOKENSTORE_PROPTEST_CASES` if set, else `default`.
-fn config(default: u32) -> Config {
-    let cases = match std::env::var("TOKENSTORE_PROPTEST_CASES") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("TOKENSTORE_PROPTEST_CASES must be a number, not {v:?}")),
-        Err(_) => default,
-    };
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+use tokenstore_tests::props::config;
 
 /// Runs a memory-store future to completion (they never wait, so the first
 /// poll is ready; the loop only keeps the function honest).
