@@ -50,7 +50,7 @@ use std::error::Error;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use template::{Copies, RunDb};
+use template::{Copies, RunDb, prefill};
 use tokenstore::cache::CacheConfig;
 use tokenstore::postgres::{DEFAULT_POOL_SIZE, PostgresTokenStore, generate_key};
 use tokenstore::{CachingTokenStore, Clock, Secret, SystemClock, Timestamp, TokenHash, TokenStore};
@@ -102,14 +102,7 @@ impl Bench {
         let template = server.database();
         let key = generate_key();
         let store = open(template.config(), &key).await;
-        let now = SystemClock.now();
-        let bulk = store.bulk().expect("postgres has bulk");
-        for start in (0..PREFILL).step_by(5_000) {
-            let chunk = (start..(start + 5_000).min(PREFILL))
-                .map(|n| session(n, now))
-                .collect();
-            bulk.bulk_store_sessions(chunk).await.expect("prefill");
-        }
+        prefill(&store, PREFILL).await;
         store.close().await.expect("close the template's store");
         let base = server.admin_config();
         let admin = connect(rt, &base).await;

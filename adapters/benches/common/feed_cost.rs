@@ -15,7 +15,7 @@
 //! of the rounds' off/on ratios.
 
 use crate::common::{Stack, drive, drive_buffered, median, session};
-use crate::template::{Copies, RunDb};
+use crate::template::{Copies, RunDb, prefill};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -82,14 +82,7 @@ impl Template {
     async fn new(server: &Server, key: &str) -> Self {
         let db = server.database();
         let store = open(db.config(), key, false).await;
-        let now = SystemClock.now();
-        let bulk = store.bulk().expect("postgres has bulk");
-        for start in (0..PREFILL).step_by(5_000) {
-            let chunk = (start..(start + 5_000).min(PREFILL))
-                .map(|n| session(n, now))
-                .collect();
-            bulk.bulk_store_sessions(chunk).await.expect("prefill");
-        }
+        prefill(&store, PREFILL).await;
         store.close().await.expect("close the template's store");
         drop(store);
         let base = server.admin_config();

@@ -3,7 +3,21 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokenstore::{Clock, SystemClock, TokenStore};
 use tokio_postgres::{Client, Config};
+
+/// Fills a template's `store` with `rows` sessions (`common::session`), in
+/// bulk calls of 5,000.
+pub(crate) async fn prefill(store: &impl TokenStore, rows: u64) {
+    let now = SystemClock.now();
+    let bulk = store.bulk().expect("postgres has bulk");
+    for start in (0..rows).step_by(5_000) {
+        let chunk = (start..(start + 5_000).min(rows))
+            .map(|n| crate::common::session(n, now))
+            .collect();
+        bulk.bulk_store_sessions(chunk).await.expect("prefill");
+    }
+}
 
 /// A database copied from the template for one run, dropped by
 /// [`Copies::finish`].
