@@ -360,7 +360,7 @@ impl<S: TokenStore + 'static> Shared<S> {
 
     async fn poll_feed(self: &Arc<Self>, runtime: &Arc<dyn Runtime>) -> PollTimer {
         let now = self.clock.now();
-        let (ticket, give_up) = {
+        let ticket = {
             let mut machine = self.machine.lock();
             match machine.poll_timeout(now) {
                 PollTimer::Due => {}
@@ -369,12 +369,9 @@ impl<S: TokenStore + 'static> Shared<S> {
             let Some(ticket) = machine.begin_poll(now) else {
                 return machine.poll_timeout(now);
             };
-            let give_up = match machine.poll_timeout(now) {
-                PollTimer::InFlight(d) => d,
-                _ => DEFAULT_FEED_BOUND,
-            };
-            (ticket, give_up)
+            ticket
         };
+        let give_up = ticket.give_up_after();
         // Armed now, so it ends `B` after the poll started whatever the wall
         // clock does meanwhile.
         let lapse_timer = runtime.sleep(give_up);

@@ -23,6 +23,7 @@ pub struct PollTicket {
     pub(crate) started_at: Timestamp,
     pub(crate) since: Option<Watermark>,
     pub(crate) steps: u64,
+    pub(crate) bound: Duration,
 }
 
 impl PollTicket {
@@ -35,6 +36,13 @@ impl PollTicket {
     /// When the poll started (the `now` given to `begin_poll`).
     pub fn started_at(&self) -> Timestamp {
         self.started_at
+    }
+
+    /// How long to wait for the feed's answer before reporting the poll
+    /// failed, and when its lapse timer fires: `B` (the poll confirms nothing
+    /// once `B` has passed since it started).
+    pub fn give_up_after(&self) -> Duration {
+        self.bound
     }
 
     /// The token to hand to
@@ -183,6 +191,7 @@ impl Follower {
             started_at: now,
             since: self.watermark,
             steps: self.steps,
+            bound: self.bound,
         })
     }
 

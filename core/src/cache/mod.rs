@@ -211,8 +211,8 @@ impl<T> Clone for Entry<T> {
 /// 5. Ask [`poll_timeout`](Self::poll_timeout) with `now`:
 ///    - [`PollTimer::Due`]: call [`begin_poll`](Self::begin_poll); arm a timer
 ///      of `B` on the runtime (a timer that does not follow the wall clock);
-///      ask the feed from [`PollTicket::since`] (giving up after the
-///      [`PollTimer::InFlight`] time `poll_timeout` now answers); hand the
+///      ask the feed from [`PollTicket::since`] (giving up after
+///      [`PollTicket::give_up_after`]); hand the
 ///      answer to [`handle_invalidations`](Self::handle_invalidations) or the
 ///      failure to [`handle_poll_failed`](Self::handle_poll_failed). When
 ///      `handle_invalidations` answers `true`, call
