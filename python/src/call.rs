@@ -147,10 +147,10 @@ impl Channel {
                 .map(Bound::unbind)
         })?;
         let event_loop = get.call0(py)?;
-        if let Some(channel) = CURRENT.with(|c| c.borrow().clone()) {
-            if channel.event_loop.is(&event_loop) {
-                return Ok(channel);
-            }
+        if let Some(channel) = CURRENT.with(|c| c.borrow().clone())
+            && channel.event_loop.is(&event_loop)
+        {
+            return Ok(channel);
         }
         let (signal, watched) = UnixStream::pair()?;
         signal.set_nonblocking(true)?;

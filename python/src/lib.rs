@@ -289,15 +289,17 @@ fn caching(
     negative_capacity: usize,
     feed_bound: Option<f64>,
 ) -> PyResult<Store> {
-    let mut config = CacheConfig::default();
-    config.ttl_cap = seconds("ttl_cap", ttl_cap)?;
-    config.skew = seconds("skew", skew)?;
-    config.negative_ttl = seconds("negative_ttl", negative_ttl)?;
-    config.session_capacity = session_capacity;
-    config.auth_code_capacity = auth_code_capacity;
-    config.client_capacity = client_capacity;
-    config.negative_capacity = negative_capacity;
-    config.feed_bound = feed_bound.map(|b| seconds("feed_bound", b)).transpose()?;
+    let config = CacheConfig {
+        ttl_cap: seconds("ttl_cap", ttl_cap)?,
+        skew: seconds("skew", skew)?,
+        negative_ttl: seconds("negative_ttl", negative_ttl)?,
+        session_capacity,
+        auth_code_capacity,
+        client_capacity,
+        negative_capacity,
+        feed_bound: feed_bound.map(|b| seconds("feed_bound", b)).transpose()?,
+        ..CacheConfig::default()
+    };
     let cache = if config.feed_bound.is_some() {
         let _context = runtime().enter();
         CachingTokenStore::following(store.erased(), config, tokio_runtime())
@@ -333,12 +335,13 @@ fn buffered(
             ));
         }
     };
-    let mut config = BufferConfig::default();
-    config.max_batch_size = max_batch_size;
-    config.max_delay = seconds("max_delay", max_delay)?;
-    config.max_pending = max_pending;
-    config.max_retries = max_retries;
-    config.retry_backoff = seconds("retry_backoff", retry_backoff)?;
+    let config = BufferConfig {
+        max_batch_size,
+        max_delay: seconds("max_delay", max_delay)?,
+        max_pending,
+        max_retries,
+        retry_backoff: seconds("retry_backoff", retry_backoff)?,
+    };
     let _context = runtime().enter();
     let buffer = Arc::new(BufferedTokenStore::new(
         store.erased(),
