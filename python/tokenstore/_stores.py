@@ -9,7 +9,7 @@ import os
 from typing import Any, Literal
 
 from . import _native
-from .errors import StoreNotInitializedError
+from .errors import StoreClosedError, StoreNotInitializedError
 from .models import AuthCodeRecord, ClientRecord, StateRecord, StoredSession
 
 __all__ = [
@@ -39,6 +39,19 @@ class _NotOpen:
 
 
 _NOT_OPEN = _NotOpen()
+
+
+class _Closed:
+    """Stands in for the native store of a store closed before it was opened."""
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise StoreClosedError("the store is closed")
+
+        return fail
+
+
+_CLOSED = _Closed()
 
 
 def _key(encryption_key: str | bytes | None) -> str | None:
@@ -113,6 +126,8 @@ class _Store:
         its pending writes first). Afterwards every call raises
         :class:`~tokenstore.StoreClosedError` until ``initialize()``."""
         if not self._open:
+            if self._n is _NOT_OPEN:
+                self._n = _CLOSED
             return
         self._open = False
         r = self._n.close()
@@ -335,8 +350,20 @@ class _Wrapper(_Store):
         raise NotImplementedError
 
     async def close(self) -> None:
+        was_open = self._open
         await super().close()
-        self._inner._open = False
+        if not was_open:
+            return
+        # Closing this layer closed every layer under it.
+        inner: _Store = self._inner
+        while True:
+            if inner._open:
+                inner._open = False
+            elif inner._n is _NOT_OPEN:
+                inner._n = _CLOSED
+            if not isinstance(inner, _Wrapper):
+                break
+            inner = inner._inner
 
     def stats(self) -> dict[str, Any]:
         own = self._n.stats()
@@ -417,6 +444,8 @@ class BufferedTokenStore(_Wrapper):
         ack: Literal["queued", "durable"] = "queued",
     ) -> None:
         super().__init__(store)
+        if not isinstance(ack, str):
+            raise TypeError(f'ack must be "queued" or "durable", got {type(ack).__name__}')
         if ack not in ("queued", "durable"):
             raise ValueError('ack must be "queued" or "durable"')
         self.ack = ack
@@ -433,7 +462,10 @@ class BufferedTokenStore(_Wrapper):
         return _native.buffered(native, *self._config)
 
     async def flush(self) -> None:
-        """Applies every write accepted so far; raises if they fail."""
+        """Applies every write accepted so far; raises if they fail, and
+        :class:`~tokenstore.StoreClosedError` after ``close()``."""
+        if not self._open and self._n is not _NOT_OPEN:
+            raise StoreClosedError("the store is closed")
         r = self._n.flush()
         if isinstance(r, _Future):
             await r
