@@ -129,7 +129,7 @@ c = ClientRecord(client_id="c", client_secret={CLIENT_SECRET!r}, redirect_uris=[
 print(repr(s), repr(st), repr(c))
 """
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
     ).stdout
     assert "session_id='sid'" in out
     assert leaks(out, "no-key") == [], out

@@ -61,6 +61,7 @@ def test_own_dataclasses_round_trip_without_mxcp(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,  # not python/, where `tokenstore` is the uncompiled source
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
