@@ -18,9 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Python puts this script's folder first on sys.path, and this folder holds the
+# package's uncompiled source (python/tokenstore): benchmark the installed one.
+_here = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
 from cryptography.fernet import Fernet
 from mxcp.sdk.auth.storage import SqliteTokenStore as MxcpStore
