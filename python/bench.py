@@ -9,9 +9,11 @@ buffered (ack="queued"), and cached over buffered. Every store has its own
 fresh SQLite file in one temporary directory, the same Fernet key and the
 same sessions. Prints microseconds per call (the best of R rounds, each
 round a fresh file) and the ratio mxcp / ours. Also measures, on its own,
-the floor any Python binding pays: a no-op ``async def`` awaited, and an
-awaited native call that returns at once (a cache hit minus the record
-conversion is close to it).
+the floor any Python binding pays: a no-op ``async def`` awaited, an
+awaited native call that returns at once (a negative cache hit: no record),
+a bare SQLite load of an absent token (the round trip through the
+connection thread and the event loop, no record), and building one
+pydantic ``StoredSession`` (what every load that returns a record pays).
 """
 
 from __future__ import annotations
@@ -124,7 +126,31 @@ async def overhead(rounds: int) -> dict[str, float]:
             [await timed_serial(store.load_session_by_token, ["absent"] * n) for _ in range(rounds)]
         )
         await store.close()
-    return {"await of a no-op async def": best_noop, "awaited native call, answered at once": best_call}
+        # A bare SQLite load of an absent token: the whole round trip to the
+        # connection thread and back through the loop, with no record to build.
+        bare = SqliteTokenStore(Path(d) / "o2.db", KEY)
+        await bare.initialize()
+        best_miss = min(
+            [await timed_serial(bare.load_session_by_token, [f"absent-{i}" for i in range(2000)]) for _ in range(rounds)]
+        )
+        await bare.close()
+    return {
+        "await of a no-op async def": best_noop,
+        "awaited native call, answered at once": best_call,
+        "bare SQLite load of an absent token": best_miss,
+    }
+
+
+def construct_us() -> float:
+    """What converting one loaded session to mxcp's pydantic model costs."""
+    s = sessions(1, "c")[0]
+    fields = {k: getattr(s, k) for k in type(s).model_fields}
+    user = {k: getattr(s.user_info, k) for k in type(s.user_info).model_fields}
+    n = 20_000
+    t = time.perf_counter()
+    for _ in range(n):
+        StoredSession(**{**fields, "user_info": UserInfo(**user)})
+    return (time.perf_counter() - t) / n * 1e6
 
 
 async def main() -> None:
@@ -154,6 +180,7 @@ async def main() -> None:
     print()
     for what, us in (await overhead(args.rounds)).items():
         print(f"{what:<40} {us:8.2f} us")
+    print(f"{'building a StoredSession (pydantic)':<40} {construct_us():8.2f} us")
     m, r = results["mxcp"], results
     print()
     print("targets (ratio mxcp / ours):")

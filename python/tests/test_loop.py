@@ -19,10 +19,10 @@ Measuring it meaningfully:
   last result), and the ticker runs for a while before the burst so it is in step.
 - Before each burst the heap is collected and frozen (``gc.freeze``): a full
   collection of this process's heap takes ~100 ms here, whoever triggers it.
-- The burst is run five times, each printed; the assertion is on the best of the
-  five: one burst's maximum can be inflated by the OS scheduling this process out
-  (2 cores, maybe a build beside it), while a store that blocks the loop does so in
-  every burst.
+- The burst is run three times, each printed, and the largest gap of all three
+  must stay under 5 ms. (On this 2-core machine with a build running beside the
+  tests, the harness alone, the ``control`` line, has shown gaps of 5-7 ms; on a
+  quiet machine every gap, ours and the control's, is about 1-2.5 ms.)
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ PRESTORED = 100  # sessions the loads read (each 8 times)
 WAVE = 10
 SLEEP = 0.001
 BUDGET = 0.005
-BURSTS = 5
+BURSTS = 3
 
 
 async def ticker(stop: asyncio.Event, ticks: list[float]) -> None:
@@ -146,9 +146,9 @@ async def test_loop_stays_responsive(open_stack, stack_name):
     print(
         f"\nmax loop gap [{stack_name}]: "
         + ", ".join(f"{g * 1000:.2f} ms" for g in gaps)
-        + f" (best {min(gaps) * 1000:.2f} ms; beyond the {SLEEP * 1000:.0f} ms sleep;"
+        + f" (largest {max(gaps) * 1000:.2f} ms; beyond the {SLEEP * 1000:.0f} ms sleep;"
         f" control, no store: {control * 1000:.2f} ms)"
     )
     if stack_name == MXCP:
         return  # mxcp's own store: printed for comparison only (its records were checked)
-    assert min(gaps) < BUDGET, f"loop blocked {min(gaps) * 1000:.2f} ms (> {BUDGET * 1000:.0f} ms) in every burst"
+    assert max(gaps) < BUDGET, f"loop blocked {max(gaps) * 1000:.2f} ms (> {BUDGET * 1000:.0f} ms)"
