@@ -21,7 +21,7 @@ starts it::
     tokenstore.mxcp.install(cache=True)              # reads from memory
     # tokenstore.mxcp.install(cache=True, buffer={"ack": "durable"})
 
-    from mxcp.server.interfaces.cli.main import cli  # or however mxcp starts
+    from mxcp.__main__ import cli  # the `mxcp` command (e.g. `python serve.py serve`)
     cli()
 """
 
