@@ -338,3 +338,21 @@ async def test_postgres_unreachable_is_a_token_store_error(tmp_path):
         await store.initialize()
     assert not isinstance(info.value, tokenstore.StoreClosedError)
     await store.close()
+
+
+async def test_messages_say_what_is_wrong(our_store):
+    """The exceptions name the field and the rule, so a caller can fix the call."""
+    wrong = await raises(TypeError, lambda: our_store.load_session_by_token(42))
+    assert "str" in str(wrong) and "int" in str(wrong), str(wrong)
+    wrong = await raises(TypeError, lambda: our_store.store_session(state("s")))
+    assert "expected a StoredSession, got StateRecord" in str(wrong), str(wrong)
+    forged_time = forged(session("f", access="at-f"), created_at="soon")
+    wrong = await raises(TypeError, lambda: our_store.store_session(forged_time))
+    assert "created_at must be float, got str" in str(wrong), str(wrong)
+    big = await raises(ValueError, lambda: our_store.load_session_by_token("t" * (1 << 20)))
+    assert "access_token is 1048576 bytes, longer than the limit of 8192" in str(big), str(big)
+    empty = await raises(ValueError, lambda: our_store.consume_state(""))
+    assert "state must not be empty" in str(empty), str(empty)
+    await our_store.close()
+    closed = await raises(tokenstore.StoreClosedError, lambda: our_store.load_client("c"))
+    assert str(closed) == "the store is closed"
