@@ -201,17 +201,11 @@ fn user_info_in(obj: &Bound<'_, PyAny>) -> PyResult<UserInfo> {
     })
 }
 
-/// A `StoredSession` from Python. Like mxcp, refuses one without
-/// `access_expires_at` (`ValueError`).
+/// A `StoredSession` from Python. (One without `access_expires_at` converts;
+/// the store refuses it, as mxcp does, with `ValueError`.)
 pub(crate) fn session_in(obj: &Bound<'_, PyAny>) -> PyResult<Arc<StoredSession>> {
     let py = obj.py();
     expect(obj, &models(py)?.session, "StoredSession")?;
-    let access_expires_at = opt_time(obj, intern!(py, "access_expires_at"))?;
-    if access_expires_at.is_none() {
-        return Err(PyValueError::new_err(
-            "Session access_expires_at is required for persistence.",
-        ));
-    }
     Ok(Arc::new(StoredSession {
         session_id: text(obj, intern!(py, "session_id"))?,
         provider: text(obj, intern!(py, "provider"))?,
@@ -221,7 +215,7 @@ pub(crate) fn session_in(obj: &Bound<'_, PyAny>) -> PyResult<Arc<StoredSession>>
         provider_access_token: opt_secret(obj, intern!(py, "provider_access_token"))?,
         provider_refresh_token: opt_secret(obj, intern!(py, "provider_refresh_token"))?,
         provider_expires_at: opt_time(obj, intern!(py, "provider_expires_at"))?,
-        access_expires_at,
+        access_expires_at: opt_time(obj, intern!(py, "access_expires_at"))?,
         refresh_expires_at: opt_time(obj, intern!(py, "refresh_expires_at"))?,
         created_at: time(obj, intern!(py, "created_at"))?,
         issued_at: opt_time(obj, intern!(py, "issued_at"))?,
