@@ -273,7 +273,65 @@ fn seconds(name: &str, secs: f64) -> PyResult<Duration> {
     })
 }
 
-/// A read cache over `store`.
+/// The cache's settings, checked by the cache machine's own rules.
+#[allow(clippy::too_many_arguments)]
+fn cache_config(
+    ttl_cap: f64,
+    skew: f64,
+    negative_ttl: f64,
+    session_capacity: usize,
+    auth_code_capacity: usize,
+    client_capacity: usize,
+    negative_capacity: usize,
+    feed_bound: Option<f64>,
+) -> PyResult<CacheConfig> {
+    let config = CacheConfig {
+        ttl_cap: seconds("ttl_cap", ttl_cap)?,
+        skew: seconds("skew", skew)?,
+        negative_ttl: seconds("negative_ttl", negative_ttl)?,
+        session_capacity,
+        auth_code_capacity,
+        client_capacity,
+        negative_capacity,
+        feed_bound: feed_bound.map(|b| seconds("feed_bound", b)).transpose()?,
+        ..CacheConfig::default()
+    };
+    config
+        .validate()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(config)
+}
+
+/// Checks cache settings without building a cache (`ValueError` if wrong).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (ttl_cap, skew, negative_ttl, session_capacity, auth_code_capacity,
+                    client_capacity, negative_capacity, feed_bound))]
+fn check_cache(
+    ttl_cap: f64,
+    skew: f64,
+    negative_ttl: f64,
+    session_capacity: usize,
+    auth_code_capacity: usize,
+    client_capacity: usize,
+    negative_capacity: usize,
+    feed_bound: Option<f64>,
+) -> PyResult<()> {
+    cache_config(
+        ttl_cap,
+        skew,
+        negative_ttl,
+        session_capacity,
+        auth_code_capacity,
+        client_capacity,
+        negative_capacity,
+        feed_bound,
+    )
+    .map(drop)
+}
+
+/// A read cache over `store`; with `feed_bound`, one that follows the store's
+/// invalidation feed.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 #[pyo3(signature = (store, ttl_cap, skew, negative_ttl, session_capacity, auth_code_capacity,
@@ -289,25 +347,21 @@ fn caching(
     negative_capacity: usize,
     feed_bound: Option<f64>,
 ) -> PyResult<Store> {
-    let config = CacheConfig {
-        ttl_cap: seconds("ttl_cap", ttl_cap)?,
-        skew: seconds("skew", skew)?,
-        negative_ttl: seconds("negative_ttl", negative_ttl)?,
+    let config = cache_config(
+        ttl_cap,
+        skew,
+        negative_ttl,
         session_capacity,
         auth_code_capacity,
         client_capacity,
         negative_capacity,
-        feed_bound: feed_bound.map(|b| seconds("feed_bound", b)).transpose()?,
-        ..CacheConfig::default()
-    };
+        feed_bound,
+    )?;
     let cache = if config.feed_bound.is_some() {
         let _context = runtime().enter();
         CachingTokenStore::following(store.erased(), config, tokio_runtime())
             .map_err(|e| PyValueError::new_err(e.to_string()))?
     } else {
-        config
-            .validate()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         CachingTokenStore::new(store.erased(), config)
     };
     let cache = Arc::new(cache);
@@ -361,6 +415,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_key, m)?)?;
     m.add_function(wrap_pyfunction!(open_sqlite, m)?)?;
     m.add_function(wrap_pyfunction!(open_postgres, m)?)?;
+    m.add_function(wrap_pyfunction!(check_cache, m)?)?;
     m.add_function(wrap_pyfunction!(caching, m)?)?;
     m.add_function(wrap_pyfunction!(buffered, m)?)?;
     Ok(())

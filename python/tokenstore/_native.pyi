@@ -43,6 +43,16 @@ def open_sqlite(path: str, key: str | None, allow_plaintext_tokens: bool) -> _Ma
 def open_postgres(
     url: str, key: str | None, allow_plaintext_tokens: bool, schema: str, pool_size: int
 ) -> _Maybe[Store]: ...
+def check_cache(
+    ttl_cap: float,
+    skew: float,
+    negative_ttl: float,
+    session_capacity: int,
+    auth_code_capacity: int,
+    client_capacity: int,
+    negative_capacity: int,
+    feed_bound: float | None,
+) -> None: ...
 def caching(
     store: Store,
     ttl_cap: float,

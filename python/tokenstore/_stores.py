@@ -77,20 +77,20 @@ def _bool(name: str, value: Any) -> bool:
     return value
 
 
-def _seconds(name: str, value: Any, *, positive: bool = False) -> float:
+def _seconds(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
     value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite {'positive' if positive else 'non-negative'} number of seconds")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite, non-negative number of seconds")
     return value
 
 
 def _count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0 or value > 2**32:
-        raise ValueError(f"{name} must be between 0 and 2**32")
+    if value < 0 or value >= 2**32:
+        raise ValueError(f"{name} must be between 0 and 2**32 - 1")
     return value
 
 
@@ -408,10 +408,9 @@ class CachingTokenStore(_Wrapper):
             _count("auth_code_capacity", auth_code_capacity),
             _count("client_capacity", client_capacity),
             _count("negative_capacity", negative_capacity),
-            None if feed_bound is None else _seconds("feed_bound", feed_bound, positive=True),
+            None if feed_bound is None else _seconds("feed_bound", feed_bound),
         )
-        if feed_bound is not None and self._config[7] >= self._config[0]:
-            raise ValueError("feed_bound must be below ttl_cap")
+        _native.check_cache(*self._config)  # the cache machine's own rules
 
     def _wrap(self, native: Any) -> Any:
         return _native.caching(native, *self._config)
