@@ -43,8 +43,10 @@ pub(crate) async fn size_trigger<R: Runtime>() {
     assert_eq!(store.pending(), N - 1);
 
     issue_all(&store, &writes[N - 1..N]).await;
+    // The delegate holds the writes a moment before the buffer has counted
+    // the batch it sent them in: wait for both.
     eventually("the size-triggered batch", || {
-        delegate.inner().contents().clients.len() == N
+        delegate.inner().contents().clients.len() == N && store.metrics().applied_batches >= 1
     })
     .await;
     assert_eq!(store.metrics().applied_batches, 1);
@@ -53,7 +55,7 @@ pub(crate) async fn size_trigger<R: Runtime>() {
     // The trigger fires again for the next N.
     issue_all(&store, &writes[N..]).await;
     eventually("the second size-triggered batch", || {
-        delegate.inner().contents().clients.len() == 2 * N
+        delegate.inner().contents().clients.len() == 2 * N && store.metrics().applied_batches >= 2
     })
     .await;
     assert_eq!(store.metrics().applied_batches, 2);
@@ -88,7 +90,7 @@ pub(crate) async fn time_trigger_manual_clock<R: Runtime>() {
     clock.advance(Duration::from_micros(1));
     let expected = reference(T0, &writes).await;
     eventually("the time-triggered batch", || {
-        delegate.contents() == expected
+        delegate.contents() == expected && store.metrics().applied_batches >= 1
     })
     .await;
     assert_eq!(store.metrics().applied_batches, 1);
@@ -125,7 +127,7 @@ pub(crate) async fn time_trigger_system_clock<R: Runtime>() {
     issue_all(&store, &writes).await;
     let expected = reference(now, &writes).await;
     eventually("the time-triggered batch", || {
-        delegate.contents() == expected
+        delegate.contents() == expected && store.metrics().applied_batches >= 1
     })
     .await;
     let waited = started.elapsed();
