@@ -1,6 +1,7 @@
 //! [`SqliteTokenStoreBuilder`]: how a [`SqliteTokenStore`] is configured and opened.
 
 use crate::SqliteTokenStore;
+use crate::readers::{self, MAX_READERS, Readers};
 use crate::schema::{Counters, Settings, Synchronous};
 use crate::worker::Worker;
 use std::fmt;
@@ -20,7 +21,8 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
 ///
 /// Defaults: no encryption key and no plaintext (so storing a token fails until
 /// one of them is set), `synchronous = FULL`, a 5 s busy timeout, the system
-/// clock, no invalidation log (unless the file has one) kept 10 minutes.
+/// clock, no invalidation log (unless the file has one) kept 10 minutes, one
+/// reader thread per core (2 to 8).
 pub struct SqliteTokenStoreBuilder {
     path: PathBuf,
     key: Option<Secret>,
@@ -30,6 +32,8 @@ pub struct SqliteTokenStoreBuilder {
     clock: Arc<dyn Clock>,
     invalidation_log: bool,
     retention: Duration,
+    /// `None`: [`readers::default_readers`].
+    readers: Option<usize>,
 }
 
 impl SqliteTokenStoreBuilder {
@@ -43,7 +47,38 @@ impl SqliteTokenStoreBuilder {
             clock: Arc::new(SystemClock),
             invalidation_log: false,
             retention: DEFAULT_RETENTION,
+            readers: None,
         }
+    }
+
+    /// How many reader threads run reads beside the writer, each with a
+    /// read-only connection (default: one per core the process may use, at
+    /// least 2 and at most 8; at most 64).
+    ///
+    /// In WAL mode readers and the writer never block each other, so with
+    /// readers a lookup never waits for another request's commit. Every read
+    /// starts a new read transaction, so a read made after a write returned
+    /// sees it. Writes, one-time calls and the deletion of an expired row a
+    /// lookup found run on the writer. `0` runs every read on the writer too
+    /// (one connection, as mxcp does). An in-memory database (`:memory:`)
+    /// always runs with 0: another connection would open another database.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// futures_lite::future::block_on(async {
+    ///     let store = tokenstore_sqlite::SqliteTokenStore::builder(dir.path().join("auth.sqlite"))
+    ///         .readers(3)
+    ///         .open()
+    ///         .await?;
+    ///     assert_eq!(store.readers(), 3);
+    ///     tokenstore_core::TokenStore::close(&store).await
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = Some(readers);
+        self
     }
 
     /// Encrypts the secret columns with this Fernet key (URL-safe base64 of 32
@@ -155,9 +190,21 @@ impl SqliteTokenStoreBuilder {
     /// the connection thread.
     ///
     /// Fails with [`StoreError::InvalidConfig`] for a key that is not a Fernet
-    /// key, and [`StoreError::Backend`] when the file cannot be opened.
+    /// key or more than 64 [readers](Self::readers), and
+    /// [`StoreError::Backend`] when the file cannot be opened.
     pub async fn open(self) -> Result<SqliteTokenStore, StoreError> {
         let codec = SecretCodec::new(self.key.as_ref(), self.allow_plaintext)?;
+        let wanted = self.readers.unwrap_or_else(readers::default_readers);
+        if wanted > MAX_READERS {
+            return Err(StoreError::InvalidConfig(format!(
+                "at most {MAX_READERS} SQLite readers, not {wanted}"
+            )));
+        }
+        let readers = if readers::is_in_memory(&self.path) {
+            0
+        } else {
+            wanted
+        };
         if !codec.encrypts() && self.allow_plaintext {
             tracing::warn!(
                 "tokens are stored in plain text: no encryption key is set and \
@@ -175,9 +222,24 @@ impl SqliteTokenStoreBuilder {
         };
         let encrypted = codec.encrypts();
         let path = settings.path.clone();
+        let busy_timeout = settings.busy_timeout;
+        let reader_codec = codec.clone();
         let (worker, logging) = Worker::start(settings, codec, Arc::clone(&counters)).await?;
+        // The writer has created the file and switched it to WAL: the readers'
+        // read-only connections can open it now.
+        let readers = if readers == 0 {
+            None
+        } else {
+            match Readers::start(&path, readers, busy_timeout, &reader_codec).await {
+                Ok(readers) => Some(readers),
+                Err(err) => {
+                    let _ = worker.close().await;
+                    return Err(err);
+                }
+            }
+        };
         Ok(SqliteTokenStore::new(
-            worker, self.clock, counters, path, encrypted, logging,
+            worker, readers, self.clock, counters, path, encrypted, logging,
         ))
     }
 }
@@ -193,6 +255,7 @@ impl fmt::Debug for SqliteTokenStoreBuilder {
             .field("clock", &self.clock)
             .field("invalidation_log", &self.invalidation_log)
             .field("invalidation_retention", &self.retention)
+            .field("readers", &self.readers)
             .finish()
     }
 }

@@ -54,24 +54,37 @@ pub(crate) fn insert(ctx: Ctx<'_>, r: &AuthCodeRecord) -> Result<(), StoreError>
     feed::record(ctx, [log::auth_code(&r.code)])
 }
 
-/// Loads a live code without consuming it; an expired one is deleted.
-pub(crate) fn load(
-    ctx: Ctx<'_>,
-    code: &str,
-    now: Timestamp,
-) -> Result<Option<AuthCodeRecord>, StoreError> {
+/// What a read of one code found.
+pub(crate) enum Loaded {
+    Live(AuthCodeRecord),
+    Absent,
+    /// Present but expired: the store deletes it on the writer
+    /// ([`delete_if_expired`]).
+    Expired,
+}
+
+/// Reads a code without consuming it (any connection; writes nothing).
+pub(crate) fn read(ctx: Ctx<'_>, code: &str, now: Timestamp) -> Result<Loaded, StoreError> {
     let mut stmt = ctx.conn.prepare_cached(SELECT).map_err(backend)?;
     let mut rows = stmt.query([code]).map_err(backend)?;
     let Some(row) = rows.next().map_err(backend)? else {
-        return Ok(None);
+        return Ok(Loaded::Absent);
     };
     if Cols::new(row, TABLE).time("expires_at")? >= now {
-        return from_row(row).map(Some);
+        return from_row(row).map(Loaded::Live);
     }
-    drop(rows);
-    // Deletes only while still expired, so a concurrent re-store survives.
+    Ok(Loaded::Expired)
+}
+
+/// Deletes a code only while it is still expired, so a concurrent re-store
+/// survives (no cache can hold it: nothing is logged).
+pub(crate) fn delete_if_expired(
+    ctx: Ctx<'_>,
+    code: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     ctx.execute(DELETE_IF_EXPIRED, params![code, cutoff(now)])?;
-    Ok(None)
+    Ok(())
 }
 
 /// Deletes a code if present; logs its hash when a row went.

@@ -243,7 +243,7 @@ fn optional_id(ctx: Ctx<'_>, sql: &str, param: i64) -> Result<Option<i64>, Store
 }
 
 impl InvalidationFeed for SqliteTokenStore {
-    /// Reads, in one read transaction on the connection thread, every log row
+    /// Reads, in one read transaction on a reader thread, every log row
     /// after `since`, the last id ever assigned (the new watermark) and
     /// `pruned_through`.
     ///
@@ -254,8 +254,6 @@ impl InvalidationFeed for SqliteTokenStore {
         &self,
         since: Option<Watermark>,
     ) -> BoxFuture<'_, Result<Invalidations, StoreError>> {
-        Box::pin(self.run("invalidations_since", move |db| {
-            db.snapshot(|ctx| poll(ctx, since))
-        }))
+        Box::pin(self.read_snapshot("invalidations_since", move |ctx| poll(ctx, since)))
     }
 }

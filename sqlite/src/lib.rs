@@ -15,10 +15,14 @@
 //!   unless plain text was [allowed](SqliteTokenStoreBuilder::allow_plaintext_tokens).
 //!   An undecryptable or malformed row fails closed with `Decrypt` or `Corrupt`:
 //!   never a wrong record, never a panic.
-//! - **Threading**: one connection thread owns the connection and runs the jobs
-//!   sent to it, so no SQLite call blocks the async executor, and the store runs
-//!   on tokio, smol or a plain `block_on`. The database is in WAL mode with a
-//!   busy timeout and a configurable [`Synchronous`] level.
+//! - **Threading**: a writer thread owns the one read-write connection and runs
+//!   every write (and every read that deletes an expired row); a few reader
+//!   threads with read-only connections run the other reads
+//!   ([`readers`](SqliteTokenStoreBuilder::readers), by default one per core, 2
+//!   to 8), so reads never wait for commits. No SQLite call blocks the async
+//!   executor, and the store runs on tokio, smol or a plain `block_on`. The
+//!   database is in WAL mode (readers and the writer never block each other)
+//!   with a busy timeout and a configurable [`Synchronous`] level.
 //! - **Bulk**: [`TokenStore::bulk`](tokenstore_core::TokenStore::bulk) returns
 //!   the [`BulkSessionStore`](tokenstore_core::BulkSessionStore) capability:
 //!   many sessions stored or deleted in one transaction.
@@ -82,6 +86,7 @@ mod code;
 mod columns;
 mod error;
 mod feed;
+mod readers;
 mod schema;
 mod session;
 mod state;

@@ -225,21 +225,24 @@ fn insert(ctx: Ctx<'_>, e: &Encoded, s: &StoredSession) -> Result<(), StoreError
     Ok(())
 }
 
-/// Loads the session `key` names when the expiry rules let it be returned;
-/// deletes it when they call it dead.
-pub(crate) fn load(
-    ctx: Ctx<'_>,
-    key: &SessionKey,
-    now: Timestamp,
-) -> Result<Option<StoredSession>, StoreError> {
-    match find(ctx, key, now)? {
-        Some(Found::Live(session)) => Ok(Some(*session)),
-        Some(Found::Dead(access_hash)) => {
-            delete_if_dead(ctx, &access_hash, now)?;
-            Ok(None)
-        }
-        Some(Found::Hidden) | None => Ok(None),
-    }
+/// What a read of one session found.
+pub(crate) enum Loaded {
+    /// Live: the expiry rules let the lookup return it.
+    Live(Box<StoredSession>),
+    /// No row, or one this lookup may not return but another may.
+    Absent,
+    /// A row no lookup can return again, with its access-token hash (hex):
+    /// the store deletes it on the writer ([`delete_if_dead`]).
+    Dead(String),
+}
+
+/// Reads the session `key` names (any connection; writes nothing).
+pub(crate) fn read(ctx: Ctx<'_>, key: &SessionKey, now: Timestamp) -> Result<Loaded, StoreError> {
+    Ok(match find(ctx, key, now)? {
+        Some(Found::Live(session)) => Loaded::Live(session),
+        Some(Found::Dead(access_hash)) => Loaded::Dead(access_hash),
+        Some(Found::Hidden) | None => Loaded::Absent,
+    })
 }
 
 fn find(ctx: Ctx<'_>, key: &SessionKey, now: Timestamp) -> Result<Option<Found>, StoreError> {
@@ -273,7 +276,11 @@ fn classify(
 
 /// Deletes the row only while it is still dead, so a concurrent re-store
 /// survives.
-fn delete_if_dead(ctx: Ctx<'_>, access_hash: &str, now: Timestamp) -> Result<(), StoreError> {
+pub(crate) fn delete_if_dead(
+    ctx: Ctx<'_>,
+    access_hash: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     ctx.execute(DELETE_IF_DEAD, params![access_hash, cutoff(now)])?;
     Ok(())
 }

@@ -1,11 +1,14 @@
 //! [`SqliteTokenStore`]: the [`TokenStore`] contract on SQLite.
 //!
 //! Each method checks its input, reads the clock, and sends one job to the
-//! connection thread; the job does the encoding, encryption and SQL.
+//! writer thread (writes) or to a reader thread (reads); the job does the
+//! encoding, encryption and SQL. A lookup that finds a row the expiry rules
+//! call dead sends its deletion to the writer before it returns.
 
 use crate::builder::SqliteTokenStoreBuilder;
+use crate::readers::Readers;
 use crate::schema::Counters;
-use crate::worker::{Db, Worker};
+use crate::worker::{Ctx, Db, Worker};
 use crate::{client, code, feed, session, state};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,8 +23,13 @@ use tokenstore_core::{
 
 /// A [`TokenStore`] in an SQLite file with mxcp 0.12.3's schema.
 ///
-/// Made by [`SqliteTokenStore::builder`]. All SQLite work runs on one dedicated
-/// connection thread, so the store works on any async runtime. It has the bulk
+/// Made by [`SqliteTokenStore::builder`]. Every write, and every read that
+/// deletes (an expired row found by a lookup), runs on one dedicated writer
+/// thread with its own connection; every other read runs on one of a small set
+/// of reader threads with read-only connections
+/// ([`readers`](SqliteTokenStoreBuilder::readers)), so a validation never
+/// queues behind another request's commit. No SQLite call runs on the caller's
+/// executor, so the store works on any async runtime. It has the bulk
 /// capability ([`TokenStore::bulk`]) and the atomic-batch capability
 /// ([`TokenStore::batch_writer`]), and the invalidation feed
 /// ([`TokenStore::invalidation_feed`]) when the file has an
@@ -29,6 +37,8 @@ use tokenstore_core::{
 /// [crate docs](crate) for an example.
 pub struct SqliteTokenStore {
     worker: Worker,
+    /// `None` with no reader threads: reads run on the writer.
+    readers: Option<Readers>,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
     path: PathBuf,
@@ -54,6 +64,7 @@ impl SqliteTokenStore {
 
     pub(crate) fn new(
         worker: Worker,
+        readers: Option<Readers>,
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
         path: PathBuf,
@@ -62,6 +73,7 @@ impl SqliteTokenStore {
     ) -> Self {
         Self {
             worker,
+            readers,
             clock,
             counters,
             path,
@@ -74,7 +86,7 @@ impl SqliteTokenStore {
     /// order of [`MemoryTokenStore::contents`](tokenstore_core::MemoryTokenStore::contents)),
     /// read in one snapshot. A corrupt row fails the call.
     pub async fn contents(&self) -> Result<Contents, StoreError> {
-        self.run("contents", |db| db.snapshot(read_contents)).await
+        self.read_snapshot("contents", read_contents).await
     }
 
     /// The commit and rollback counts so far.
@@ -85,7 +97,37 @@ impl SqliteTokenStore {
         }
     }
 
-    /// Runs a job on the connection thread.
+    /// How many reader threads the store runs (0: reads run on the writer).
+    pub fn readers(&self) -> usize {
+        self.readers.as_ref().map_or(0, Readers::count)
+    }
+
+    /// Runs a read on the first idle reader, or on the writer when there are
+    /// no readers. `f` must not write (a reader's connection is read-only).
+    pub(crate) async fn read<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        match &self.readers {
+            Some(readers) => readers.run(op, move |r| f(r.ctx())).await,
+            None => self.worker.run(op, move |db| f(db.ctx())).await,
+        }
+    }
+
+    /// [`read`](Self::read) in one read transaction: one snapshot.
+    pub(crate) async fn read_snapshot<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        match &self.readers {
+            Some(readers) => readers.run(op, move |r| r.snapshot(f)).await,
+            None => self.worker.run(op, move |db| db.snapshot(f)).await,
+        }
+    }
+
+    /// Runs a job on the writer thread.
     pub(crate) async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -100,14 +142,24 @@ impl SqliteTokenStore {
         key: SessionKey,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         let now = self.clock.now();
-        let found = self
-            .run(op, move |db| session::load(db.ctx(), &key, now))
-            .await?;
-        Ok(found.map(Arc::new))
+        match self
+            .read(op, move |ctx| session::read(ctx, &key, now))
+            .await?
+        {
+            session::Loaded::Live(found) => Ok(Some(Arc::from(found))),
+            session::Loaded::Absent => Ok(None),
+            session::Loaded::Dead(access_hash) => {
+                self.run("delete_dead_session", move |db| {
+                    session::delete_if_dead(db.ctx(), &access_hash, now)
+                })
+                .await?;
+                Ok(None)
+            }
+        }
     }
 }
 
-fn read_contents(ctx: crate::worker::Ctx<'_>) -> Result<Contents, StoreError> {
+fn read_contents(ctx: Ctx<'_>) -> Result<Contents, StoreError> {
     Ok(Contents {
         states: arcs(state::all(ctx)?),
         auth_codes: arcs(code::all(ctx)?),
@@ -153,10 +205,21 @@ impl TokenStore for SqliteTokenStore {
     async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
         validate_key("code", code)?;
         let (code, now) = (code.to_owned(), self.clock.now());
-        let found = self
-            .run("load_auth_code", move |db| code::load(db.ctx(), &code, now))
-            .await?;
-        Ok(found.map(Arc::new))
+        let read = code.clone();
+        match self
+            .read("load_auth_code", move |ctx| code::read(ctx, &read, now))
+            .await?
+        {
+            code::Loaded::Live(found) => Ok(Some(Arc::new(found))),
+            code::Loaded::Absent => Ok(None),
+            code::Loaded::Expired => {
+                self.run("delete_expired_code", move |db| {
+                    code::delete_if_expired(db.ctx(), &code, now)
+                })
+                .await?;
+                Ok(None)
+            }
+        }
     }
 
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
@@ -243,13 +306,13 @@ impl TokenStore for SqliteTokenStore {
         validate_key("client_id", client_id)?;
         let id = client_id.to_owned();
         let found = self
-            .run("load_client", move |db| client::load(db.ctx(), &id))
+            .read("load_client", move |ctx| client::load(ctx, &id))
             .await?;
         Ok(found.map(Arc::new))
     }
 
     async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        let clients = self.run("list_clients", |db| client::all(db.ctx())).await?;
+        let clients = self.read("list_clients", client::all).await?;
         Ok(arcs(clients))
     }
 
@@ -270,8 +333,15 @@ impl TokenStore for SqliteTokenStore {
         .await
     }
 
+    /// Closes the readers (after the reads already sent), then the writer
+    /// (after the jobs already sent, so a read's deletion still runs).
     async fn close(&self) -> Result<(), StoreError> {
-        self.worker.close().await
+        let readers = match &self.readers {
+            Some(readers) => readers.close().await,
+            None => Ok(()),
+        };
+        let writer = self.worker.close().await;
+        readers.and(writer)
     }
 
     fn bulk(&self) -> Option<&dyn BulkSessionStore> {
@@ -291,10 +361,7 @@ impl TokenStore for SqliteTokenStore {
 
 /// Removes every expired state and code and every dead session (logging
 /// nothing: no lookup could return them), and prunes the invalidation log.
-fn cleanup(
-    ctx: crate::worker::Ctx<'_>,
-    now: tokenstore_core::Timestamp,
-) -> Result<CleanupCounts, StoreError> {
+fn cleanup(ctx: Ctx<'_>, now: tokenstore_core::Timestamp) -> Result<CleanupCounts, StoreError> {
     let counts = CleanupCounts {
         states: state::delete_expired(ctx, now)?,
         auth_codes: code::delete_expired(ctx, now)?,
@@ -310,6 +377,7 @@ impl fmt::Debug for SqliteTokenStore {
             .field("path", &self.path)
             .field("encrypted", &self.encrypted)
             .field("invalidation_log", &self.logging)
+            .field("readers", &self.readers())
             .field("closed", &self.worker.is_closed())
             .field("stats", &self.stats())
             .field("clock", &self.clock)

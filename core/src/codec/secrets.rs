@@ -43,7 +43,9 @@ pub fn generate_key() -> String {
 }
 
 /// Seals and opens the values of the secret columns. Its `Debug` shows only
-/// whether it encrypts, never the key.
+/// whether it encrypts, never the key. A clone shares nothing with the
+/// original but the key (each connection thread of a store has its own).
+#[derive(Clone)]
 pub struct SecretCodec {
     fernet: Option<Fernet>,
     allow_plaintext: bool,

@@ -11,6 +11,7 @@ mod encryption;
 mod feed;
 mod feed_poll;
 mod model;
+mod readers;
 mod schema;
 mod semantics;
 mod writes;

@@ -174,11 +174,13 @@ fn step(pair: &Pair, rng: &mut Rng) -> Result<(), StoreError> {
     })
 }
 
-fn run(seed: u64, steps: usize) {
+fn run(seed: u64, steps: usize, readers: usize) {
     let env = Env::new();
+    let sqlite = block_on(env.builder().readers(readers).open()).expect("open");
+    assert_eq!(sqlite.readers(), readers);
     let pair = Pair {
         clock: env.clock.clone(),
-        sqlite: env.open(),
+        sqlite,
         memory: MemoryTokenStore::new(env.clock.clone()),
     };
     let mut rng = Rng(seed);
@@ -194,6 +196,14 @@ fn run(seed: u64, steps: usize) {
 #[test]
 fn random_sequences_match_the_reference_model() {
     for seed in 1..=6 {
-        run(seed, 400);
+        run(seed, 400, 2);
+    }
+}
+
+/// The same with every read on the writer's connection.
+#[test]
+fn random_sequences_match_the_reference_model_without_readers() {
+    for seed in 7..=9 {
+        run(seed, 400, 0);
     }
 }
