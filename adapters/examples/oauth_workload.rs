@@ -108,6 +108,26 @@ struct Args {
     /// stale serves
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=10_000))]
     feed_bound_ms: u64,
+    /// SQLite reader threads beside the writer (0 to 64, or `default`: one per
+    /// core, 2 to 8), comma separated: with more than one value every stack
+    /// runs once per value, side by side (e.g. `--sqlite-readers 1,default`)
+    #[arg(long, value_delimiter = ',', default_value = "default", value_parser = parse_readers)]
+    sqlite_readers: Vec<Readers>,
+}
+
+/// A `--sqlite-readers` value: a count, or `None` for the store's default.
+type Readers = Option<usize>;
+
+fn parse_readers(value: &str) -> Result<Readers, String> {
+    if value == "default" {
+        return Ok(None);
+    }
+    match value.parse::<usize>() {
+        Ok(n) if n <= 64 => Ok(Some(n)),
+        _ => Err(format!(
+            "`{value}` is not `default` or a count from 0 to 64"
+        )),
+    }
 }
 
 /// The most instances `--instances` takes (each holds a pool and two hint
@@ -230,13 +250,22 @@ fn main() {
             target
         }
     };
+    if args.backend != Backend::Sqlite && args.sqlite_readers != [None] {
+        eprintln!("error: --sqlite-readers applies to --backend sqlite only");
+        std::process::exit(2);
+    }
     let mut reports = Vec::new();
-    for &stack in &args.stacks {
-        match run_stack(&args, stack, &target) {
-            Ok(r) => reports.push(r),
-            Err(e) => {
-                eprintln!("error: stack {stack:?} failed: {e}");
-                std::process::exit(1);
+    for (group, &readers) in args.sqlite_readers.iter().enumerate() {
+        for &stack in &args.stacks {
+            match run_stack(&args, stack, readers, &target) {
+                Ok(mut r) => {
+                    r.group = group;
+                    reports.push(r);
+                }
+                Err(e) => {
+                    eprintln!("error: stack {stack:?} failed: {e}");
+                    std::process::exit(1);
+                }
             }
         }
     }
@@ -285,6 +314,12 @@ fn main() {
 /// What one stack did.
 struct Report {
     stack: Stack,
+    /// The stack's name, with its SQLite readers when several values run.
+    label: String,
+    /// Which `--sqlite-readers` value it ran with (its index).
+    group: usize,
+    /// The SQLite store's reader threads (not counted on PostgreSQL).
+    readers: Option<usize>,
     ops: u64,
     elapsed: Duration,
     latencies: BTreeMap<&'static str, Vec<u32>>,
@@ -377,11 +412,16 @@ fn postgres_target(_: &Args) -> (Target, &'static str) {
     std::process::exit(2);
 }
 
-fn run_stack(args: &Args, stack: Stack, target: &Target) -> Result<Report, StoreError> {
+fn run_stack(
+    args: &Args,
+    stack: Stack,
+    readers: Readers,
+    target: &Target,
+) -> Result<Report, StoreError> {
     eprintln!("running {} ...", name(stack));
     let job = async move {
         match target {
-            Target::Sqlite(dir) => on_sqlite(args, stack, dir).await,
+            Target::Sqlite(dir) => on_sqlite(args, stack, readers, dir).await,
             #[cfg(feature = "postgres")]
             Target::Postgres(pg) => on_postgres(args, stack, pg).await,
         }
@@ -398,12 +438,19 @@ fn run_stack(args: &Args, stack: Stack, target: &Target) -> Result<Report, Store
 }
 
 /// The stack over a fresh SQLite file; the check reopens the file.
-async fn on_sqlite(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError> {
-    let path = dir.join(format!("oauth_{}.sqlite", name(stack)));
+async fn on_sqlite(
+    args: &Args,
+    stack: Stack,
+    readers: Readers,
+    dir: &Path,
+) -> Result<Report, StoreError> {
+    let readers_tag = readers.map_or_else(|| "default".to_owned(), |n| n.to_string());
+    let path = dir.join(format!("oauth_{}_r{readers_tag}.sqlite", name(stack)));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let sqlite = Arc::new(open(&path, args.synchronous).await?);
+    let sqlite = Arc::new(open(&path, args.synchronous, readers).await?);
+    let threads = sqlite.readers();
     let (outcome, hit_ratio, avg_batch) = run_on(args, stack, vec![sqlite.clone()]).await?;
     let commits = sqlite.stats().commits;
     sqlite.close().await?;
@@ -413,13 +460,18 @@ async fn on_sqlite(args: &Args, stack: Stack, dir: &Path) -> Result<Report, Stor
         .await?;
     let checked = verify(&check, &outcome.expected).await?;
     check.close().await?;
-    Ok(report(
+    let mut report = report(
         stack,
         outcome,
         (hit_ratio, avg_batch),
         Some(commits),
         checked,
-    ))
+    );
+    report.readers = Some(threads);
+    if args.sqlite_readers.len() > 1 {
+        report.label = format!("{} r={threads}", name(stack));
+    }
+    Ok(report)
 }
 
 /// The stack over an emptied schema of its own, as `--instances` instances
@@ -483,6 +535,9 @@ fn report(
 ) -> Report {
     Report {
         stack,
+        label: name(stack),
+        group: 0,
+        readers: None,
         ops: outcome.ops,
         elapsed: outcome.elapsed,
         latencies: outcome.latencies,
@@ -644,17 +699,25 @@ fn runtime(rt: Rt) -> Arc<dyn Runtime> {
     }
 }
 
-async fn open(path: &Path, mode: SyncMode) -> Result<SqliteTokenStore, StoreError> {
+async fn open(
+    path: &Path,
+    mode: SyncMode,
+    readers: Readers,
+) -> Result<SqliteTokenStore, StoreError> {
     let synchronous = match mode {
         SyncMode::Off => Synchronous::Off,
         SyncMode::Normal => Synchronous::Normal,
         SyncMode::Full => Synchronous::Full,
     };
-    SqliteTokenStore::builder(path)
+    let builder = SqliteTokenStore::builder(path)
         .encryption_key(KEY)
-        .synchronous(synchronous)
-        .open()
-        .await
+        .synchronous(synchronous);
+    match readers {
+        Some(n) => builder.readers(n),
+        None => builder,
+    }
+    .open()
+    .await
 }
 
 /// A fixed Fernet key: the workload's database can be inspected afterwards.
@@ -1209,12 +1272,15 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 }
 
 fn print_table(reports: &[Report]) {
-    let bare = reports
-        .iter()
-        .find(|r| r.stack == Stack::Bare)
-        .map(|r| r.ops as f64 / r.elapsed.as_secs_f64());
+    // Speedups are against the bare stack of the same `--sqlite-readers` value.
+    let bare = |group: usize| {
+        reports
+            .iter()
+            .find(|r| r.stack == Stack::Bare && r.group == group)
+            .map(|r| r.ops as f64 / r.elapsed.as_secs_f64())
+    };
     println!();
-    print!("{:<15} {:>9} {:>7}", "stack", "ops/s", "speedup");
+    print!("{:<19} {:>9} {:>7}", "stack", "ops/s", "speedup");
     for op in OPS {
         print!(" {:>15}", format!("{op} p50/p99"));
     }
@@ -1230,8 +1296,8 @@ fn print_table(reports: &[Report]) {
     );
     for r in reports {
         let rate = r.ops as f64 / r.elapsed.as_secs_f64();
-        let speedup = bare.map_or("-".to_string(), |b| format!("{:.2}x", rate / b));
-        print!("{:<15} {:>9.0} {:>7}", name(r.stack), rate, speedup);
+        let speedup = bare(r.group).map_or("-".to_string(), |b| format!("{:.2}x", rate / b));
+        print!("{:<19} {:>9.0} {:>7}", r.label, rate, speedup);
         for op in OPS {
             let mut l = r.latencies.get(op).cloned().unwrap_or_default();
             l.sort_unstable();
@@ -1254,10 +1320,7 @@ fn print_table(reports: &[Report]) {
     for r in reports {
         println!(
             "{}: checked the database afterwards: {} live sessions load, {} revoked tokens refused, {} violations",
-            name(r.stack),
-            r.verified_live,
-            r.verified_revoked,
-            r.violations
+            r.label, r.verified_live, r.verified_revoked, r.violations
         );
         if let Some(cross) = &r.cross {
             print_cross(r.stack, cross);
@@ -1280,6 +1343,7 @@ fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
                 .collect();
             serde_json::json!({
                 "stack": name(r.stack),
+                "sqlite_readers": r.readers,
                 "ops": r.ops,
                 "seconds": r.elapsed.as_secs_f64(),
                 "ops_per_second": r.ops as f64 / r.elapsed.as_secs_f64(),
