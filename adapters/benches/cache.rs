@@ -1,7 +1,10 @@
 //! Read-cache benchmark: a cached `load_session_by_token` hit against the bare
 //! SQLite lookup and against the caches a user would pick instead (SHA-256 of the
 //! token plus a `get` on quick_cache and on moka), measured side by side in one
-//! run, with 1,000 and 100,000 sessions, on 1 and 2 threads.
+//! run, with 1,000 and 100,000 sessions, on a sweep of threads (1, 2, and 4 and
+//! 8 where the machine has that many cores). Each row also gives lookups per
+//! second per thread, and each size ends with the throughput of every thread
+//! count relative to one thread (perfect scaling is the thread count).
 //!
 //! Run: `cargo bench -p tokenstore --bench cache` (release mode). Set
 //! `TOKENSTORE_BENCH_QUICK=1` for a short smoke run.
@@ -22,9 +25,12 @@ type Peer<C> = Arc<C>;
 fn main() {
     let quick = std::env::var_os("TOKENSTORE_BENCH_QUICK").is_some();
     let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 100_000] };
-    println!("read cache: ns per lookup (median of 5 rounds); ratios are ours / theirs");
     println!(
-        "{:>8} {:>3} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>9}",
+        "read cache: ns per lookup (wall time over all threads, median of 5 rounds); \
+         ratios are ours / theirs; M/s/thr: million lookups per second per thread"
+    );
+    println!(
+        "{:>8} {:>3} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>9} | {:>7} {:>7} {:>7}",
         "sessions",
         "thr",
         "cached",
@@ -34,7 +40,10 @@ fn main() {
         "sqlite",
         "vs qc",
         "vs moka",
-        "sqlite/us"
+        "sqlite/us",
+        "ours",
+        "qc",
+        "moka"
     );
     for &n in sizes {
         run_size(n, quick);
@@ -82,7 +91,14 @@ fn run_size(n: usize, quick: bool) {
     moka.run_pending_tasks();
     let ops = if quick { 20_000 } else { 400_000 };
     let sqlite_ops = if quick { 2_000 } else { 20_000 };
-    for threads in [1usize, 2] {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sweep: Vec<usize> = [1usize, 2, 4, 8]
+        .into_iter()
+        .filter(|&t| t <= cores.max(2))
+        .collect();
+    // Throughput (lookups per second over all threads) per thread count.
+    let mut scaling: Vec<(usize, f64, f64, f64)> = Vec::new();
+    for &threads in &sweep {
         let ours = measure(threads, ops, &tokens, {
             let c = cached.clone();
             move |t: &str| {
@@ -113,8 +129,11 @@ fn run_size(n: usize, quick: bool) {
                 )
             }
         });
+        // `measure` gives wall time per operation of one thread; each of the
+        // `threads` threads did that many in the same time.
+        let per_thread = |ns: f64| 1e3 / ns;
         println!(
-            "{:>8} {:>3} | {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>7.2}x {:>7.2}x {:>8.1}x",
+            "{:>8} {:>3} | {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>7.2}x {:>7.2}x {:>8.1}x | {:>7.2} {:>7.2} {:>7.2}",
             n,
             threads,
             ours,
@@ -124,7 +143,23 @@ fn run_size(n: usize, quick: bool) {
             sqlite_ns,
             ours / quick_ns,
             ours / moka_ns,
-            sqlite_ns / ours
+            sqlite_ns / ours,
+            per_thread(ours),
+            per_thread(quick_ns),
+            per_thread(moka_ns)
+        );
+        let total = |ns: f64| threads as f64 * 1e9 / ns;
+        scaling.push((threads, total(ours), total(quick_ns), total(moka_ns)));
+    }
+    let (_, one_ours, one_qc, one_moka) = scaling[0];
+    for &(threads, ours, qc, moka) in &scaling[1..] {
+        println!(
+            "{:>8} {:>3} | throughput vs 1 thread: ours {:.2}x, quick_cache {:.2}x, moka {:.2}x",
+            n,
+            threads,
+            ours / one_ours,
+            qc / one_qc,
+            moka / one_moka
         );
     }
     let m = cached.metrics().sessions;
