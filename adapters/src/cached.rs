@@ -1,8 +1,9 @@
 //! [`CachingTokenStore`]: the read cache's async driver.
 //!
 //! Every decision (hit, miss, lifetime, invalidation, eviction, stale fill) is
-//! made by [`CacheMachine`]; this file only takes the lock, calls the delegate
-//! and reports what happened.
+//! made by [`CacheMachine`], and how the cache is split into shards (each a
+//! machine behind a lock of its own) by [`ShardPlan`]; this file only takes
+//! the locks the plan names, calls the delegate and reports what happened.
 
 use crate::runtime::Runtime;
 use crate::sync::{Event, EventListener, Mutex};
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokenstore_core::SessionKey;
 use tokenstore_core::cache::{
     CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, DEFAULT_FEED_BOUND, FillOutcome,
-    FillTicket, Lookup, PollTimer, Write,
+    FillTicket, Lapse, Lookup, PollTicket, PollTimer, Route, ShardPlan, Write,
 };
 use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::{
@@ -68,7 +69,9 @@ pub struct CachingTokenStore<S> {
 struct Shared<S> {
     inner: S,
     clock: Arc<dyn Clock>,
-    machine: Mutex<CacheMachine>,
+    plan: ShardPlan,
+    /// One machine per shard of the plan, each on cache lines of its own.
+    shards: Box<[Padded<Mutex<CacheMachine>>]>,
     /// Notified after every fill or abandon, for lookups told to wait.
     filled: Event,
     /// Set when the cache is dropped: the poller stops.
@@ -89,11 +92,18 @@ impl<S: TokenStore> CachingTokenStore<S> {
     /// clock, usually the delegate's).
     pub fn with_clock(inner: S, mut config: CacheConfig, clock: impl Clock + 'static) -> Self {
         config.clock_resolution = clock.resolution();
+        let plan = ShardPlan::new(&config);
+        let shards = plan
+            .configs()
+            .into_iter()
+            .map(|c| Padded(Mutex::new(CacheMachine::new(c))))
+            .collect();
         Self {
             shared: Arc::new(Shared {
                 inner,
                 clock: Arc::new(clock),
-                machine: Mutex::new(CacheMachine::new(config)),
+                plan,
+                shards,
                 filled: Event::new(),
                 dropped: AtomicBool::new(false),
                 wake: Event::new(),
@@ -106,9 +116,15 @@ impl<S: TokenStore> CachingTokenStore<S> {
         &self.shared.inner
     }
 
-    /// The cache's counters and entry counts.
+    /// The cache's counters and entry counts, over all its shards
+    /// ([`CacheMetrics::combine`]).
     pub fn metrics(&self) -> CacheMetrics {
-        self.shared.machine.lock().metrics()
+        self.shared.metrics()
+    }
+
+    /// How many shards the cache is split into ([`ShardPlan`]).
+    pub fn shards(&self) -> usize {
+        self.shared.shards.len()
     }
 
     /// Answers a read from the cache or, on a miss, from `fetch`, filling the
@@ -148,7 +164,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
         key: &CacheKey,
         unwrap: fn(Cached) -> Option<Arc<T>>,
     ) -> Result<Result<Option<Arc<T>>, StoreError>, Next> {
-        let mut machine = self.shared.machine.lock();
+        let mut machine = self.shared.shard(key).lock();
         match machine.lookup(now, key) {
             Lookup::Hit(cached) => Ok(Ok(unwrap(cached))),
             Lookup::NegativeHit => Ok(Ok(None)),
@@ -202,7 +218,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
         let result = fetch().await;
         let ticket = guard.ticket.take().expect("ticket is taken once");
         {
-            let mut machine = self.shared.machine.lock();
+            let mut machine = self.shared.shard(ticket.key()).lock();
             match &result {
                 Ok(found) => drop(fill(&mut machine, now, ticket, found.clone())),
                 Err(_) => machine.abandon(ticket),
@@ -313,6 +329,24 @@ impl<S> Drop for CachingTokenStore<S> {
     }
 }
 
+impl<S> Shared<S> {
+    /// The shard of `key`.
+    fn shard(&self, key: &CacheKey) -> &Mutex<CacheMachine> {
+        &self.shards[self.plan.of_key(key)].0
+    }
+
+    /// Runs `f` on every shard in turn, each under its own lock.
+    fn each_shard(&self, mut f: impl FnMut(&mut CacheMachine)) {
+        for shard in &self.shards {
+            f(&mut shard.0.lock());
+        }
+    }
+
+    fn metrics(&self) -> CacheMetrics {
+        CacheMetrics::combine(self.shards.iter().map(|s| s.0.lock().metrics()))
+    }
+}
+
 impl<S: TokenStore + 'static> Shared<S> {
     /// Polls on the machine's schedule until the cache is closed or dropped.
     async fn run_poller(self: &Arc<Self>, runtime: &Arc<dyn Runtime>) {
@@ -349,7 +383,8 @@ impl<S: TokenStore + 'static> Shared<S> {
             match or(hinted, or(timer, stop)).await {
                 Wake::Hint(generation) => {
                     seen = Some(generation);
-                    self.machine.lock().handle_hint(self.clock.now());
+                    let now = self.clock.now();
+                    self.each_shard(|m| m.handle_hint(now));
                 }
                 Wake::Timer => {}
                 Wake::Stop if self.dropped.load(Ordering::Acquire) => return,
@@ -358,63 +393,115 @@ impl<S: TokenStore + 'static> Shared<S> {
         }
     }
 
+    /// The most urgent of the shards' poll timers: every shard follows the
+    /// feed, and one poll serves them all.
+    fn poll_timeout(&self, now: Timestamp) -> PollTimer {
+        let mut timer = PollTimer::Off;
+        self.each_shard(|m| timer = sooner(timer, m.poll_timeout(now)));
+        timer
+    }
+
     async fn poll_feed(self: &Arc<Self>, runtime: &Arc<dyn Runtime>) -> PollTimer {
         let now = self.clock.now();
-        let ticket = {
-            let mut machine = self.machine.lock();
-            match machine.poll_timeout(now) {
-                PollTimer::Due => {}
-                other => return other,
+        if self.poll_timeout(now) != PollTimer::Due {
+            return self.poll_timeout(now);
+        }
+        // Every shard starts the poll (at the same `now`), so they stay in
+        // step: one feed call per distinct watermark, normally one.
+        let mut tickets: Vec<(usize, PollTicket)> = Vec::with_capacity(self.shards.len());
+        for (i, shard) in self.shards.iter().enumerate() {
+            if let Some(ticket) = shard.0.lock().begin_poll(now) {
+                tickets.push((i, ticket));
             }
-            let Some(ticket) = machine.begin_poll(now) else {
-                return machine.poll_timeout(now);
-            };
-            ticket
+        }
+        let Some(give_up) = tickets.first().map(|(_, t)| t.give_up_after()) else {
+            return self.poll_timeout(now);
         };
-        let give_up = ticket.give_up_after();
         // Armed now, so it ends `B` after the poll started whatever the wall
         // clock does meanwhile.
         let lapse_timer = runtime.sleep(give_up);
-        let lapse = ticket.lapse();
-        let answer = match self.inner.invalidation_feed() {
-            Some(feed) => {
-                let asked = async { Some(feed.invalidations_since(ticket.since()).await) };
-                let timeout = async {
-                    runtime.sleep(give_up).await;
-                    None
-                };
-                or(asked, timeout).await
-            }
-            None => None,
-        };
-        let now = self.clock.now();
-        let mut machine = self.machine.lock();
-        match answer {
-            Some(Ok(found)) => {
-                tracing::trace!(keys = found.keys.len(), gap = found.gap, "feed polled");
-                if machine.handle_invalidations(now, ticket, found) {
-                    let shared = Arc::downgrade(self);
-                    runtime.spawn(Box::pin(async move {
-                        lapse_timer.await;
-                        if let Some(shared) = shared.upgrade() {
-                            let now = shared.clock.now();
-                            shared.machine.lock().handle_lapse(now, lapse);
+        let mut confirmed: Vec<(usize, Lapse)> = Vec::new();
+        while !tickets.is_empty() {
+            let since = tickets[0].1.since();
+            let (asked, rest): (Vec<_>, Vec<_>) =
+                tickets.into_iter().partition(|(_, t)| t.since() == since);
+            tickets = rest;
+            let answer = match self.inner.invalidation_feed() {
+                Some(feed) => {
+                    let asked = async { Some(feed.invalidations_since(since).await) };
+                    let timeout = async {
+                        runtime.sleep(give_up).await;
+                        None
+                    };
+                    or(asked, timeout).await
+                }
+                None => None,
+            };
+            let now = self.clock.now();
+            match answer {
+                Some(Ok(found)) => {
+                    tracing::trace!(keys = found.keys.len(), gap = found.gap, "feed polled");
+                    for (i, ticket) in asked {
+                        let lapse = ticket.lapse();
+                        let mut machine = self.shards[i].0.lock();
+                        if machine.handle_invalidations(now, ticket, found.clone()) {
+                            confirmed.push((i, lapse));
                         }
-                    }));
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "feed poll failed");
+                    for (i, ticket) in asked {
+                        self.shards[i].0.lock().handle_poll_failed(now, ticket);
+                    }
+                }
+                None => {
+                    tracing::debug!("feed poll given up");
+                    for (i, ticket) in asked {
+                        self.shards[i].0.lock().handle_poll_failed(now, ticket);
+                    }
                 }
             }
-            Some(Err(error)) => {
-                tracing::debug!(%error, "feed poll failed");
-                machine.handle_poll_failed(now, ticket);
-            }
-            None => {
-                tracing::debug!("feed poll given up");
-                machine.handle_poll_failed(now, ticket);
-            }
         }
-        machine.poll_timeout(now)
+        if !confirmed.is_empty() {
+            let shared = Arc::downgrade(self);
+            runtime.spawn(Box::pin(async move {
+                lapse_timer.await;
+                if let Some(shared) = shared.upgrade() {
+                    let now = shared.clock.now();
+                    for (i, lapse) in confirmed {
+                        shared.shards[i].0.lock().handle_lapse(now, lapse);
+                    }
+                }
+            }));
+        }
+        self.poll_timeout(self.clock.now())
     }
 }
+
+/// The more urgent of two poll timers: due before any wait, the shorter wait
+/// first, off only when both are.
+fn sooner(a: PollTimer, b: PollTimer) -> PollTimer {
+    use PollTimer::{After, Due, InFlight, Off};
+    match (a, b) {
+        (Due, _) | (_, Due) => Due,
+        (Off, other) | (other, Off) => other,
+        (InFlight(x), InFlight(y)) => InFlight(x.min(y)),
+        (After(x), After(y)) => After(x.min(y)),
+        (After(x), InFlight(y)) | (InFlight(y), After(x)) => {
+            if x < y {
+                After(x)
+            } else {
+                InFlight(y)
+            }
+        }
+    }
+}
+
+/// Keeps a shard on cache lines of its own, so two cores locking two shards
+/// never write to one line (128 bytes: the prefetcher pairs 64-byte lines).
+#[repr(align(128))]
+struct Padded<T>(T);
 
 /// What woke the poller.
 enum Wake {
@@ -441,7 +528,7 @@ struct TicketGuard<'a, S: TokenStore> {
 impl<S: TokenStore> Drop for TicketGuard<'_, S> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.store.shared.machine.lock().abandon(ticket);
+            self.store.shared.shard(ticket.key()).lock().abandon(ticket);
             self.store.shared.filled.notify(usize::MAX);
         }
     }
@@ -455,9 +542,12 @@ struct WriteGuard<'a, 'w, S: TokenStore> {
 
 impl<S: TokenStore> Drop for WriteGuard<'_, '_, S> {
     fn drop(&mut self) {
-        let mut machine = self.store.shared.machine.lock();
+        let shared = &self.store.shared;
         for write in self.writes {
-            machine.handle_write(*write);
+            match shared.plan.of_write(write) {
+                Route::One(i) => shared.shards[i].0.lock().handle_write(*write),
+                Route::All => shared.each_shard(|m| m.handle_write(*write)),
+            }
         }
     }
 }
@@ -622,7 +712,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
 
     async fn close(&self) -> Result<(), StoreError> {
         let result = self.shared.inner.close().await;
-        self.shared.machine.lock().handle_close();
+        self.shared.each_shard(CacheMachine::handle_close);
         self.shared.filled.notify(usize::MAX);
         self.shared.wake.notify(usize::MAX);
         result
@@ -726,7 +816,8 @@ impl<S: fmt::Debug> fmt::Debug for CachingTokenStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachingTokenStore")
             .field("inner", &self.shared.inner)
-            .field("machine", &*self.shared.machine.lock())
+            .field("shards", &self.shared.shards.len())
+            .field("metrics", &self.shared.metrics())
             .finish_non_exhaustive()
     }
 }

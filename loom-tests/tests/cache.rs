@@ -35,11 +35,18 @@ fn fill_racing_invalidation(invalidation: Invalidation, readers: usize) {
         if !matches!(invalidation, Invalidation::Create) {
             block_on(delegate.store_session(session("sid", "tok", "old"))).unwrap();
         }
+        // Two shards: the write is reported to both, the fill lands in the
+        // shard of the access token's hash.
+        let config = CacheConfig {
+            shards: 2,
+            ..CacheConfig::default()
+        };
         let cache = Arc::new(CachingTokenStore::with_clock(
             Arc::clone(&delegate),
-            CacheConfig::default(),
+            config,
             clock,
         ));
+        assert_eq!(cache.shards(), 2);
 
         let others: Vec<_> = (1..readers)
             .map(|_| {

@@ -207,6 +207,9 @@ fn username(s: Option<Arc<StoredSession>>) -> Option<String> {
 fn config() -> CacheConfig {
     CacheConfig {
         feed_bound: Some(Duration::from_secs(1)),
+        // Two shards: every poll, hint and lapse goes to both, a session
+        // write too; the session's keys live in one or the other.
+        shards: 2,
         ..CacheConfig::default()
     }
 }

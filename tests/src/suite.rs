@@ -310,6 +310,13 @@ macro_rules! __cache_test_list {
                 metrics_add_up_after_mixed_workload,
                 debug_shows_no_identifiers,
             }
+            shards {
+                default_config_is_sharded,
+                each_key_fills_its_own_shard,
+                a_fill_serves_the_keys_in_its_shard,
+                writes_by_any_key_evict_every_shard,
+                rotation_leaves_no_shard_serving_old_tokens,
+            }
         }
     };
 }
@@ -438,6 +445,7 @@ mod tests {
             ("races", include_str!("cache/races.rs")),
             ("capacity", include_str!("cache/capacity.rs")),
             ("metrics", include_str!("cache/metrics.rs")),
+            ("shards", include_str!("cache/shards.rs")),
         ];
         let listed = sorted(crate::__cache_test_list!(__contract_test_names,));
         assert_eq!(listed, bodies(&sources, "pub async fn "));

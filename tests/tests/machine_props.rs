@@ -847,6 +847,8 @@ fn cache_config_strategy() -> impl Strategy<Value = CacheConfig> {
                     negative_capacity: negatives,
                     clock_resolution: millis(resolution),
                     feed_bound: None,
+                    // The machine itself is one shard; the plan is the adapter's.
+                    shards: 1,
                 }
             },
         )

@@ -40,7 +40,7 @@ mod run;
 #[path = "model/stacks.rs"]
 mod stacks;
 
-use stacks::{ModelBuffered, ModelCached};
+use stacks::{ModelBuffered, ModelCached, ModelSharded};
 use tokenstore_tests::{Buffered, Cached, MemoryFactory, Smol, SqliteFactory, Tokio};
 
 /// Default cases for stacks over memory (fast).
@@ -69,6 +69,8 @@ model_tests! {
     durable_memory_smol: ModelBuffered<MemoryFactory, true>, Smol, MEMORY_CASES;
     cached_buffered_memory_tokio: ModelCached<ModelBuffered<MemoryFactory, false>>, Tokio, MEMORY_CASES;
     cached_buffered_memory_smol: ModelCached<ModelBuffered<MemoryFactory, false>>, Smol, MEMORY_CASES;
+    sharded_memory_tokio: ModelSharded<MemoryFactory>, Tokio, MEMORY_CASES;
+    sharded_buffered_memory_smol: ModelSharded<ModelBuffered<MemoryFactory, false>>, Smol, MEMORY_CASES;
     sqlite_tokio: SqliteFactory, Tokio, SQLITE_CASES;
     cached_sqlite_tokio: ModelCached<SqliteFactory>, Tokio, SQLITE_CASES;
     buffered_sqlite_tokio: ModelBuffered<SqliteFactory, false>, Tokio, SQLITE_CASES;

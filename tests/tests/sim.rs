@@ -143,10 +143,12 @@ impl Config {
             negative_ttl: Duration::from_millis(*r.pick(&[0, 2, 2_000])),
             session_capacity: *r.pick(&[2, 16, 100_000]) as usize,
             auth_code_capacity: *r.pick(&[2, 16, 10_000]) as usize,
-            client_capacity: 16,
+            client_capacity: *r.pick(&[16, 10_000]) as usize,
             negative_capacity: *r.pick(&[1, 8, 10_000]) as usize,
             clock_resolution: Duration::ZERO,
             feed_bound: None,
+            // Sharded when every capacity is large enough (ShardPlan).
+            shards: *r.pick(&[1, 4, 16]) as usize,
         };
         let end = match r.below(3) {
             0 => End::CloseAfterClients,

@@ -55,7 +55,51 @@ pub struct CacheMetrics {
     pub feed: FeedMetrics,
 }
 
+impl KindMetrics {
+    fn add(&mut self, other: &Self) {
+        self.lookups += other.lookups;
+        self.hits += other.hits;
+        self.negative_hits += other.negative_hits;
+        self.misses += other.misses;
+        self.waits += other.waits;
+        self.fills += other.fills;
+        self.negative_fills += other.negative_fills;
+        self.stale_fills_refused += other.stale_fills_refused;
+        self.invalidations += other.invalidations;
+        self.evictions += other.evictions;
+        self.expirations += other.expirations;
+    }
+}
+
 impl CacheMetrics {
+    /// The metrics of a sharded cache from its shards' ([`ShardPlan`](super::ShardPlan)),
+    /// in shard order: counters and entry counts add up, except what every
+    /// shard counts for the one poller (polls, failures, gaps, keys received,
+    /// hints, lapses), taken from the first shard, and backward clock steps
+    /// (each shard detects them on its own lookups), the most any shard saw.
+    /// A session write reaches every shard, so each counts it in
+    /// `sessions.invalidations`: that counter is the first shard's too.
+    pub fn combine(shards: impl IntoIterator<Item = Self>) -> Self {
+        let mut shards = shards.into_iter();
+        let Some(mut total) = shards.next() else {
+            return Self::default();
+        };
+        let first_session_invalidations = total.sessions.invalidations;
+        for m in shards {
+            for kind in [Kind::State, Kind::AuthCode, Kind::Session, Kind::Client] {
+                total.kind_mut(kind).add(m.kind(kind));
+            }
+            total.session_entries += m.session_entries;
+            total.auth_code_entries += m.auth_code_entries;
+            total.client_entries += m.client_entries;
+            total.negative_entries += m.negative_entries;
+            total.feed.unconfirmed += m.feed.unconfirmed;
+            total.feed.clock_steps_back = total.feed.clock_steps_back.max(m.feed.clock_steps_back);
+        }
+        total.sessions.invalidations = first_session_invalidations;
+        total
+    }
+
     pub(crate) fn kind_mut(&mut self, kind: Kind) -> &mut KindMetrics {
         match kind {
             Kind::State => &mut self.states,

@@ -10,12 +10,14 @@ mod follow;
 mod key;
 mod metrics;
 mod races;
+mod shard;
 mod table;
 
 pub use follow::{FeedMetrics, Lapse, PollTicket, PollTimer};
 pub use key::{CacheKey, Kind, Write};
 pub use metrics::{CacheMetrics, KindMetrics};
 pub use races::FillTicket;
+pub use shard::{MAX_SHARDS, MIN_SHARD_CAPACITY, Route, ShardPlan};
 
 use crate::feed::Invalidations;
 use crate::{
@@ -68,6 +70,10 @@ pub struct CacheConfig {
     /// live at most `B`. Must be above zero and below `ttl_cap`. Default `None`: no feed
     /// (a single-process server needs none).
     pub feed_bound: Option<Duration>,
+    /// The most shards the cache is split into, each a machine behind a lock
+    /// of its own, so hits on different cores rarely meet; fewer when a
+    /// capacity is small (see [`ShardPlan`]). 1 disables sharding. Default 16.
+    pub shards: usize,
 }
 
 impl CacheConfig {
@@ -110,6 +116,7 @@ impl Default for CacheConfig {
             negative_capacity: 10_000,
             clock_resolution: Duration::ZERO,
             feed_bound: None,
+            shards: 16,
         }
     }
 }

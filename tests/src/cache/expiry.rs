@@ -19,7 +19,8 @@ use tokenstore_core::{
 /// skew`, the delegate at that instant (it still answers with the live
 /// session, which is not cached again), and nothing after the expiry.
 pub async fn session_served_until_access_expiry_minus_skew<F: Factory, R: Runtime>() {
-    let fx = CacheFixture::<F>::new().await;
+    // One shard: one fill serves every key of the session.
+    let fx = CacheFixture::<F>::unsharded().await;
     let expiry = T0 + 2 * MINUTE;
     let s = session("sess-1", "at-1", None, expiry, None, T0);
     fx.put(&s).await;
@@ -85,7 +86,8 @@ pub async fn session_served_until_refresh_expiry_minus_skew<F: Factory, R: Runti
 /// An entry filled through the refresh token is not served by access token
 /// or id once the access token expired; the refresh token still finds it.
 pub async fn access_expired_not_served_by_token_or_id<F: Factory, R: Runtime>() {
-    let fx = CacheFixture::<F>::new().await;
+    // One shard: one fill serves every key of the session.
+    let fx = CacheFixture::<F>::unsharded().await;
     let access_expiry = T0 + MINUTE;
     let s = session(
         "sess-1",

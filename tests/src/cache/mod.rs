@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod negatives;
 pub mod races;
 pub mod reads;
+pub mod shards;
 pub mod staleness;
 
 use crate::probe::{Calls, CountingStore, Gate, GatedStore};
@@ -76,6 +77,17 @@ impl<F: Factory> CacheFixture<F> {
     /// A fresh stack with [`config`].
     pub async fn new() -> Self {
         Self::with_config(config()).await
+    }
+
+    /// A fresh stack with [`config`] in one shard: a session filled by any of
+    /// its keys then serves all three (with several shards, only the keys in
+    /// the shard it was filled in; see [`shards`]).
+    pub async fn unsharded() -> Self {
+        Self::with_config(CacheConfig {
+            shards: 1,
+            ..config()
+        })
+        .await
     }
 
     /// A fresh stack with `config`.

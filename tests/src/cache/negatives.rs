@@ -70,7 +70,8 @@ pub async fn negative_entry_expires_after_negative_ttl<F: Factory, R: Runtime>()
 /// Storing a session through the cache clears the negative entries of its
 /// access token, id and refresh token.
 pub async fn store_session_clears_negatives<F: Factory, R: Runtime>() {
-    let fx = CacheFixture::<F>::new().await;
+    // One shard: one fill serves every key of the session.
+    let fx = CacheFixture::<F>::unsharded().await;
     load_every_unknown(&fx).await;
     let s = full_session("sess-1", "at-1", "rt-1", T0);
     fx.put(&s).await;

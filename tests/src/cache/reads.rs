@@ -63,7 +63,8 @@ pub async fn session_by_refresh_miss_then_hit<F: Factory, R: Runtime>() {
 /// One fill (by access token) serves the session by id and by refresh token
 /// too: one entry, three keys.
 pub async fn one_fill_serves_every_key<F: Factory, R: Runtime>() {
-    let fx = CacheFixture::<F>::new().await;
+    // One shard: one fill serves every key of the session.
+    let fx = CacheFixture::<F>::unsharded().await;
     let s = stored(&fx).await;
     assert!(fx.by_token("at-1").await.is_some());
     let after_miss = fx.calls();

@@ -13,7 +13,8 @@ use tokenstore_core::TokenStore;
 /// A cached session deleted on the backend: still served until `ttl_cap -
 /// skew` after the fill, gone from then on.
 pub async fn backend_delete_seen_within_ttl_cap<F: Factory, R: Runtime>() {
-    let fx = CacheFixture::<F>::new().await;
+    // One shard: one fill serves every key of the session.
+    let fx = CacheFixture::<F>::unsharded().await;
     let s = full_session("sess-1", "at-1", "rt-1", T0);
     fx.put(&s).await;
     assert!(fx.by_token("at-1").await.is_some());

@@ -111,6 +111,36 @@ impl<F: Factory> Factory for ModelCached<F> {
     }
 }
 
+/// [`CachingTokenStore`] with [`model_cache_config`]'s timers split into 4
+/// shards (capacities of 256, enough for the plan to shard: a session's keys
+/// land in different shards, its writes reach all of them) over a fresh store
+/// of `F`.
+pub(crate) struct ModelSharded<F>(PhantomData<F>);
+
+impl<F: Factory> Factory for ModelSharded<F> {
+    type Store = CachingTokenStore<F::Store>;
+    type Guard = F::Guard;
+
+    async fn make(clock: ManualClock) -> (Self::Store, F::Guard) {
+        let (inner, guard) = F::make(clock.clone()).await;
+        let config = CacheConfig {
+            session_capacity: 256,
+            auth_code_capacity: 256,
+            client_capacity: 256,
+            negative_capacity: 256,
+            shards: 4,
+            ..model_cache_config()
+        };
+        let store = CachingTokenStore::with_clock(inner, config, clock);
+        assert_eq!(store.shards(), 4);
+        (store, guard)
+    }
+
+    async fn contents(store: &Self::Store, guard: &F::Guard) -> Contents {
+        F::contents(store.inner(), guard).await
+    }
+}
+
 /// [`BufferedTokenStore`] with [`model_buffer_config`] over a fresh store of
 /// `F`, acknowledging when queued, or when durable with `DURABLE`.
 pub(crate) struct ModelBuffered<F, const DURABLE: bool>(PhantomData<F>);
