@@ -145,7 +145,10 @@ impl<S: TokenStore> CachingTokenStore<S> {
     {
         let now = self.shared.clock.now();
         match self.decide(now, &key, unwrap) {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                spare::give_back(key);
+                answer
+            }
             Err(Next::Fetch(ticket)) => {
                 Box::pin(self.fetch_and_fill(now, ticket, &fetch, fill)).await
             }
@@ -552,6 +555,34 @@ impl<S: TokenStore> Drop for WriteGuard<'_, '_, S> {
     }
 }
 
+/// A spare `String` per thread for the lookup keys that hold one (a session
+/// id, a client id): a lookup answered from the cache gives it back, so a hit
+/// allocates nothing once the thread has looked up an id that long.
+mod spare {
+    use std::cell::Cell;
+    use tokenstore_core::SessionKey;
+    use tokenstore_core::cache::CacheKey;
+
+    thread_local! {
+        static SPARE: Cell<String> = const { Cell::new(String::new()) };
+    }
+
+    /// `make` of a copy of `id`, in the thread's spare `String` when it has one.
+    pub(super) fn key_of(id: &str, make: fn(String) -> CacheKey) -> CacheKey {
+        let mut text = SPARE.take();
+        text.clear();
+        text.push_str(id);
+        make(text)
+    }
+
+    /// Keeps the `String` of a key that is done with as the thread's spare.
+    pub(super) fn give_back(key: CacheKey) {
+        if let CacheKey::Client(text) | CacheKey::Session(SessionKey::Id(text)) = key {
+            SPARE.set(text);
+        }
+    }
+}
+
 fn session(c: Cached) -> Option<Arc<StoredSession>> {
     match c {
         Cached::Session(s) => Some(s),
@@ -642,7 +673,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         session_id: &str,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("session_id", session_id)?;
-        let key = CacheKey::Session(SessionKey::Id(session_id.to_owned()));
+        let key = spare::key_of(session_id, |id| CacheKey::Session(SessionKey::Id(id)));
         let fetch = || self.shared.inner.load_session_by_id(session_id);
         self.read(key, fetch, CacheMachine::fill_session, session)
             .await
@@ -686,7 +717,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
 
     async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
         validate_key("client_id", client_id)?;
-        let key = CacheKey::Client(client_id.to_owned());
+        let key = spare::key_of(client_id, CacheKey::Client);
         let fetch = || self.shared.inner.load_client(client_id);
         self.read(key, fetch, CacheMachine::fill_client, client)
             .await
