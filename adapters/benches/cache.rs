@@ -1,7 +1,8 @@
 //! Read-cache benchmark: a cached `load_session_by_token` hit against the bare
 //! SQLite lookup and against the caches a user would pick instead (SHA-256 of the
 //! token plus a `get` on quick_cache and on moka), measured side by side in one
-//! run, with 1,000 and 100,000 sessions, on a sweep of threads (1, 2, and 4 and
+//! run, with 1,000 and 100,000 sessions, with the cache in its default shards
+//! and in one shard (one lock), on a sweep of threads (1, 2, and 4 and
 //! 8 where the machine has that many cores). Each row also gives lookups per
 //! second per thread, and each size ends with the throughput of every thread
 //! count relative to one thread (perfect scaling is the thread count).
@@ -30,10 +31,11 @@ fn main() {
          ratios are ours / theirs; M/s/thr: million lookups per second per thread"
     );
     println!(
-        "{:>8} {:>3} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>9} | {:>7} {:>7} {:>7}",
+        "{:>8} {:>3} | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>9} | {:>7} {:>7} {:>7} {:>7}",
         "sessions",
         "thr",
         "cached",
+        "1 shard",
         "qc+hash",
         "moka+hash",
         "hash",
@@ -42,6 +44,7 @@ fn main() {
         "vs moka",
         "sqlite/us",
         "ours",
+        "1 shard",
         "qc",
         "moka"
     );
@@ -69,14 +72,27 @@ fn run_size(n: usize, quick: bool) {
     .expect("bulk store");
     let config = CacheConfig {
         ttl_cap: Duration::from_secs(3600),
-        session_capacity: n,
+        // Twice the sessions, as the peers below: the shards split the
+        // capacity evenly but the keys only about evenly, and every key must
+        // stay resident.
+        session_capacity: 2 * n,
         ..CacheConfig::default()
     };
+    // The same cache in one shard (one lock), to show what sharding buys.
+    let one_shard = Arc::new(CachingTokenStore::new(
+        sqlite.clone(),
+        CacheConfig {
+            shards: 1,
+            ..config.clone()
+        },
+    ));
     let cached = Arc::new(CachingTokenStore::new(sqlite.clone(), config));
     for t in tokens.iter() {
-        block_on(cached.load_session_by_token(t))
-            .expect("warm")
-            .expect("present");
+        for cache in [&cached, &one_shard] {
+            block_on(cache.load_session_by_token(t))
+                .expect("warm")
+                .expect("present");
+        }
     }
     let qc: Peer<quick_cache::sync::Cache<TokenHash, Arc<StoredSession>>> =
         Arc::new(quick_cache::sync::Cache::new(2 * n));
@@ -97,17 +113,18 @@ fn run_size(n: usize, quick: bool) {
         .filter(|&t| t <= cores.max(2))
         .collect();
     // Throughput (lookups per second over all threads) per thread count.
-    let mut scaling: Vec<(usize, f64, f64, f64)> = Vec::new();
+    let mut scaling: Vec<(usize, f64, f64, f64, f64)> = Vec::new();
+    let hit = |c: Arc<CachingTokenStore<Arc<SqliteTokenStore>>>| {
+        move |t: &str| {
+            assert!(matches!(
+                now_or_never(c.load_session_by_token(t)),
+                Some(Ok(Some(_)))
+            ))
+        }
+    };
     for &threads in &sweep {
-        let ours = measure(threads, ops, &tokens, {
-            let c = cached.clone();
-            move |t: &str| {
-                assert!(matches!(
-                    now_or_never(c.load_session_by_token(t)),
-                    Some(Ok(Some(_)))
-                ))
-            }
-        });
+        let ours = measure(threads, ops, &tokens, hit(cached.clone()));
+        let one_ns = measure(threads, ops, &tokens, hit(one_shard.clone()));
         let quick_ns = measure(threads, ops, &tokens, {
             let c = qc.clone();
             move |t: &str| assert!(c.get(&TokenHash::of(t)).is_some())
@@ -133,10 +150,11 @@ fn run_size(n: usize, quick: bool) {
         // `threads` threads did that many in the same time.
         let per_thread = |ns: f64| 1e3 / ns;
         println!(
-            "{:>8} {:>3} | {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>7.2}x {:>7.2}x {:>8.1}x | {:>7.2} {:>7.2} {:>7.2}",
+            "{:>8} {:>3} | {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>7.2}x {:>7.2}x {:>8.1}x | {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
             n,
             threads,
             ours,
+            one_ns,
             quick_ns,
             moka_ns,
             hash_ns,
@@ -145,21 +163,30 @@ fn run_size(n: usize, quick: bool) {
             ours / moka_ns,
             sqlite_ns / ours,
             per_thread(ours),
+            per_thread(one_ns),
             per_thread(quick_ns),
             per_thread(moka_ns)
         );
         let total = |ns: f64| threads as f64 * 1e9 / ns;
-        scaling.push((threads, total(ours), total(quick_ns), total(moka_ns)));
+        scaling.push((
+            threads,
+            total(ours),
+            total(one_ns),
+            total(quick_ns),
+            total(moka_ns),
+        ));
     }
-    let (_, one_ours, one_qc, one_moka) = scaling[0];
-    for &(threads, ours, qc, moka) in &scaling[1..] {
+    let (_, base_ours, base_one, base_qc, base_moka) = scaling[0];
+    for &(threads, ours, one, qc, moka) in &scaling[1..] {
         println!(
-            "{:>8} {:>3} | throughput vs 1 thread: ours {:.2}x, quick_cache {:.2}x, moka {:.2}x",
+            "{:>8} {:>3} | throughput vs 1 thread: ours {:.2}x, ours in 1 shard {:.2}x, \
+             quick_cache {:.2}x, moka {:.2}x",
             n,
             threads,
-            ours / one_ours,
-            qc / one_qc,
-            moka / one_moka
+            ours / base_ours,
+            one / base_one,
+            qc / base_qc,
+            moka / base_moka
         );
     }
     let m = cached.metrics().sessions;
