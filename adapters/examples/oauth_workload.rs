@@ -29,9 +29,12 @@
 
 #[path = "oauth_workload/cross.rs"]
 mod cross;
+#[path = "oauth_workload/progress.rs"]
+mod progress;
 
 use clap::{Parser, ValueEnum};
 use cross::{Cross, CrossReport, Revoked, clients_everywhere, cross_columns, ms, print_cross};
+use progress::{Bars, StackBar};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -230,16 +233,23 @@ fn main() {
             target
         }
     };
+    let names: Vec<String> = args.stacks.iter().map(|&s| name(s)).collect();
+    let bars = Bars::new(&names, args.ops / args.concurrency * args.concurrency);
     let mut reports = Vec::new();
-    for &stack in &args.stacks {
-        match run_stack(&args, stack, &target) {
-            Ok(r) => reports.push(r),
+    for (i, &stack) in args.stacks.iter().enumerate() {
+        match run_stack(&args, stack, &target, bars.stack(i)) {
+            Ok(r) => {
+                bars.stack(i).done();
+                reports.push(r);
+            }
             Err(e) => {
+                bars.stack(i).failed();
                 eprintln!("error: stack {stack:?} failed: {e}");
                 std::process::exit(1);
             }
         }
     }
+    drop(bars);
     print_table(&reports);
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&to_json(&args, &reports)).expect("json");
@@ -377,13 +387,18 @@ fn postgres_target(_: &Args) -> (Target, &'static str) {
     std::process::exit(2);
 }
 
-fn run_stack(args: &Args, stack: Stack, target: &Target) -> Result<Report, StoreError> {
-    eprintln!("running {} ...", name(stack));
+fn run_stack(
+    args: &Args,
+    stack: Stack,
+    target: &Target,
+    bar: &StackBar,
+) -> Result<Report, StoreError> {
+    bar.phase("setting up");
     let job = async move {
         match target {
-            Target::Sqlite(dir) => on_sqlite(args, stack, dir).await,
+            Target::Sqlite(dir) => on_sqlite(args, stack, dir, bar).await,
             #[cfg(feature = "postgres")]
-            Target::Postgres(pg) => on_postgres(args, stack, pg).await,
+            Target::Postgres(pg) => on_postgres(args, stack, pg, bar).await,
         }
     };
     match args.runtime {
@@ -398,13 +413,18 @@ fn run_stack(args: &Args, stack: Stack, target: &Target) -> Result<Report, Store
 }
 
 /// The stack over a fresh SQLite file; the check reopens the file.
-async fn on_sqlite(args: &Args, stack: Stack, dir: &Path) -> Result<Report, StoreError> {
+async fn on_sqlite(
+    args: &Args,
+    stack: Stack,
+    dir: &Path,
+    bar: &StackBar,
+) -> Result<Report, StoreError> {
     let path = dir.join(format!("oauth_{}.sqlite", name(stack)));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     let sqlite = Arc::new(open(&path, args.synchronous).await?);
-    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, vec![sqlite.clone()]).await?;
+    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, vec![sqlite.clone()], bar).await?;
     let commits = sqlite.stats().commits;
     sqlite.close().await?;
     let check = SqliteTokenStore::builder(&path)
@@ -426,14 +446,19 @@ async fn on_sqlite(args: &Args, stack: Stack, dir: &Path) -> Result<Report, Stor
 /// (one store each on that schema); the check opens a new store (a new pool)
 /// on that schema.
 #[cfg(feature = "postgres")]
-async fn on_postgres(args: &Args, stack: Stack, pg: &PgTarget) -> Result<Report, StoreError> {
+async fn on_postgres(
+    args: &Args,
+    stack: Stack,
+    pg: &PgTarget,
+    bar: &StackBar,
+) -> Result<Report, StoreError> {
     let schema = format!("oauth_workload_{}", name(stack).replace('-', "_"));
     let mut stores = Vec::new();
     for _ in 0..args.instances() {
         stores.push(Arc::new(pg.open(&schema).await?));
     }
     clear(&stores[0]).await?;
-    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, stores.clone()).await?;
+    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, stores.clone(), bar).await?;
     for store in &stores {
         store.close().await?;
     }
@@ -506,6 +531,7 @@ async fn run_on<B: TokenStore + 'static>(
     args: &Args,
     stack: Stack,
     backends: Vec<Arc<B>>,
+    bar: &StackBar,
 ) -> Result<Figures, StoreError> {
     let queued = matches!(stack, Stack::Buffered | Stack::CachedBuffered);
     let cross = Arc::new(Cross::new(
@@ -524,13 +550,13 @@ async fn run_on<B: TokenStore + 'static>(
     };
     Ok(match stack {
         Stack::Bare => {
-            let mut outcome = drive(args, &backends, &cross).await?;
+            let mut outcome = drive(args, &backends, &cross, bar).await?;
             check_instances(&backends, &cross, &mut outcome).await?;
             (outcome, None, None)
         }
         Stack::Cached => {
             let stores = cached(args, &cross, backends.clone())?;
-            let mut outcome = drive(args, &stores, &cross).await?;
+            let mut outcome = drive(args, &stores, &cross, bar).await?;
             check_instances(&stores, &cross, &mut outcome).await?;
             (outcome, hits(stores.iter().map(|s| s.metrics())), None)
         }
@@ -541,7 +567,7 @@ async fn run_on<B: TokenStore + 'static>(
                 Ack::Queued
             };
             let stores: Vec<_> = backends.iter().map(|b| Arc::new(buffer(b, ack))).collect();
-            let mut outcome = drive(args, &stores, &cross).await?;
+            let mut outcome = drive(args, &stores, &cross, bar).await?;
             if cross.on() {
                 for store in &stores {
                     store.flush().await?;
@@ -556,7 +582,7 @@ async fn run_on<B: TokenStore + 'static>(
         Stack::CachedBuffered => {
             let buffers = backends.iter().map(|b| buffer(b, Ack::Queued)).collect();
             let stores = cached(args, &cross, buffers)?;
-            let mut outcome = drive(args, &stores, &cross).await?;
+            let mut outcome = drive(args, &stores, &cross, bar).await?;
             if cross.on() {
                 for store in &stores {
                     store.inner().flush().await?;
@@ -686,6 +712,7 @@ async fn drive<S: TokenStore + 'static>(
     args: &Args,
     instances: &[Arc<S>],
     cross: &Arc<Cross>,
+    bar: &StackBar,
 ) -> Result<Outcome, StoreError> {
     for c in 0..CLIENTS {
         let mut client = ClientRecord::new(format!("client-{c}"), SystemClock.now());
@@ -720,7 +747,7 @@ async fn drive<S: TokenStore + 'static>(
         r?;
     }
     let start = Instant::now();
-    let progress = spawn_progress(done.clone(), per_task * args.concurrency);
+    let ticker = bar.start(done.clone());
     let runs = clients
         .iter_mut()
         .map(|c| c.run(per_task, &done, &violations))
@@ -729,7 +756,8 @@ async fn drive<S: TokenStore + 'static>(
         r?;
     }
     let elapsed = start.elapsed();
-    progress.finish();
+    ticker.finish(elapsed);
+    bar.phase("checking");
     let stats = cross.settle().await;
     let mut latencies: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
     let mut expected = Expected::default();
@@ -788,38 +816,6 @@ async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
         .into_iter()
         .map(|o| o.expect("every future completed"))
         .collect()
-}
-
-/// Prints progress to stderr four times a second from a plain thread, until
-/// stopped with [`Progress::finish`].
-struct Progress {
-    stop: Arc<AtomicUsize>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Progress {
-    fn finish(self) {
-        self.stop.store(usize::MAX, Ordering::SeqCst);
-        let _ = self.thread.join();
-    }
-}
-
-fn spawn_progress(done: Arc<AtomicUsize>, total: u64) -> Progress {
-    let stop = Arc::new(AtomicUsize::new(0));
-    let flag = stop.clone();
-    let thread = std::thread::spawn(move || {
-        let start = Instant::now();
-        while flag.load(Ordering::SeqCst) != usize::MAX {
-            std::thread::sleep(Duration::from_millis(250));
-            let d = done.load(Ordering::Relaxed);
-            eprint!(
-                "\r  {d:>9} / {total} ops, {:>5.1} s",
-                start.elapsed().as_secs_f64()
-            );
-        }
-        eprintln!();
-    });
-    Progress { stop, thread }
 }
 
 struct UserSession {
