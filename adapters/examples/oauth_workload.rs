@@ -29,6 +29,8 @@
 
 #[path = "oauth_workload/cross.rs"]
 mod cross;
+#[path = "oauth_workload/plot.rs"]
+mod plot;
 #[path = "oauth_workload/progress.rs"]
 mod progress;
 
@@ -111,6 +113,10 @@ struct Args {
     /// stale serves
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=10_000))]
     feed_bound_ms: u64,
+    /// Also write one SVG per operation to this directory (made if missing):
+    /// every stack's latency percentiles side by side.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
 }
 
 /// The most instances `--instances` takes (each holds a pool and two hint
@@ -190,6 +196,12 @@ fn main() {
         );
         std::process::exit(2);
     }
+    if let Some(dir) = &args.plot
+        && let Err(e) = plot::create_dir(dir)
+    {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let tmp = tempfile::tempdir().expect("temporary directory");
     let target = match args.backend {
         Backend::Sqlite => {
@@ -259,6 +271,9 @@ fn main() {
         });
         println!("figures written to {}", path.display());
     }
+    if let Some(dir) = &args.plot {
+        write_plots(&args, dir, &reports);
+    }
     let mut failed = false;
     if reports.iter().any(|r| r.violations > 0) {
         eprintln!("FAILED: some stack broke the contract (see violations)");
@@ -297,7 +312,8 @@ struct Report {
     stack: Stack,
     ops: u64,
     elapsed: Duration,
-    latencies: BTreeMap<&'static str, Vec<u32>>,
+    /// Per operation, every call's latency in nanoseconds.
+    latencies: BTreeMap<&'static str, Vec<u64>>,
     hit_ratio: Option<f64>,
     avg_batch: Option<f64>,
     /// SQLite's commits (not counted on PostgreSQL).
@@ -696,7 +712,7 @@ struct Expected {
 struct Outcome {
     ops: u64,
     elapsed: Duration,
-    latencies: BTreeMap<&'static str, Vec<u32>>,
+    latencies: BTreeMap<&'static str, Vec<u64>>,
     violations: u64,
     expected: Expected,
     /// With several instances.
@@ -759,7 +775,7 @@ async fn drive<S: TokenStore + 'static>(
     ticker.finish(elapsed);
     bar.phase("checking");
     let stats = cross.settle().await;
-    let mut latencies: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
+    let mut latencies: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
     let mut expected = Expected::default();
     for client in clients {
         for (op, mut l) in client.latencies {
@@ -843,7 +859,8 @@ struct Client<S> {
     rng: SplitMix64,
     users: Vec<User>,
     revoked: Vec<Revoked>,
-    latencies: BTreeMap<&'static str, Vec<u32>>,
+    /// Per operation, every call's latency in nanoseconds.
+    latencies: BTreeMap<&'static str, Vec<u64>>,
     cleans: bool,
     /// Time spent in the current operation that is not the operation's own (a
     /// logout's read on its watching instance).
@@ -908,8 +925,8 @@ impl<S: TokenStore + 'static> Client<S> {
             let started = Instant::now();
             let ok = self.step(op).await?;
             let took = started.elapsed().saturating_sub(self.excluded);
-            let micros = took.as_micros().min(u32::MAX as u128) as u32;
-            self.latencies.entry(OPS[op]).or_default().push(micros);
+            let nanos = took.as_nanos().min(u64::MAX as u128) as u64;
+            self.latencies.entry(OPS[op]).or_default().push(nanos);
             if !ok {
                 violations.fetch_add(1, Ordering::Relaxed);
             }
@@ -1197,11 +1214,12 @@ fn name(stack: Stack) -> String {
         .map_or_else(String::new, |v| v.get_name().to_owned())
 }
 
-fn percentile(sorted: &[u32], p: f64) -> u32 {
+/// The sample of rank `round((n - 1) * p)`, nanoseconds to whole µs.
+fn percentile_us(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] / 1_000
 }
 
 fn print_table(reports: &[Report]) {
@@ -1233,7 +1251,7 @@ fn print_table(reports: &[Report]) {
             l.sort_unstable();
             print!(
                 " {:>15}",
-                format!("{}/{} us", percentile(&l, 0.5), percentile(&l, 0.99))
+                format!("{}/{} us", percentile_us(&l, 0.5), percentile_us(&l, 0.99))
             );
         }
         let hit = r
@@ -1271,7 +1289,7 @@ fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
                 .map(|(op, l)| {
                     let mut l = l.clone();
                     l.sort_unstable();
-                    (op.to_string(), serde_json::json!({"count": l.len(), "p50_us": percentile(&l, 0.5), "p99_us": percentile(&l, 0.99)}))
+                    (op.to_string(), serde_json::json!({"count": l.len(), "p50_us": percentile_us(&l, 0.5), "p99_us": percentile_us(&l, 0.99)}))
                 })
                 .collect();
             serde_json::json!({
@@ -1297,6 +1315,48 @@ fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
         "runtime": format!("{:?}", args.runtime).to_lowercase(), "stacks": stacks,
         "feed_bound_ms": (args.instances() > 1).then_some(args.feed_bound_ms),
     })
+}
+
+/// `--plot DIR`: one SVG per operation, every stack side by side; prints the
+/// paths written, or exits 2 with the reason.
+fn write_plots(args: &Args, dir: &Path, reports: &[Report]) {
+    let names: Vec<String> = reports.iter().map(|r| name(r.stack)).collect();
+    let ops: Vec<_> = OPS
+        .iter()
+        .map(|&op| {
+            let series = reports
+                .iter()
+                .zip(&names)
+                .map(|(r, stack)| plot::Series {
+                    stack,
+                    nanos: r.latencies.get(op).map_or(&[][..], Vec::as_slice),
+                })
+                .collect();
+            (op, series)
+        })
+        .collect();
+    let backend = args
+        .backend
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned());
+    let about = [
+        format!("oauth_workload on {backend}"),
+        format!("{} users, seed {}", plot::thousands(args.users), args.seed),
+        format!("{} ops per stack", plot::thousands(args.ops)),
+        format!("{} concurrent tasks", args.concurrency),
+    ];
+    match plot::write_all(dir, &about, &ops) {
+        Ok(paths) => {
+            println!("plots written:");
+            for path in paths {
+                println!("  {}", path.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// A small deterministic generator (SplitMix64), so a seed replays the same run.
