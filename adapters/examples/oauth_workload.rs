@@ -261,7 +261,7 @@ fn main() {
             }
         }
     }
-    drop(bars);
+    bars.finish();
     print_table(&reports);
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&to_json(&args, &reports)).expect("json");

@@ -16,8 +16,7 @@ const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
 /// One bar per stack, all shown from the start; the stacks run one at a time.
 pub(crate) struct Bars {
-    // Kept so the bars stay drawn together until the end of the run.
-    _multi: MultiProgress,
+    multi: MultiProgress,
     bars: Vec<StackBar>,
 }
 
@@ -47,15 +46,20 @@ impl Bars {
                 }
             })
             .collect();
-        Self {
-            _multi: multi,
-            bars,
-        }
+        Self { multi, bars }
     }
 
     /// The bar of the `i`-th stack given to [`Bars::new`].
     pub(crate) fn stack(&self, i: usize) -> &StackBar {
         &self.bars[i]
+    }
+
+    /// Leaves the bars on screen and moves below them (indicatif leaves the
+    /// cursor at the end of the last bar).
+    pub(crate) fn finish(self) {
+        if !self.multi.is_hidden() {
+            eprintln!();
+        }
     }
 }
 
