@@ -29,9 +29,14 @@
 
 #[path = "oauth_workload/cross.rs"]
 mod cross;
+#[path = "oauth_workload/plot.rs"]
+mod plot;
+#[path = "oauth_workload/progress.rs"]
+mod progress;
 
 use clap::{Parser, ValueEnum};
 use cross::{Cross, CrossReport, Revoked, clients_everywhere, cross_columns, ms, print_cross};
+use progress::{Bars, StackBar};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,6 +118,10 @@ struct Args {
     /// runs once per value, side by side (e.g. `--sqlite-readers 1,default`)
     #[arg(long, value_delimiter = ',', default_value = "default", value_parser = parse_readers)]
     sqlite_readers: Vec<Readers>,
+    /// Also write one SVG per operation to this directory (made if missing):
+    /// every stack's latency percentiles side by side.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
 }
 
 /// A `--sqlite-readers` value: a count, or `None` for the store's default.
@@ -207,6 +216,12 @@ fn main() {
         );
         std::process::exit(2);
     }
+    if let Some(dir) = &args.plot
+        && let Err(e) = plot::create_dir(dir)
+    {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let tmp = tempfile::tempdir().expect("temporary directory");
     let target = match args.backend {
         Backend::Sqlite => {
@@ -254,21 +269,34 @@ fn main() {
         eprintln!("error: --sqlite-readers applies to --backend sqlite only");
         std::process::exit(2);
     }
+    // One bar per run: each stack once per `--sqlite-readers` value.
+    let runs: Vec<(usize, Readers, Stack)> = args
+        .sqlite_readers
+        .iter()
+        .enumerate()
+        .flat_map(|(group, &readers)| args.stacks.iter().map(move |&s| (group, readers, s)))
+        .collect();
+    let names: Vec<String> = runs
+        .iter()
+        .map(|&(_, readers, stack)| run_label(&args, stack, readers))
+        .collect();
+    let bars = Bars::new(&names, args.ops / args.concurrency * args.concurrency);
     let mut reports = Vec::new();
-    for (group, &readers) in args.sqlite_readers.iter().enumerate() {
-        for &stack in &args.stacks {
-            match run_stack(&args, stack, readers, &target) {
-                Ok(mut r) => {
-                    r.group = group;
-                    reports.push(r);
-                }
-                Err(e) => {
-                    eprintln!("error: stack {stack:?} failed: {e}");
-                    std::process::exit(1);
-                }
+    for (i, &(group, readers, stack)) in runs.iter().enumerate() {
+        match run_stack(&args, stack, readers, &target, bars.stack(i)) {
+            Ok(mut r) => {
+                bars.stack(i).done();
+                r.group = group;
+                reports.push(r);
+            }
+            Err(e) => {
+                bars.stack(i).failed();
+                eprintln!("error: stack {stack:?} failed: {e}");
+                std::process::exit(1);
             }
         }
     }
+    bars.finish();
     print_table(&reports);
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&to_json(&args, &reports)).expect("json");
@@ -277,6 +305,9 @@ fn main() {
             std::process::exit(2);
         });
         println!("figures written to {}", path.display());
+    }
+    if let Some(dir) = &args.plot {
+        write_plots(&args, dir, &reports);
     }
     let mut failed = false;
     if reports.iter().any(|r| r.violations > 0) {
@@ -322,7 +353,8 @@ struct Report {
     readers: Option<usize>,
     ops: u64,
     elapsed: Duration,
-    latencies: BTreeMap<&'static str, Vec<u32>>,
+    /// Per operation, every call's latency in nanoseconds.
+    latencies: BTreeMap<&'static str, Vec<u64>>,
     hit_ratio: Option<f64>,
     avg_batch: Option<f64>,
     /// SQLite's commits (not counted on PostgreSQL).
@@ -417,13 +449,14 @@ fn run_stack(
     stack: Stack,
     readers: Readers,
     target: &Target,
+    bar: &StackBar,
 ) -> Result<Report, StoreError> {
-    eprintln!("running {} ...", name(stack));
+    bar.phase("setting up");
     let job = async move {
         match target {
-            Target::Sqlite(dir) => on_sqlite(args, stack, readers, dir).await,
+            Target::Sqlite(dir) => on_sqlite(args, stack, readers, dir, bar).await,
             #[cfg(feature = "postgres")]
-            Target::Postgres(pg) => on_postgres(args, stack, pg).await,
+            Target::Postgres(pg) => on_postgres(args, stack, pg, bar).await,
         }
     };
     match args.runtime {
@@ -443,6 +476,7 @@ async fn on_sqlite(
     stack: Stack,
     readers: Readers,
     dir: &Path,
+    bar: &StackBar,
 ) -> Result<Report, StoreError> {
     let readers_tag = readers.map_or_else(|| "default".to_owned(), |n| n.to_string());
     let path = dir.join(format!("oauth_{}_r{readers_tag}.sqlite", name(stack)));
@@ -451,7 +485,7 @@ async fn on_sqlite(
     }
     let sqlite = Arc::new(open(&path, args.synchronous, readers).await?);
     let threads = sqlite.readers();
-    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, vec![sqlite.clone()]).await?;
+    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, vec![sqlite.clone()], bar).await?;
     let commits = sqlite.stats().commits;
     sqlite.close().await?;
     let check = SqliteTokenStore::builder(&path)
@@ -478,14 +512,19 @@ async fn on_sqlite(
 /// (one store each on that schema); the check opens a new store (a new pool)
 /// on that schema.
 #[cfg(feature = "postgres")]
-async fn on_postgres(args: &Args, stack: Stack, pg: &PgTarget) -> Result<Report, StoreError> {
+async fn on_postgres(
+    args: &Args,
+    stack: Stack,
+    pg: &PgTarget,
+    bar: &StackBar,
+) -> Result<Report, StoreError> {
     let schema = format!("oauth_workload_{}", name(stack).replace('-', "_"));
     let mut stores = Vec::new();
     for _ in 0..args.instances() {
         stores.push(Arc::new(pg.open(&schema).await?));
     }
     clear(&stores[0]).await?;
-    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, stores.clone()).await?;
+    let (outcome, hit_ratio, avg_batch) = run_on(args, stack, stores.clone(), bar).await?;
     for store in &stores {
         store.close().await?;
     }
@@ -561,6 +600,7 @@ async fn run_on<B: TokenStore + 'static>(
     args: &Args,
     stack: Stack,
     backends: Vec<Arc<B>>,
+    bar: &StackBar,
 ) -> Result<Figures, StoreError> {
     let queued = matches!(stack, Stack::Buffered | Stack::CachedBuffered);
     let cross = Arc::new(Cross::new(
@@ -579,13 +619,13 @@ async fn run_on<B: TokenStore + 'static>(
     };
     Ok(match stack {
         Stack::Bare => {
-            let mut outcome = drive(args, &backends, &cross).await?;
+            let mut outcome = drive(args, &backends, &cross, bar).await?;
             check_instances(&backends, &cross, &mut outcome).await?;
             (outcome, None, None)
         }
         Stack::Cached => {
             let stores = cached(args, &cross, backends.clone())?;
-            let mut outcome = drive(args, &stores, &cross).await?;
+            let mut outcome = drive(args, &stores, &cross, bar).await?;
             check_instances(&stores, &cross, &mut outcome).await?;
             (outcome, hits(stores.iter().map(|s| s.metrics())), None)
         }
@@ -596,7 +636,7 @@ async fn run_on<B: TokenStore + 'static>(
                 Ack::Queued
             };
             let stores: Vec<_> = backends.iter().map(|b| Arc::new(buffer(b, ack))).collect();
-            let mut outcome = drive(args, &stores, &cross).await?;
+            let mut outcome = drive(args, &stores, &cross, bar).await?;
             if cross.on() {
                 for store in &stores {
                     store.flush().await?;
@@ -611,7 +651,7 @@ async fn run_on<B: TokenStore + 'static>(
         Stack::CachedBuffered => {
             let buffers = backends.iter().map(|b| buffer(b, Ack::Queued)).collect();
             let stores = cached(args, &cross, buffers)?;
-            let mut outcome = drive(args, &stores, &cross).await?;
+            let mut outcome = drive(args, &stores, &cross, bar).await?;
             if cross.on() {
                 for store in &stores {
                     store.inner().flush().await?;
@@ -733,7 +773,7 @@ struct Expected {
 struct Outcome {
     ops: u64,
     elapsed: Duration,
-    latencies: BTreeMap<&'static str, Vec<u32>>,
+    latencies: BTreeMap<&'static str, Vec<u64>>,
     violations: u64,
     expected: Expected,
     /// With several instances.
@@ -749,6 +789,7 @@ async fn drive<S: TokenStore + 'static>(
     args: &Args,
     instances: &[Arc<S>],
     cross: &Arc<Cross>,
+    bar: &StackBar,
 ) -> Result<Outcome, StoreError> {
     for c in 0..CLIENTS {
         let mut client = ClientRecord::new(format!("client-{c}"), SystemClock.now());
@@ -783,7 +824,7 @@ async fn drive<S: TokenStore + 'static>(
         r?;
     }
     let start = Instant::now();
-    let progress = spawn_progress(done.clone(), per_task * args.concurrency);
+    let ticker = bar.start(done.clone());
     let runs = clients
         .iter_mut()
         .map(|c| c.run(per_task, &done, &violations))
@@ -792,9 +833,10 @@ async fn drive<S: TokenStore + 'static>(
         r?;
     }
     let elapsed = start.elapsed();
-    progress.finish();
+    ticker.finish(elapsed);
+    bar.phase("checking");
     let stats = cross.settle().await;
-    let mut latencies: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
+    let mut latencies: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
     let mut expected = Expected::default();
     for client in clients {
         for (op, mut l) in client.latencies {
@@ -853,38 +895,6 @@ async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
         .collect()
 }
 
-/// Prints progress to stderr four times a second from a plain thread, until
-/// stopped with [`Progress::finish`].
-struct Progress {
-    stop: Arc<AtomicUsize>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Progress {
-    fn finish(self) {
-        self.stop.store(usize::MAX, Ordering::SeqCst);
-        let _ = self.thread.join();
-    }
-}
-
-fn spawn_progress(done: Arc<AtomicUsize>, total: u64) -> Progress {
-    let stop = Arc::new(AtomicUsize::new(0));
-    let flag = stop.clone();
-    let thread = std::thread::spawn(move || {
-        let start = Instant::now();
-        while flag.load(Ordering::SeqCst) != usize::MAX {
-            std::thread::sleep(Duration::from_millis(250));
-            let d = done.load(Ordering::Relaxed);
-            eprint!(
-                "\r  {d:>9} / {total} ops, {:>5.1} s",
-                start.elapsed().as_secs_f64()
-            );
-        }
-        eprintln!();
-    });
-    Progress { stop, thread }
-}
-
 struct UserSession {
     id: String,
     access: String,
@@ -910,7 +920,8 @@ struct Client<S> {
     rng: SplitMix64,
     users: Vec<User>,
     revoked: Vec<Revoked>,
-    latencies: BTreeMap<&'static str, Vec<u32>>,
+    /// Per operation, every call's latency in nanoseconds.
+    latencies: BTreeMap<&'static str, Vec<u64>>,
     cleans: bool,
     /// Time spent in the current operation that is not the operation's own (a
     /// logout's read on its watching instance).
@@ -975,8 +986,8 @@ impl<S: TokenStore + 'static> Client<S> {
             let started = Instant::now();
             let ok = self.step(op).await?;
             let took = started.elapsed().saturating_sub(self.excluded);
-            let micros = took.as_micros().min(u32::MAX as u128) as u32;
-            self.latencies.entry(OPS[op]).or_default().push(micros);
+            let nanos = took.as_nanos().min(u64::MAX as u128) as u64;
+            self.latencies.entry(OPS[op]).or_default().push(nanos);
             if !ok {
                 violations.fetch_add(1, Ordering::Relaxed);
             }
@@ -1258,17 +1269,29 @@ async fn verify<S: TokenStore>(
     Ok((live, revoked, bad))
 }
 
+/// A run's name on its bar: the stack's, with its `--sqlite-readers` value
+/// when several run.
+fn run_label(args: &Args, stack: Stack, readers: Readers) -> String {
+    if args.sqlite_readers.len() > 1 {
+        let tag = readers.map_or_else(|| "default".to_owned(), |n| n.to_string());
+        format!("{} r={tag}", name(stack))
+    } else {
+        name(stack)
+    }
+}
+
 fn name(stack: Stack) -> String {
     stack
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_owned())
 }
 
-fn percentile(sorted: &[u32], p: f64) -> u32 {
+/// The sample of rank `round((n - 1) * p)`, nanoseconds to whole µs.
+fn percentile_us(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] / 1_000
 }
 
 fn print_table(reports: &[Report]) {
@@ -1303,7 +1326,7 @@ fn print_table(reports: &[Report]) {
             l.sort_unstable();
             print!(
                 " {:>15}",
-                format!("{}/{} us", percentile(&l, 0.5), percentile(&l, 0.99))
+                format!("{}/{} us", percentile_us(&l, 0.5), percentile_us(&l, 0.99))
             );
         }
         let hit = r
@@ -1338,7 +1361,7 @@ fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
                 .map(|(op, l)| {
                     let mut l = l.clone();
                     l.sort_unstable();
-                    (op.to_string(), serde_json::json!({"count": l.len(), "p50_us": percentile(&l, 0.5), "p99_us": percentile(&l, 0.99)}))
+                    (op.to_string(), serde_json::json!({"count": l.len(), "p50_us": percentile_us(&l, 0.5), "p99_us": percentile_us(&l, 0.99)}))
                 })
                 .collect();
             serde_json::json!({
@@ -1365,6 +1388,48 @@ fn to_json(args: &Args, reports: &[Report]) -> serde_json::Value {
         "runtime": format!("{:?}", args.runtime).to_lowercase(), "stacks": stacks,
         "feed_bound_ms": (args.instances() > 1).then_some(args.feed_bound_ms),
     })
+}
+
+/// `--plot DIR`: one SVG per operation, every stack side by side; prints the
+/// paths written, or exits 2 with the reason.
+fn write_plots(args: &Args, dir: &Path, reports: &[Report]) {
+    let names: Vec<String> = reports.iter().map(|r| r.label.clone()).collect();
+    let ops: Vec<_> = OPS
+        .iter()
+        .map(|&op| {
+            let series = reports
+                .iter()
+                .zip(&names)
+                .map(|(r, stack)| plot::Series {
+                    stack,
+                    nanos: r.latencies.get(op).map_or(&[][..], Vec::as_slice),
+                })
+                .collect();
+            (op, series)
+        })
+        .collect();
+    let backend = args
+        .backend
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned());
+    let about = [
+        format!("oauth_workload on {backend}"),
+        format!("{} users, seed {}", plot::thousands(args.users), args.seed),
+        format!("{} ops per stack", plot::thousands(args.ops)),
+        format!("{} concurrent tasks", args.concurrency),
+    ];
+    match plot::write_all(dir, &about, &ops) {
+        Ok(paths) => {
+            println!("plots written:");
+            for path in paths {
+                println!("  {}", path.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// A small deterministic generator (SplitMix64), so a seed replays the same run.
