@@ -217,18 +217,22 @@ fn validate_key(key: &str) -> PyResult<()> {
 
 /// Opens a SQLite store (mxcp's schema; creates the file and its directory).
 #[pyfunction]
-#[pyo3(signature = (path, key, allow_plaintext_tokens))]
+#[pyo3(signature = (path, key, allow_plaintext_tokens, readers))]
 fn open_sqlite(
     py: Python<'_>,
     path: PathBuf,
     key: Option<String>,
     allow_plaintext_tokens: bool,
+    readers: Option<usize>,
 ) -> PyResult<Py<PyAny>> {
     let open = async move {
         let mut builder =
             SqliteTokenStore::builder(path).allow_plaintext_tokens(allow_plaintext_tokens);
         if let Some(key) = key {
             builder = builder.encryption_key(key);
+        }
+        if let Some(readers) = readers {
+            builder = builder.readers(readers);
         }
         builder.open().await
     };
@@ -284,6 +288,7 @@ fn cache_config(
     client_capacity: usize,
     negative_capacity: usize,
     feed_bound: Option<f64>,
+    shards: usize,
 ) -> PyResult<CacheConfig> {
     let config = CacheConfig {
         ttl_cap: seconds("ttl_cap", ttl_cap)?,
@@ -294,6 +299,7 @@ fn cache_config(
         client_capacity,
         negative_capacity,
         feed_bound: feed_bound.map(|b| seconds("feed_bound", b)).transpose()?,
+        shards,
         ..CacheConfig::default()
     };
     config
@@ -306,7 +312,7 @@ fn cache_config(
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 #[pyo3(signature = (ttl_cap, skew, negative_ttl, session_capacity, auth_code_capacity,
-                    client_capacity, negative_capacity, feed_bound))]
+                    client_capacity, negative_capacity, feed_bound, shards))]
 fn check_cache(
     ttl_cap: f64,
     skew: f64,
@@ -316,6 +322,7 @@ fn check_cache(
     client_capacity: usize,
     negative_capacity: usize,
     feed_bound: Option<f64>,
+    shards: usize,
 ) -> PyResult<()> {
     cache_config(
         ttl_cap,
@@ -326,6 +333,7 @@ fn check_cache(
         client_capacity,
         negative_capacity,
         feed_bound,
+        shards,
     )
     .map(drop)
 }
@@ -335,7 +343,7 @@ fn check_cache(
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 #[pyo3(signature = (store, ttl_cap, skew, negative_ttl, session_capacity, auth_code_capacity,
-                    client_capacity, negative_capacity, feed_bound))]
+                    client_capacity, negative_capacity, feed_bound, shards))]
 fn caching(
     store: &Store,
     ttl_cap: f64,
@@ -346,6 +354,7 @@ fn caching(
     client_capacity: usize,
     negative_capacity: usize,
     feed_bound: Option<f64>,
+    shards: usize,
 ) -> PyResult<Store> {
     let config = cache_config(
         ttl_cap,
@@ -356,6 +365,7 @@ fn caching(
         client_capacity,
         negative_capacity,
         feed_bound,
+        shards,
     )?;
     let cache = if config.feed_bound.is_some() {
         let _context = runtime().enter();

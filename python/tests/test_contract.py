@@ -516,3 +516,35 @@ async def test_initialize_after_close_reopens(store):
     assert await store.load_client("reopened") == record
     await store.store_session(session("after-reopen"))
     assert await store.load_session_by_token("access-after-reopen") is not None
+
+
+@pytest.mark.parametrize("readers", [0, 1, 3])
+@pytest.mark.parametrize("shards", [1, 4, 16])
+async def test_sqlite_readers_and_cache_shards_keep_the_contract(tmp_path, readers, shards):
+    """Every SQLite reader count and cache shard count: stores, rotations and
+    deletes are seen at once by every key, through the cache and bare."""
+    bare = tokenstore.SqliteTokenStore(tmp_path / "k.sqlite", new_key(), readers=readers)
+    cached = tokenstore.CachingTokenStore(bare, shards=shards)
+    await cached.initialize()
+    try:
+        for i in range(20):
+            old = session(f"sess-{i}", access=f"at-{i}", refresh=f"rt-{i}")
+            await cached.store_session(old)
+            for store in (cached, bare):
+                assert await store.load_session_by_token(f"at-{i}") == old
+                assert await store.load_session_by_id(f"sess-{i}") == old
+                assert await store.load_session_by_refresh_token(f"rt-{i}") == old
+            new = session(f"sess-{i}", access=f"at2-{i}", refresh=f"rt2-{i}")
+            await cached.store_session(new)
+            assert await cached.load_session_by_token(f"at-{i}") is None
+            assert await cached.load_session_by_refresh_token(f"rt-{i}") is None
+            assert await cached.load_session_by_id(f"sess-{i}") == new
+            assert await cached.load_session_by_token(f"at2-{i}") == new
+            await cached.delete_session_by_token(f"at2-{i}")
+            for store in (cached, bare):
+                assert await store.load_session_by_id(f"sess-{i}") is None
+                assert await store.load_session_by_refresh_token(f"rt2-{i}") is None
+        stats = cached.stats()
+        assert stats["sessions"]["hits"] > 0
+    finally:
+        await cached.close()

@@ -39,7 +39,9 @@ class Store:
 def set_models(state: type, auth_code: type, session: type, client: type, user_info: type) -> None: ...
 def set_errors(base: type[BaseException], closed: type[BaseException]) -> None: ...
 def validate_key(key: str) -> None: ...
-def open_sqlite(path: str, key: str | None, allow_plaintext_tokens: bool) -> _Maybe[Store]: ...
+def open_sqlite(
+    path: str, key: str | None, allow_plaintext_tokens: bool, readers: int | None
+) -> _Maybe[Store]: ...
 def open_postgres(
     url: str, key: str | None, allow_plaintext_tokens: bool, schema: str, pool_size: int
 ) -> _Maybe[Store]: ...
@@ -52,6 +54,7 @@ def check_cache(
     client_capacity: int,
     negative_capacity: int,
     feed_bound: float | None,
+    shards: int,
 ) -> None: ...
 def caching(
     store: Store,
@@ -63,6 +66,7 @@ def caching(
     client_capacity: int,
     negative_capacity: int,
     feed_bound: float | None,
+    shards: int,
 ) -> Store: ...
 def buffered(
     store: Store,

@@ -254,6 +254,12 @@ class SqliteTokenStore(_Store):
     when it is not one). Without a key, storing a token raises ``ValueError``
     unless ``allow_plaintext_tokens=True`` (which logs a warning on the
     ``tokenstore`` logger, as mxcp logs on its own).
+
+    ``readers`` (an extension of mxcp's constructor): reader threads with
+    read-only connections that answer lookups beside the one writer, so a
+    lookup never waits for another call's commit; ``None`` (default) is one
+    per core, 2 to 8; ``0`` runs every read on the writer, as mxcp does; at
+    most 64.
     """
 
     def __init__(
@@ -262,11 +268,15 @@ class SqliteTokenStore(_Store):
         encryption_key: str | bytes | None = None,
         *,
         allow_plaintext_tokens: bool = False,
+        readers: int | None = None,
     ) -> None:
         super().__init__()
         os.fspath(db_path)  # TypeError for anything that is not a path
         self.db_path = db_path
         self.allow_plaintext_tokens = _bool("allow_plaintext_tokens", allow_plaintext_tokens)
+        self._readers = None if readers is None else _count("readers", readers)
+        if self._readers is not None and self._readers > 64:
+            raise ValueError("readers must be between 0 and 64")
         self._key = _key(encryption_key)
         if self._key is None and self.allow_plaintext_tokens:
             _logger.warning(
@@ -275,7 +285,9 @@ class SqliteTokenStore(_Store):
             )
 
     async def _build(self) -> Any:
-        r = _native.open_sqlite(os.fspath(self.db_path), self._key, self.allow_plaintext_tokens)
+        r = _native.open_sqlite(
+            os.fspath(self.db_path), self._key, self.allow_plaintext_tokens, self._readers
+        )
         return (await r) if isinstance(r, _Future) else r
 
     def __repr__(self) -> str:
@@ -383,7 +395,9 @@ class CachingTokenStore(_Wrapper):
     changes; entries are capped per kind. With ``feed_bound`` (seconds, below
     ``ttl_cap``; needs a store with an invalidation feed, such as PostgreSQL)
     the cache follows writes made by other instances, and never serves an
-    entry more than ``feed_bound`` seconds stale.
+    entry more than ``feed_bound`` seconds stale. ``shards`` bounds how many
+    shards (each with its own lock) the cache is split into; fewer when a
+    capacity is below 64 per shard; 1 turns sharding off.
     """
 
     def __init__(
@@ -398,6 +412,7 @@ class CachingTokenStore(_Wrapper):
         client_capacity: int = 10_000,
         negative_capacity: int = 10_000,
         feed_bound: float | None = None,
+        shards: int = 16,
     ) -> None:
         super().__init__(store)
         self._config = (
@@ -409,6 +424,7 @@ class CachingTokenStore(_Wrapper):
             _count("client_capacity", client_capacity),
             _count("negative_capacity", negative_capacity),
             None if feed_bound is None else _seconds("feed_bound", feed_bound),
+            _count("shards", shards),
         )
         _native.check_cache(*self._config)  # the cache machine's own rules
 
