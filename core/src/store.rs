@@ -190,6 +190,20 @@ pub trait TokenStore: Send + Sync {
 pub trait BatchWriteStore: Send + Sync {
     /// Applies `writes` in order, atomically.
     fn apply_batch(&self, writes: Vec<WriteOp>) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Does the CPU work of writes that a later [`apply_batch`](Self::apply_batch)
+    /// will probably receive (hashing, sealing, encoding), on the caller's
+    /// thread, so the batch in flight and this work overlap. A write buffer
+    /// calls it with [`BufferMachine::next_batch_preview`](crate::buffer::BufferMachine::next_batch_preview)
+    /// while a batch commits.
+    ///
+    /// Only an optimisation: it changes nothing stored, a write prepared but
+    /// never applied is forgotten, one applied unprepared is prepared then, and
+    /// a write that cannot be prepared (invalid, no key) is left for
+    /// `apply_batch` to refuse. The default does nothing.
+    fn prepare(&self, writes: &[WriteOp]) {
+        let _ = writes;
+    }
 }
 
 /// Optional bulk operations on sessions; see [`TokenStore::bulk`].

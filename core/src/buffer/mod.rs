@@ -507,6 +507,16 @@ impl BufferMachine {
         Some(self.in_flight.insert(flight).batch())
     }
 
+    /// The writes the next batch would hold if it started now (the front of
+    /// the queue, at most the batch limit), for a delegate to
+    /// [`prepare`](crate::BatchWriteStore::prepare) while the batch in flight
+    /// commits. A preview only: coalescing or a failed batch may still change
+    /// the next batch, and a prepared write that is not in it is simply not
+    /// used.
+    pub fn next_batch_preview(&self) -> Vec<WriteOp> {
+        self.queue.front(self.batch_limit).cloned().collect()
+    }
+
     /// When to poll again at the latest, if anything is waiting for time.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         match &self.in_flight {

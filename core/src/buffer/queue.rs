@@ -91,6 +91,12 @@ impl Queue {
         front.into_iter().collect()
     }
 
+    /// The writes at the front of the queue, oldest first, at most `limit`:
+    /// what [`take_front`](Self::take_front) would take now.
+    pub(super) fn front(&self, limit: usize) -> impl Iterator<Item = &WriteOp> {
+        self.entries.values().take(limit).map(|e| &e.op)
+    }
+
     /// Takes every pending write, oldest first.
     pub(super) fn take_all(&mut self) -> Vec<(u64, Entry)> {
         self.slots.clear();
