@@ -4,6 +4,7 @@
 //! made by [`CacheMachine`]; this file only takes the lock, calls the delegate
 //! and reports what happened.
 
+use crate::observe::{Layer, Observed, delegate_call};
 use crate::runtime::Runtime;
 use crate::sync::{Event, EventListener, Mutex};
 use futures_lite::future::or;
@@ -68,7 +69,8 @@ pub struct CachingTokenStore<S> {
 struct Shared<S> {
     inner: S,
     clock: Arc<dyn Clock>,
-    machine: Mutex<CacheMachine>,
+    /// The machine, and its counters as last published to the facade.
+    machine: Mutex<Observed<CacheMachine, CacheMetrics>>,
     /// Notified after every fill or abandon, for lookups told to wait.
     filled: Event,
     /// Set when the cache is dropped: the poller stops.
@@ -93,7 +95,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
             shared: Arc::new(Shared {
                 inner,
                 clock: Arc::new(clock),
-                machine: Mutex::new(CacheMachine::new(config)),
+                machine: Mutex::new(Observed::new(CacheMachine::new(config))),
                 filled: Event::new(),
                 dropped: AtomicBool::new(false),
                 wake: Event::new(),
@@ -111,6 +113,17 @@ impl<S: TokenStore> CachingTokenStore<S> {
         self.shared.machine.lock().metrics()
     }
 
+    /// Publishes the cache's counters and gauges through the [`metrics`]
+    /// facade: what changed since this cache's previous publication (see
+    /// [`observe`](crate::observe) for the names and the contract). The
+    /// feed poller calls it after every poll and `close()` calls it; a cache
+    /// without a feed publishes only here, so call it before each scrape.
+    /// Costs one lock and some fifty facade calls, nothing when no recorder
+    /// is installed beyond the calls themselves.
+    pub fn publish_metrics(&self) {
+        self.shared.publish_metrics();
+    }
+
     /// Answers a read from the cache or, on a miss, from `fetch`, filling the
     /// cache with `fill`.
     ///
@@ -119,6 +132,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
     async fn read<T, Fut>(
         &self,
         key: CacheKey,
+        operation: &'static str,
         fetch: impl Fn() -> Fut + Send,
         fill: FillFn<T>,
         unwrap: fn(Cached) -> Option<Arc<T>>,
@@ -131,10 +145,11 @@ impl<S: TokenStore> CachingTokenStore<S> {
         match self.decide(now, &key, unwrap) {
             Ok(answer) => answer,
             Err(Next::Fetch(ticket)) => {
-                Box::pin(self.fetch_and_fill(now, ticket, &fetch, fill)).await
+                Box::pin(self.fetch_and_fill(now, ticket, operation, &fetch, fill)).await
             }
             Err(Next::Wait(listener)) => {
-                Box::pin(self.read_after_wait(listener, key, fetch, fill, unwrap)).await
+                let read = self.read_after_wait(listener, key, operation, fetch, fill, unwrap);
+                Box::pin(read).await
             }
         }
     }
@@ -163,6 +178,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
         &self,
         mut listener: EventListener,
         key: CacheKey,
+        operation: &'static str,
         fetch: impl Fn() -> Fut + Send,
         fill: FillFn<T>,
         unwrap: fn(Cached) -> Option<Arc<T>>,
@@ -177,7 +193,9 @@ impl<S: TokenStore> CachingTokenStore<S> {
             match self.decide(now, &key, unwrap) {
                 Ok(answer) => return answer,
                 Err(Next::Fetch(ticket)) => {
-                    return self.fetch_and_fill(now, ticket, &fetch, fill).await;
+                    return self
+                        .fetch_and_fill(now, ticket, operation, &fetch, fill)
+                        .await;
                 }
                 Err(Next::Wait(next)) => listener = next,
             }
@@ -189,6 +207,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
         &self,
         now: Timestamp,
         ticket: FillTicket,
+        operation: &'static str,
         fetch: &(impl Fn() -> Fut + Send),
         fill: FillFn<T>,
     ) -> Result<Option<Arc<T>>, StoreError>
@@ -199,7 +218,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
             store: self,
             ticket: Some(ticket),
         };
-        let result = fetch().await;
+        let result = delegate_call(Layer::Cache, operation, fetch()).await;
         let ticket = guard.ticket.take().expect("ticket is taken once");
         {
             let mut machine = self.shared.machine.lock();
@@ -217,13 +236,14 @@ impl<S: TokenStore> CachingTokenStore<S> {
     async fn write<T>(
         &self,
         write: Write<'_>,
+        operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let _report = WriteGuard {
             store: self,
             writes: std::slice::from_ref(&write),
         };
-        call.await
+        delegate_call(Layer::Cache, operation, call).await
     }
 }
 
@@ -310,6 +330,16 @@ impl<S> Drop for CachingTokenStore<S> {
     fn drop(&mut self) {
         self.shared.dropped.store(true, Ordering::Release);
         self.shared.wake.notify(usize::MAX);
+        let retired = self.shared.machine.lock().retire();
+        retired.emit();
+    }
+}
+
+impl<S> Shared<S> {
+    fn publish_metrics(&self) {
+        let now = self.clock.now();
+        let delta = self.machine.lock().cache_delta(now);
+        delta.emit();
     }
 }
 
@@ -412,7 +442,11 @@ impl<S: TokenStore + 'static> Shared<S> {
                 machine.handle_poll_failed(now, ticket);
             }
         }
-        machine.poll_timeout(now)
+        let timer = machine.poll_timeout(now);
+        let delta = machine.cache_delta(now);
+        drop(machine);
+        delta.emit();
+        timer
     }
 }
 
@@ -485,19 +519,28 @@ fn client(c: Cached) -> Option<Arc<ClientRecord>> {
 
 impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
-        self.write(Write::State, self.shared.inner.store_state(record))
-            .await
+        self.write(
+            Write::State,
+            "store_state",
+            self.shared.inner.store_state(record),
+        )
+        .await
     }
 
     async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
-        self.write(Write::State, self.shared.inner.consume_state(state))
-            .await
+        self.write(
+            Write::State,
+            "consume_state",
+            self.shared.inner.consume_state(state),
+        )
+        .await
     }
 
     async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
         let code = record.code.clone();
         self.write(
             Write::AuthCode(&code),
+            "store_auth_code",
             self.shared.inner.store_auth_code(record),
         )
         .await
@@ -507,13 +550,20 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         validate_key("code", code)?;
         let key = CacheKey::AuthCode(TokenHash::of(code));
         let fetch = || self.shared.inner.load_auth_code(code);
-        self.read(key, fetch, CacheMachine::fill_auth_code, auth_code)
-            .await
+        self.read(
+            key,
+            "load_auth_code",
+            fetch,
+            CacheMachine::fill_auth_code,
+            auth_code,
+        )
+        .await
     }
 
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
         self.write(
             Write::AuthCode(code),
+            "delete_auth_code",
             self.shared.inner.delete_auth_code(code),
         )
         .await
@@ -522,6 +572,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
         self.write(
             Write::AuthCode(code),
+            "try_delete_auth_code",
             self.shared.inner.try_delete_auth_code(code),
         )
         .await
@@ -531,6 +582,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         let keys = Arc::clone(&record);
         self.write(
             Write::StoreSession(&keys),
+            "store_session",
             self.shared.inner.store_session(record),
         )
         .await
@@ -543,8 +595,14 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         validate_key("access_token", access_token)?;
         let key = CacheKey::Session(SessionKey::Access(TokenHash::of(access_token)));
         let fetch = || self.shared.inner.load_session_by_token(access_token);
-        self.read(key, fetch, CacheMachine::fill_session, session)
-            .await
+        self.read(
+            key,
+            "load_session_by_token",
+            fetch,
+            CacheMachine::fill_session,
+            session,
+        )
+        .await
     }
 
     async fn load_session_by_id(
@@ -554,8 +612,14 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         validate_key("session_id", session_id)?;
         let key = CacheKey::Session(SessionKey::Id(session_id.to_owned()));
         let fetch = || self.shared.inner.load_session_by_id(session_id);
-        self.read(key, fetch, CacheMachine::fill_session, session)
-            .await
+        self.read(
+            key,
+            "load_session_by_id",
+            fetch,
+            CacheMachine::fill_session,
+            session,
+        )
+        .await
     }
 
     async fn load_session_by_refresh_token(
@@ -569,14 +633,21 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
                 .inner
                 .load_session_by_refresh_token(refresh_token)
         };
-        self.read(key, fetch, CacheMachine::fill_session, session)
-            .await
+        self.read(
+            key,
+            "load_session_by_refresh_token",
+            fetch,
+            CacheMachine::fill_session,
+            session,
+        )
+        .await
     }
 
     async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
         let write = Write::DeleteSessionByHash(TokenHash::of(access_token));
         self.write(
             write,
+            "delete_session_by_token",
             self.shared.inner.delete_session_by_token(access_token),
         )
         .await
@@ -584,31 +655,45 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
 
     async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
         let write = Write::DeleteSessionById(session_id);
-        self.write(write, self.shared.inner.delete_session_by_id(session_id))
-            .await
+        self.write(
+            write,
+            "delete_session_by_id",
+            self.shared.inner.delete_session_by_id(session_id),
+        )
+        .await
     }
 
     async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
         let id = record.client_id.clone();
-        self.write(Write::Client(&id), self.shared.inner.store_client(record))
-            .await
+        self.write(
+            Write::Client(&id),
+            "store_client",
+            self.shared.inner.store_client(record),
+        )
+        .await
     }
 
     async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
         validate_key("client_id", client_id)?;
         let key = CacheKey::Client(client_id.to_owned());
         let fetch = || self.shared.inner.load_client(client_id);
-        self.read(key, fetch, CacheMachine::fill_client, client)
+        self.read(key, "load_client", fetch, CacheMachine::fill_client, client)
             .await
     }
 
     async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        self.shared.inner.list_clients().await
+        delegate_call(
+            Layer::Cache,
+            "list_clients",
+            self.shared.inner.list_clients(),
+        )
+        .await
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         self.write(
             Write::Client(client_id),
+            "delete_client",
             self.shared.inner.delete_client(client_id),
         )
         .await
@@ -617,12 +702,14 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     /// Passes through: the cache never serves a record past its expiry, so what
     /// cleanup removes is never cached.
     async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
-        self.shared.inner.cleanup_expired().await
+        let cleanup = self.shared.inner.cleanup_expired();
+        delegate_call(Layer::Cache, "cleanup_expired", cleanup).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
         let result = self.shared.inner.close().await;
         self.shared.machine.lock().handle_close();
+        self.shared.publish_metrics();
         self.shared.filled.notify(usize::MAX);
         self.shared.wake.notify(usize::MAX);
         result
@@ -664,7 +751,7 @@ impl<S: TokenStore> BatchWriteStore for CachingTokenStore<S> {
                 store: self,
                 writes: &passing,
             };
-            batch.apply_batch(writes).await
+            delegate_call(Layer::Cache, "apply_batch", batch.apply_batch(writes)).await
         })
     }
 }
@@ -686,7 +773,8 @@ impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
                 store: self,
                 writes: &writes,
             };
-            bulk.bulk_store_sessions(sessions).await
+            let call = bulk.bulk_store_sessions(sessions);
+            delegate_call(Layer::Cache, "bulk_store_sessions", call).await
         })
     }
 
@@ -708,15 +796,22 @@ impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
                 store: self,
                 writes: &writes,
             };
-            bulk.bulk_delete_sessions_by_hash(hashes).await
+            let call = bulk.bulk_delete_sessions_by_hash(hashes);
+            delegate_call(Layer::Cache, "bulk_delete_sessions_by_hash", call).await
         })
     }
 
     fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
         Box::pin(async move {
             match self.shared.inner.bulk() {
-                Some(bulk) => bulk.bulk_cleanup_expired().await,
-                None => self.shared.inner.cleanup_expired().await,
+                Some(bulk) => {
+                    let call = bulk.bulk_cleanup_expired();
+                    delegate_call(Layer::Cache, "bulk_cleanup_expired", call).await
+                }
+                None => {
+                    let call = self.shared.inner.cleanup_expired();
+                    delegate_call(Layer::Cache, "cleanup_expired", call).await
+                }
             }
         })
     }
@@ -726,7 +821,7 @@ impl<S: fmt::Debug> fmt::Debug for CachingTokenStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachingTokenStore")
             .field("inner", &self.shared.inner)
-            .field("machine", &*self.shared.machine.lock())
+            .field("machine", &**self.shared.machine.lock())
             .finish_non_exhaustive()
     }
 }
