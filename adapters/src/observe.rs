@@ -205,6 +205,321 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// What a metric is, in the facade's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    /// A counter (only goes up).
+    Counter,
+    /// A gauge (a level).
+    Gauge,
+    /// A histogram (a distribution of observations).
+    Histogram,
+}
+
+/// One metric the adapters publish: its name, type, labels, unit and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricInfo {
+    /// The metric's name.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricType,
+    /// The names of its labels (their values are listed in the module docs).
+    pub labels: &'static [&'static str],
+    /// Its unit, if it has one.
+    pub unit: Option<metrics::Unit>,
+    /// What it counts or measures.
+    pub help: &'static str,
+}
+
+const fn info(
+    name: &'static str,
+    kind: MetricType,
+    labels: &'static [&'static str],
+    unit: Option<metrics::Unit>,
+    help: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        name,
+        kind,
+        labels,
+        unit,
+        help,
+    }
+}
+
+use MetricType::{Counter as C, Gauge as G, Histogram as H};
+const KIND: &[&str] = &["kind"];
+const SECONDS: Option<metrics::Unit> = Some(metrics::Unit::Seconds);
+const COUNT: Option<metrics::Unit> = Some(metrics::Unit::Count);
+
+/// Every metric the adapters publish. [`describe_metrics`] hands their units
+/// and meanings to the recorder; the README lists them too.
+pub const METRICS: &[MetricInfo] = &[
+    info(
+        "tokenstore_cache_lookups_total",
+        C,
+        KIND,
+        None,
+        "Cache lookups (hits + negative hits + misses + waits).",
+    ),
+    info(
+        "tokenstore_cache_hits_total",
+        C,
+        KIND,
+        None,
+        "Lookups answered with a cached record.",
+    ),
+    info(
+        "tokenstore_cache_negative_hits_total",
+        C,
+        KIND,
+        None,
+        "Lookups answered 'absent' from a negative entry.",
+    ),
+    info(
+        "tokenstore_cache_misses_total",
+        C,
+        KIND,
+        None,
+        "Lookups that asked the delegate.",
+    ),
+    info(
+        "tokenstore_cache_waits_total",
+        C,
+        KIND,
+        None,
+        "Lookups that waited for another caller's fill of the same key.",
+    ),
+    info(
+        "tokenstore_cache_fills_total",
+        C,
+        KIND,
+        None,
+        "Records cached by a fill.",
+    ),
+    info(
+        "tokenstore_cache_negative_fills_total",
+        C,
+        KIND,
+        None,
+        "Absences cached by a fill.",
+    ),
+    info(
+        "tokenstore_cache_stale_fills_refused_total",
+        C,
+        KIND,
+        None,
+        "Fills refused because their key was invalidated after the miss.",
+    ),
+    info(
+        "tokenstore_cache_invalidations_total",
+        C,
+        KIND,
+        None,
+        "Writes that passed through the cache.",
+    ),
+    info(
+        "tokenstore_cache_evictions_total",
+        C,
+        KIND,
+        None,
+        "Entries evicted to respect a capacity.",
+    ),
+    info(
+        "tokenstore_cache_expirations_total",
+        C,
+        KIND,
+        None,
+        "Entries found past their deadline and dropped.",
+    ),
+    info(
+        "tokenstore_cache_feed_polls_total",
+        C,
+        &[],
+        None,
+        "Polls of the invalidation feed started.",
+    ),
+    info(
+        "tokenstore_cache_feed_poll_failures_total",
+        C,
+        &[],
+        None,
+        "Feed polls that failed or were given up.",
+    ),
+    info(
+        "tokenstore_cache_feed_gaps_total",
+        C,
+        &[],
+        None,
+        "Feed answers that reported a gap (every entry dropped).",
+    ),
+    info(
+        "tokenstore_cache_feed_keys_received_total",
+        C,
+        &[],
+        None,
+        "Keys received from the feed.",
+    ),
+    info(
+        "tokenstore_cache_feed_hints_total",
+        C,
+        &[],
+        None,
+        "Wake-up hints received from the feed.",
+    ),
+    info(
+        "tokenstore_cache_feed_unconfirmed_total",
+        C,
+        &[],
+        None,
+        "Lookups that read through because freshness was not confirmed.",
+    ),
+    info(
+        "tokenstore_cache_feed_clock_steps_back_total",
+        C,
+        &[],
+        None,
+        "Steps of the clock backwards detected.",
+    ),
+    info(
+        "tokenstore_cache_feed_lapses_total",
+        C,
+        &[],
+        None,
+        "Confirmations ended by their poll's lapse timer.",
+    ),
+    info(
+        "tokenstore_cache_entries",
+        G,
+        KIND,
+        COUNT,
+        "Records cached now (auth_code, session, client).",
+    ),
+    info(
+        "tokenstore_cache_negative_entries",
+        G,
+        &[],
+        COUNT,
+        "Negative entries cached now, all kinds.",
+    ),
+    info(
+        "tokenstore_cache_feed_lag_seconds",
+        G,
+        &[],
+        SECONDS,
+        "Time since the start of the last feed poll that confirmed freshness.",
+    ),
+    info(
+        "tokenstore_buffer_accepted_total",
+        C,
+        &[],
+        None,
+        "Writes accepted by the buffer.",
+    ),
+    info(
+        "tokenstore_buffer_refused_full_total",
+        C,
+        &[],
+        None,
+        "Write attempts refused because the buffer was full (the writer waits).",
+    ),
+    info(
+        "tokenstore_buffer_refused_closed_total",
+        C,
+        &[],
+        None,
+        "Writes refused because the buffer was closing.",
+    ),
+    info(
+        "tokenstore_buffer_coalesced_total",
+        C,
+        &[],
+        None,
+        "Writes dropped because a newer write superseded them.",
+    ),
+    info(
+        "tokenstore_buffer_batches_total",
+        C,
+        &[],
+        None,
+        "Batches handed out, retries included.",
+    ),
+    info(
+        "tokenstore_buffer_applied_writes_total",
+        C,
+        &[],
+        None,
+        "Writes in batches that were applied.",
+    ),
+    info(
+        "tokenstore_buffer_applied_batches_total",
+        C,
+        &[],
+        None,
+        "Batches applied.",
+    ),
+    info(
+        "tokenstore_buffer_failed_attempts_total",
+        C,
+        &[],
+        None,
+        "Batch attempts that failed.",
+    ),
+    info(
+        "tokenstore_buffer_failed_batches_total",
+        C,
+        &[],
+        None,
+        "Batches that failed after every retry.",
+    ),
+    info(
+        "tokenstore_buffer_pending_writes",
+        G,
+        &[],
+        COUNT,
+        "Writes held by the buffer (pending and in flight).",
+    ),
+    info(
+        "tokenstore_buffer_flush_batch_size",
+        H,
+        &[],
+        COUNT,
+        "Writes in each batch attempt.",
+    ),
+    info(
+        "tokenstore_buffer_flush_seconds",
+        H,
+        &["outcome"],
+        SECONDS,
+        "Time of each batch attempt, by outcome.",
+    ),
+    info(
+        "tokenstore_delegate_call_seconds",
+        H,
+        &["layer", "operation", "outcome"],
+        SECONDS,
+        "Time of each call a wrapper made to its delegate (flush batches aside).",
+    ),
+];
+
+/// Describes every metric of [`METRICS`] (unit and meaning) to the recorder
+/// installed now, for exporters that print them (Prometheus's `# HELP`). Call
+/// it once after installing the recorder; without it the metrics are the same,
+/// only undescribed.
+pub fn describe_metrics() {
+    for m in METRICS {
+        match (m.kind, m.unit) {
+            (MetricType::Counter, _) => metrics::describe_counter!(m.name, m.help),
+            (MetricType::Gauge, Some(unit)) => metrics::describe_gauge!(m.name, unit, m.help),
+            (MetricType::Gauge, None) => metrics::describe_gauge!(m.name, m.help),
+            (MetricType::Histogram, Some(unit)) => {
+                metrics::describe_histogram!(m.name, unit, m.help);
+            }
+            (MetricType::Histogram, None) => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
 const KINDS: [(Kind, &str); 4] = [
     (Kind::State, "state"),
     (Kind::AuthCode, "auth_code"),

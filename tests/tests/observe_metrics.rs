@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenstore::buffer::{BufferConfig, BufferMetrics};
 use tokenstore::cache::{CacheConfig, CacheMetrics, Kind};
+use tokenstore::observe::{METRICS, MetricType};
 use tokenstore::runtime::TokioRuntime;
 use tokenstore::{Ack, BufferedTokenStore, CachingTokenStore, TokenHash};
 use tokenstore_core::{Clock, ManualClock, MemoryTokenStore, StoreError, TokenStore};
@@ -74,6 +75,39 @@ fn histogram(series: &Series, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
         Some(DebugValue::Histogram(v)) => v.iter().map(|x| x.into_inner()).collect(),
         None => Vec::new(),
         other => panic!("histogram {name}{labels:?}: {other:?}"),
+    }
+}
+
+/// Every series is in `observe::METRICS` with its type and label names, and
+/// every catalogued metric whose name starts with one of `prefixes`, but
+/// `absent`, was published.
+fn assert_catalogued(series: &Series, prefixes: &[&str], absent: &[&str]) {
+    for (key, _) in series {
+        let name = key.key().name();
+        let info = METRICS.iter().find(|m| m.name == name);
+        let info = info.unwrap_or_else(|| panic!("{name} is not in observe::METRICS"));
+        let kind = match info.kind {
+            MetricType::Counter => MetricKind::Counter,
+            MetricType::Gauge => MetricKind::Gauge,
+            MetricType::Histogram => MetricKind::Histogram,
+        };
+        assert_eq!(key.kind(), kind, "{name}");
+        let mut labels: Vec<&str> = key.key().labels().map(|l| l.key()).collect();
+        labels.sort_unstable();
+        let mut want = info.labels.to_vec();
+        want.sort_unstable();
+        assert_eq!(labels, want, "{name}");
+    }
+    let expected = METRICS
+        .iter()
+        .filter(|m| prefixes.iter().any(|p| m.name.starts_with(p)))
+        .filter(|m| !absent.contains(&m.name));
+    for m in expected {
+        assert!(
+            series.iter().any(|(k, _)| k.key().name() == m.name),
+            "{} was never published",
+            m.name
+        );
     }
 }
 
@@ -337,6 +371,9 @@ fn counters_gauges_and_histograms_match_the_stats_types() {
     assert_eq!(calls("buffer", "load_session_by_token"), 1);
     assert_eq!(calls("buffer", "load_client"), 1);
 
+    let absent = ["tokenstore_cache_feed_lag_seconds"];
+    assert_catalogued(&series, &["tokenstore_"], &absent);
+
     let text = all_text(&series);
     assert_no_secret(
         &text,
@@ -444,4 +481,29 @@ fn failed_calls_and_flushes_are_labelled_as_such() {
         assert_eq!(errors.len(), 1, "{layer}");
     }
     assert_no_secret(&all_text(&series), &[STATE, CLIENT_ID]);
+}
+
+#[test]
+fn a_following_cache_publishes_its_feed_lag_and_polls() {
+    let (series, _cache) = recorded(|| async {
+        let clock = ManualClock::new(T0);
+        let log = Duration::from_secs(600);
+        let store = MemoryTokenStore::new(clock.clone()).with_invalidation_log(log);
+        let runtime = TokioRuntime::current();
+        let config = CacheConfig::default();
+        let cache = CachingTokenStore::following_with_clock(store, config, clock.clone(), runtime)
+            .expect("the memory store has a feed");
+        // The memory feed answers at once: the poll that started is done when
+        // its count shows here (one thread).
+        while cache.metrics().feed.polls == 0 {
+            tokio::task::yield_now().await;
+        }
+        clock.advance(Duration::from_millis(250));
+        cache.publish_metrics();
+        cache
+    });
+    let lag = gauge(&series, "tokenstore_cache_feed_lag_seconds", &[]);
+    assert_eq!(lag, 0.25, "from the start of the confirming poll");
+    assert!(counter(&series, "tokenstore_cache_feed_polls_total", &[]) >= 1);
+    assert_catalogued(&series, &["tokenstore_cache_"], &[]);
 }
