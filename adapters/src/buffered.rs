@@ -4,7 +4,7 @@
 //! drain) is made by [`BufferMachine`]; this file takes the lock, runs the flush
 //! worker on the [`Runtime`], calls the delegate and reports results.
 
-use crate::observe::{Flush, Layer, Observed, delegate_call};
+use crate::observe::{BufferDelta, Flush, Layer, Observed, delegate_call};
 use crate::runtime::Runtime;
 use crate::sync::{Event, Mutex};
 use std::fmt;
@@ -366,9 +366,9 @@ async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
             let flush = Flush::start(batch.writes.len(), batch.attempt);
             let applying = apply_batch(&shared.inner, batch.writes);
             let result = applying.instrument(flush.span()).await;
-            let outcome = report(&shared, batch.id, result);
+            let (outcome, delta) = report(&shared, batch.id, result);
             flush.end(&outcome);
-            publish(&shared);
+            delta.emit();
             shared.changed.notify(usize::MAX);
             continue;
         }
@@ -393,10 +393,19 @@ async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
 }
 
 /// Reports a batch's result to the machine (which answers its durable
-/// writers); the caller then wakes everyone waiting on a change.
-fn report<S>(shared: &Shared<S>, id: u64, result: Result<(), StoreError>) -> BatchOutcome {
+/// writers) and takes, under the same lock, what changed in its counters for
+/// the facade; the caller then wakes everyone waiting on a change.
+fn report<S>(
+    shared: &Shared<S>,
+    id: u64,
+    result: Result<(), StoreError>,
+) -> (BatchOutcome, BufferDelta) {
     let now = shared.clock.now();
-    let outcome = shared.machine.lock().handle_batch_result(now, id, result);
+    let (outcome, delta) = {
+        let mut machine = shared.machine.lock();
+        let outcome = machine.handle_batch_result(now, id, result);
+        (outcome, machine.buffer_delta())
+    };
     match &outcome {
         BatchOutcome::Failed { seqs, error } => {
             tracing::warn!(writes = seqs.len(), %error, "a buffered batch failed after its retries");
@@ -404,7 +413,7 @@ fn report<S>(shared: &Shared<S>, id: u64, result: Result<(), StoreError>) -> Bat
         BatchOutcome::Retrying => tracing::debug!("a buffered batch failed; retrying"),
         BatchOutcome::Applied(_) | BatchOutcome::Unknown => {}
     }
-    outcome
+    (outcome, delta)
 }
 
 /// Publishes what changed in the buffer's counters since the last publication.
