@@ -507,3 +507,23 @@ fn a_following_cache_publishes_its_feed_lag_and_polls() {
     assert!(counter(&series, "tokenstore_cache_feed_polls_total", &[]) >= 1);
     assert_catalogued(&series, &["tokenstore_cache_"], &[]);
 }
+
+#[test]
+fn the_pending_gauge_holds_the_writes_held_at_the_last_publication() {
+    let (series, (pending, _store)) = recorded(|| async {
+        let clock = ManualClock::new(T0);
+        let store = stack(&clock, manual_flush());
+        let now = clock.now();
+        for state in ["state-p1", "state-p2", "state-p3"] {
+            let record = sample::full_state(state, now);
+            store.store_state(Arc::new(record)).await.unwrap();
+        }
+        store.inner().publish_metrics();
+        // Still held when the snapshot is taken (dropped unflushed afterwards).
+        (store.inner().pending(), store)
+    });
+    assert_eq!(pending, 3);
+    assert_eq!(gauge(&series, "tokenstore_buffer_pending_writes", &[]), 3.0);
+    assert_eq!(counter(&series, "tokenstore_buffer_accepted_total", &[]), 3);
+    assert!(histogram(&series, "tokenstore_buffer_flush_batch_size", &[]).is_empty());
+}
