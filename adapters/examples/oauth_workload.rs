@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p tokenstore --example oauth_workload
 //! cargo run --release -p tokenstore --example oauth_workload -- --help
+//! cargo run --release -p tokenstore --example oauth_workload -- --metrics --stacks cached-buffered
 //! cargo run --release -p tokenstore --features postgres --example oauth_workload -- \
 //!     --backend postgres [--pg-url postgresql://user@host/db] [--instances 3]
 //! ```
@@ -101,6 +102,11 @@ struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// At the end, print the metrics the stacks published through the
+    /// `metrics` facade, in Prometheus text (summed over the stacks run: use
+    /// `--stacks` to see one)
+    #[arg(long)]
+    metrics: bool,
     /// With `--backend postgres`: instances per stack, each its own store
     /// (pool, hint connections) and stack on the stack's schema; caches follow
     /// the invalidation feed, users' writes go to their home instance and most
@@ -222,6 +228,7 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
+    let prometheus = args.metrics.then(install_prometheus);
     let tmp = tempfile::tempdir().expect("temporary directory");
     let target = match args.backend {
         Backend::Sqlite => {
@@ -298,6 +305,10 @@ fn main() {
     }
     bars.finish();
     print_table(&reports);
+    if let Some(handle) = prometheus {
+        println!("\n# The stacks' metrics (Prometheus text, summed over the stacks run)");
+        print!("{}", handle.render());
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&to_json(&args, &reports)).expect("json");
         std::fs::write(path, json).unwrap_or_else(|e| {
@@ -340,6 +351,19 @@ fn main() {
     if failed {
         std::process::exit(1);
     }
+}
+
+/// Installs a Prometheus recorder as the facade's global recorder (no HTTP
+/// listener: the text is rendered at the end) and describes every metric.
+fn install_prometheus() -> metrics_exporter_prometheus::PrometheusHandle {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        eprintln!("error: a metrics recorder is already installed");
+        std::process::exit(2);
+    }
+    tokenstore::observe::describe_metrics();
+    handle
 }
 
 /// What one stack did.
@@ -627,6 +651,11 @@ async fn run_on<B: TokenStore + 'static>(
             let stores = cached(args, &cross, backends.clone())?;
             let mut outcome = drive(args, &stores, &cross, bar).await?;
             check_instances(&stores, &cross, &mut outcome).await?;
+            // A cache publishes to the metrics facade when told (and on
+            // close, which this stack does not call).
+            for store in &stores {
+                store.publish_metrics();
+            }
             (outcome, hits(stores.iter().map(|s| s.metrics())), None)
         }
         Stack::Buffered | Stack::Durable => {

@@ -4,6 +4,7 @@
 //! drain) is made by [`BufferMachine`]; this file takes the lock, runs the flush
 //! worker on the [`Runtime`], calls the delegate and reports results.
 
+use crate::observe::{BufferDelta, Flush, Layer, Observed, delegate_call};
 use crate::runtime::Runtime;
 use crate::sync::{Event, Mutex};
 use std::fmt;
@@ -20,6 +21,7 @@ use tokenstore_core::{
     Clock, Secret, StateRecord, StoreError, StoredSession, SystemClock, Timestamp, TokenHash,
     TokenStore, validate_key,
 };
+use tracing::Instrument;
 
 /// When a buffered write call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,7 +76,9 @@ struct Shared<S> {
     clock: Arc<dyn Clock>,
     runtime: Arc<dyn Runtime>,
     ack: Ack,
-    machine: Mutex<BufferMachine>,
+    /// The machine, and its counters and held writes as last published to
+    /// the facade.
+    machine: Mutex<Observed<BufferMachine, (BufferMetrics, usize)>>,
     /// Wakes the flush worker (a write, a flush request, close).
     wake: Event,
     /// Notified after every batch result (space freed, acknowledgements, drain).
@@ -100,7 +104,7 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
             clock: Arc::new(clock),
             runtime: Arc::new(runtime),
             ack,
-            machine: Mutex::new(BufferMachine::new(config)),
+            machine: Mutex::new(Observed::new(BufferMachine::new(config))),
             wake: Event::new(),
             changed: Event::new(),
         });
@@ -118,6 +122,14 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
     /// The buffer's counters.
     pub fn metrics(&self) -> BufferMetrics {
         self.shared.machine.lock().metrics()
+    }
+
+    /// Publishes the buffer's counters and its pending-writes gauge through the
+    /// [`metrics`] facade: what changed since this buffer's previous publication
+    /// (see [`observe`](crate::observe) for the names and the contract). The
+    /// flush worker also calls it after every batch result.
+    pub fn publish_metrics(&self) {
+        publish(&self.shared);
     }
 
     /// Writes held (pending and in flight).
@@ -210,6 +222,7 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
     /// writes laid over its answer.
     async fn read<T: ReadKind, Fut>(
         &self,
+        operation: &'static str,
         decide: impl FnOnce(&mut BufferMachine, Timestamp) -> Read<T>,
         fetch: impl FnOnce() -> Fut,
         resolve: impl FnOnce(
@@ -235,7 +248,7 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
             shared: &self.shared,
             ticket: Some(ticket),
         };
-        let answer = fetch().await;
+        let answer = delegate_call(Layer::Buffer, operation, fetch()).await;
         let ticket = guard.ticket.take().expect("ticket is taken once");
         let mut machine = self.shared.machine.lock();
         match answer {
@@ -258,6 +271,7 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
     /// in flight when that batch holds a write of the record.
     async fn one_time<T, Fut>(
         &self,
+        operation: &'static str,
         decide: impl Fn(&mut BufferMachine, Timestamp) -> OneTime<T>,
         delegate: impl FnOnce() -> Fut,
     ) -> Result<T, StoreError>
@@ -285,7 +299,7 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
                     self.shared.wake.notify(usize::MAX);
                     return Ok(answer);
                 }
-                Step::Ask => return delegate().await,
+                Step::Ask => return delegate_call(Layer::Buffer, operation, delegate()).await,
                 Step::Wait(listener) => {
                     self.shared.wake.notify(usize::MAX);
                     listener.await;
@@ -296,10 +310,12 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
 
     async fn session(
         &self,
+        operation: &'static str,
         key: SessionKey,
         fetch: impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>>,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         self.read(
+            operation,
             |m, now| m.read_session(now, &key),
             || fetch,
             |m, now, t, a| m.resolve_session(now, t, a),
@@ -347,8 +363,13 @@ async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
             (batch, machine.poll_timeout(), shared.wake.listen(), done)
         };
         if let Some(batch) = batch {
-            let result = apply_batch(&shared.inner, batch.writes).await;
-            report(&shared, batch.id, result);
+            let flush = Flush::start(batch.writes.len(), batch.attempt);
+            let applying = apply_batch(&shared.inner, batch.writes);
+            let result = applying.instrument(flush.span()).await;
+            let (outcome, delta) = report(&shared, batch.id, result);
+            flush.end(&outcome);
+            delta.emit();
+            shared.changed.notify(usize::MAX);
             continue;
         }
         if done {
@@ -372,18 +393,33 @@ async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
 }
 
 /// Reports a batch's result to the machine (which answers its durable
-/// writers), and wakes everyone waiting on a change.
-fn report<S>(shared: &Shared<S>, id: u64, result: Result<(), StoreError>) {
+/// writers) and takes, under the same lock, what changed in its counters for
+/// the facade; the caller then wakes everyone waiting on a change.
+fn report<S>(
+    shared: &Shared<S>,
+    id: u64,
+    result: Result<(), StoreError>,
+) -> (BatchOutcome, BufferDelta) {
     let now = shared.clock.now();
-    let outcome = shared.machine.lock().handle_batch_result(now, id, result);
-    match outcome {
+    let (outcome, delta) = {
+        let mut machine = shared.machine.lock();
+        let outcome = machine.handle_batch_result(now, id, result);
+        (outcome, machine.buffer_delta())
+    };
+    match &outcome {
         BatchOutcome::Failed { seqs, error } => {
             tracing::warn!(writes = seqs.len(), %error, "a buffered batch failed after its retries");
         }
         BatchOutcome::Retrying => tracing::debug!("a buffered batch failed; retrying"),
         BatchOutcome::Applied(_) | BatchOutcome::Unknown => {}
     }
-    shared.changed.notify(usize::MAX);
+    (outcome, delta)
+}
+
+/// Publishes what changed in the buffer's counters since the last publication.
+fn publish<S>(shared: &Shared<S>) {
+    let delta = shared.machine.lock().buffer_delta();
+    delta.emit();
 }
 
 impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
@@ -395,6 +431,7 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
         validate_key("state", state)?;
         let inner = &self.shared.inner;
         self.one_time(
+            "consume_state",
             |m, now| m.consume_state(now, state),
             || inner.consume_state(state),
         )
@@ -408,6 +445,7 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
         validate_key("code", code)?;
         self.read(
+            "load_auth_code",
             |m, now| m.read_auth_code(now, code),
             || self.shared.inner.load_auth_code(code),
             |m, now, t, a| m.resolve_auth_code(now, t, a),
@@ -423,6 +461,7 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
         validate_key("code", code)?;
         let shared = &self.shared;
         self.one_time(
+            "try_delete_auth_code",
             |m, now| m.try_delete_auth_code(now, code),
             || async move {
                 let taken = shared.inner.try_delete_auth_code(code).await?;
@@ -443,8 +482,8 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("access_token", access_token)?;
         let key = SessionKey::Access(TokenHash::of(access_token));
-        self.session(key, self.shared.inner.load_session_by_token(access_token))
-            .await
+        let fetch = self.shared.inner.load_session_by_token(access_token);
+        self.session("load_session_by_token", key, fetch).await
     }
 
     async fn load_session_by_id(
@@ -453,8 +492,8 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("session_id", session_id)?;
         let key = SessionKey::Id(session_id.to_owned());
-        self.session(key, self.shared.inner.load_session_by_id(session_id))
-            .await
+        let fetch = self.shared.inner.load_session_by_id(session_id);
+        self.session("load_session_by_id", key, fetch).await
     }
 
     async fn load_session_by_refresh_token(
@@ -463,13 +502,12 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         validate_key("refresh_token", refresh_token)?;
         let key = SessionKey::Refresh(TokenHash::of(refresh_token));
-        self.session(
-            key,
-            self.shared
-                .inner
-                .load_session_by_refresh_token(refresh_token),
-        )
-        .await
+        let fetch = self
+            .shared
+            .inner
+            .load_session_by_refresh_token(refresh_token);
+        self.session("load_session_by_refresh_token", key, fetch)
+            .await
     }
 
     async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
@@ -489,6 +527,7 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
         validate_key("client_id", client_id)?;
         self.read(
+            "load_client",
             |m, _| m.read_client(client_id),
             || self.shared.inner.load_client(client_id),
             |m, _, t, a| m.resolve_client(t, a),
@@ -502,7 +541,8 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
             shared: &self.shared,
             ticket: Some(ticket),
         };
-        let listed = self.shared.inner.list_clients().await;
+        let listed = self.shared.inner.list_clients();
+        let listed = delegate_call(Layer::Buffer, "list_clients", listed).await;
         let ticket = guard.ticket.take().expect("ticket is taken once");
         let mut machine = self.shared.machine.lock();
         match listed {
@@ -523,7 +563,8 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
     /// one-by-one application would hold.
     async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
         self.flush().await?;
-        self.shared.inner.cleanup_expired().await
+        let cleanup = self.shared.inner.cleanup_expired();
+        delegate_call(Layer::Buffer, "cleanup_expired", cleanup).await
     }
 
     /// Stops accepting writes, drains the buffer, then closes the delegate. If a
@@ -584,10 +625,11 @@ impl<S: TokenStore + 'static> TokenStore for BufferedTokenStore<S> {
 impl<S: TokenStore + 'static> BufferedTokenStore<S> {
     async fn flushed_then<T>(
         &self,
+        operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.flush().await?;
-        call.await
+        delegate_call(Layer::Buffer, operation, call).await
     }
 }
 
@@ -602,7 +644,8 @@ impl<S: TokenStore + 'static> BulkSessionStore for BufferedTokenStore<S> {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let bulk = self.shared.inner.bulk().ok_or_else(|| lost("bulk"))?;
-            self.flushed_then(bulk.bulk_store_sessions(sessions)).await
+            self.flushed_then("bulk_store_sessions", bulk.bulk_store_sessions(sessions))
+                .await
         })
     }
 
@@ -612,7 +655,8 @@ impl<S: TokenStore + 'static> BulkSessionStore for BufferedTokenStore<S> {
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
             let bulk = self.shared.inner.bulk().ok_or_else(|| lost("bulk"))?;
-            self.flushed_then(bulk.bulk_delete_sessions_by_hash(hashes))
+            let call = bulk.bulk_delete_sessions_by_hash(hashes);
+            self.flushed_then("bulk_delete_sessions_by_hash", call)
                 .await
         })
     }
@@ -620,7 +664,8 @@ impl<S: TokenStore + 'static> BulkSessionStore for BufferedTokenStore<S> {
     fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
         Box::pin(async move {
             let bulk = self.shared.inner.bulk().ok_or_else(|| lost("bulk"))?;
-            self.flushed_then(bulk.bulk_cleanup_expired()).await
+            self.flushed_then("bulk_cleanup_expired", bulk.bulk_cleanup_expired())
+                .await
         })
     }
 }
@@ -633,14 +678,15 @@ impl<S: TokenStore + 'static> BatchWriteStore for BufferedTokenStore<S> {
                 .inner
                 .batch_writer()
                 .ok_or_else(|| lost("batch"))?;
-            self.flushed_then(batch.apply_batch(writes)).await
+            self.flushed_then("apply_batch", batch.apply_batch(writes))
+                .await
         })
     }
 }
 
 impl<S> Drop for BufferedTokenStore<S> {
     fn drop(&mut self) {
-        let machine = self.shared.machine.lock();
+        let mut machine = self.shared.machine.lock();
         let pending = machine.held();
         if pending > 0 {
             tracing::error!(
@@ -648,7 +694,9 @@ impl<S> Drop for BufferedTokenStore<S> {
                 "BufferedTokenStore dropped holding writes (no close(), or a failed close whose take_unapplied() was never called): they are lost"
             );
         }
+        let retired = machine.retire();
         drop(machine);
+        retired.emit();
         self.shared.wake.notify(usize::MAX);
     }
 }
@@ -658,7 +706,7 @@ impl<S: fmt::Debug> fmt::Debug for BufferedTokenStore<S> {
         f.debug_struct("BufferedTokenStore")
             .field("inner", &self.shared.inner)
             .field("ack", &self.shared.ack)
-            .field("machine", &*self.shared.machine.lock())
+            .field("machine", &**self.shared.machine.lock())
             .finish_non_exhaustive()
     }
 }

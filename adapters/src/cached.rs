@@ -5,6 +5,7 @@
 //! machine behind a lock of its own) by [`ShardPlan`]; this file only takes
 //! the locks the plan names, calls the delegate and reports what happened.
 
+use crate::observe::{Layer, Observed, delegate_call};
 use crate::runtime::Runtime;
 use crate::sync::{Event, EventListener, Mutex};
 use futures_lite::future::or;
@@ -72,6 +73,9 @@ struct Shared<S> {
     plan: ShardPlan,
     /// One machine per shard of the plan, each on cache lines of its own.
     shards: Box<[Padded<Mutex<CacheMachine>>]>,
+    /// The counters as last published to the facade; taken before any
+    /// shard's lock when publishing, so publications never interleave.
+    published: Mutex<Observed<(), CacheMetrics>>,
     /// Notified after every fill or abandon, for lookups told to wait.
     filled: Event,
     /// Set when the cache is dropped: the poller stops.
@@ -104,6 +108,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
                 clock: Arc::new(clock),
                 plan,
                 shards,
+                published: Mutex::new(Observed::new(())),
                 filled: Event::new(),
                 dropped: AtomicBool::new(false),
                 wake: Event::new(),
@@ -127,6 +132,17 @@ impl<S: TokenStore> CachingTokenStore<S> {
         self.shared.shards.len()
     }
 
+    /// Publishes the cache's counters and gauges through the [`metrics`]
+    /// facade: what changed since this cache's previous publication (see
+    /// [`observe`](crate::observe) for the names and the contract). The
+    /// feed poller calls it after every poll and `close()` calls it; a cache
+    /// without a feed publishes only here, so call it before each scrape.
+    /// Costs one lock and some fifty facade calls, nothing when no recorder
+    /// is installed beyond the calls themselves.
+    pub fn publish_metrics(&self) {
+        self.shared.publish_metrics();
+    }
+
     /// Answers a read from the cache or, on a miss, from `fetch`, filling the
     /// cache with `fill`.
     ///
@@ -135,6 +151,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
     async fn read<T, Fut>(
         &self,
         key: CacheKey,
+        operation: &'static str,
         fetch: impl Fn() -> Fut + Send,
         fill: FillFn<T>,
         unwrap: fn(Cached) -> Option<Arc<T>>,
@@ -150,10 +167,11 @@ impl<S: TokenStore> CachingTokenStore<S> {
                 answer
             }
             Err(Next::Fetch(ticket)) => {
-                Box::pin(self.fetch_and_fill(now, ticket, &fetch, fill)).await
+                Box::pin(self.fetch_and_fill(now, ticket, operation, &fetch, fill)).await
             }
             Err(Next::Wait(listener)) => {
-                Box::pin(self.read_after_wait(listener, key, fetch, fill, unwrap)).await
+                let read = self.read_after_wait(listener, key, operation, fetch, fill, unwrap);
+                Box::pin(read).await
             }
         }
     }
@@ -182,6 +200,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
         &self,
         mut listener: EventListener,
         key: CacheKey,
+        operation: &'static str,
         fetch: impl Fn() -> Fut + Send,
         fill: FillFn<T>,
         unwrap: fn(Cached) -> Option<Arc<T>>,
@@ -196,7 +215,9 @@ impl<S: TokenStore> CachingTokenStore<S> {
             match self.decide(now, &key, unwrap) {
                 Ok(answer) => return answer,
                 Err(Next::Fetch(ticket)) => {
-                    return self.fetch_and_fill(now, ticket, &fetch, fill).await;
+                    return self
+                        .fetch_and_fill(now, ticket, operation, &fetch, fill)
+                        .await;
                 }
                 Err(Next::Wait(next)) => listener = next,
             }
@@ -208,6 +229,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
         &self,
         now: Timestamp,
         ticket: FillTicket,
+        operation: &'static str,
         fetch: &(impl Fn() -> Fut + Send),
         fill: FillFn<T>,
     ) -> Result<Option<Arc<T>>, StoreError>
@@ -218,7 +240,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
             store: self,
             ticket: Some(ticket),
         };
-        let result = fetch().await;
+        let result = delegate_call(Layer::Cache, operation, fetch()).await;
         let ticket = guard.ticket.take().expect("ticket is taken once");
         {
             let mut machine = self.shared.shard(ticket.key()).lock();
@@ -236,13 +258,14 @@ impl<S: TokenStore> CachingTokenStore<S> {
     async fn write<T>(
         &self,
         write: Write<'_>,
+        operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let _report = WriteGuard {
             store: self,
             writes: std::slice::from_ref(&write),
         };
-        call.await
+        delegate_call(Layer::Cache, operation, call).await
     }
 }
 
@@ -329,6 +352,8 @@ impl<S> Drop for CachingTokenStore<S> {
     fn drop(&mut self) {
         self.shared.dropped.store(true, Ordering::Release);
         self.shared.wake.notify(usize::MAX);
+        let retired = self.shared.published.lock().retire();
+        retired.emit();
     }
 }
 
@@ -347,6 +372,24 @@ impl<S> Shared<S> {
 
     fn metrics(&self) -> CacheMetrics {
         CacheMetrics::combine(self.shards.iter().map(|s| s.0.lock().metrics()))
+    }
+
+    /// Publishes what changed since the last publication. The shards are read
+    /// under the publication lock, so two publications add disjoint changes;
+    /// the facade is called after every lock is released.
+    fn publish_metrics(&self) {
+        let now = self.clock.now();
+        let delta = self.published.lock().cache_delta(|| {
+            let mut lag = None;
+            let metrics = CacheMetrics::combine(self.shards.iter().map(|s| {
+                let shard = s.0.lock();
+                // The stalest shard's confirmation is the cache's.
+                lag = lag.max(shard.feed_lag(now));
+                shard.metrics()
+            }));
+            (metrics, lag)
+        });
+        delta.emit();
     }
 }
 
@@ -478,7 +521,10 @@ impl<S: TokenStore + 'static> Shared<S> {
                 }
             }));
         }
-        self.poll_timeout(self.clock.now())
+        let now = self.clock.now();
+        let timer = self.poll_timeout(now);
+        self.publish_metrics();
+        timer
     }
 }
 
@@ -606,19 +652,28 @@ fn client(c: Cached) -> Option<Arc<ClientRecord>> {
 
 impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     async fn store_state(&self, record: Arc<StateRecord>) -> Result<(), StoreError> {
-        self.write(Write::State, self.shared.inner.store_state(record))
-            .await
+        self.write(
+            Write::State,
+            "store_state",
+            self.shared.inner.store_state(record),
+        )
+        .await
     }
 
     async fn consume_state(&self, state: &str) -> Result<Option<Arc<StateRecord>>, StoreError> {
-        self.write(Write::State, self.shared.inner.consume_state(state))
-            .await
+        self.write(
+            Write::State,
+            "consume_state",
+            self.shared.inner.consume_state(state),
+        )
+        .await
     }
 
     async fn store_auth_code(&self, record: Arc<AuthCodeRecord>) -> Result<(), StoreError> {
         let code = record.code.clone();
         self.write(
             Write::AuthCode(&code),
+            "store_auth_code",
             self.shared.inner.store_auth_code(record),
         )
         .await
@@ -628,13 +683,20 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         validate_key("code", code)?;
         let key = CacheKey::AuthCode(TokenHash::of(code));
         let fetch = || self.shared.inner.load_auth_code(code);
-        self.read(key, fetch, CacheMachine::fill_auth_code, auth_code)
-            .await
+        self.read(
+            key,
+            "load_auth_code",
+            fetch,
+            CacheMachine::fill_auth_code,
+            auth_code,
+        )
+        .await
     }
 
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
         self.write(
             Write::AuthCode(code),
+            "delete_auth_code",
             self.shared.inner.delete_auth_code(code),
         )
         .await
@@ -643,6 +705,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     async fn try_delete_auth_code(&self, code: &str) -> Result<bool, StoreError> {
         self.write(
             Write::AuthCode(code),
+            "try_delete_auth_code",
             self.shared.inner.try_delete_auth_code(code),
         )
         .await
@@ -652,6 +715,7 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         let keys = Arc::clone(&record);
         self.write(
             Write::StoreSession(&keys),
+            "store_session",
             self.shared.inner.store_session(record),
         )
         .await
@@ -664,8 +728,14 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         validate_key("access_token", access_token)?;
         let key = CacheKey::Session(SessionKey::Access(TokenHash::of(access_token)));
         let fetch = || self.shared.inner.load_session_by_token(access_token);
-        self.read(key, fetch, CacheMachine::fill_session, session)
-            .await
+        self.read(
+            key,
+            "load_session_by_token",
+            fetch,
+            CacheMachine::fill_session,
+            session,
+        )
+        .await
     }
 
     async fn load_session_by_id(
@@ -675,8 +745,14 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         validate_key("session_id", session_id)?;
         let key = spare::key_of(session_id, |id| CacheKey::Session(SessionKey::Id(id)));
         let fetch = || self.shared.inner.load_session_by_id(session_id);
-        self.read(key, fetch, CacheMachine::fill_session, session)
-            .await
+        self.read(
+            key,
+            "load_session_by_id",
+            fetch,
+            CacheMachine::fill_session,
+            session,
+        )
+        .await
     }
 
     async fn load_session_by_refresh_token(
@@ -690,14 +766,21 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
                 .inner
                 .load_session_by_refresh_token(refresh_token)
         };
-        self.read(key, fetch, CacheMachine::fill_session, session)
-            .await
+        self.read(
+            key,
+            "load_session_by_refresh_token",
+            fetch,
+            CacheMachine::fill_session,
+            session,
+        )
+        .await
     }
 
     async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
         let write = Write::DeleteSessionByHash(TokenHash::of(access_token));
         self.write(
             write,
+            "delete_session_by_token",
             self.shared.inner.delete_session_by_token(access_token),
         )
         .await
@@ -705,31 +788,45 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
 
     async fn delete_session_by_id(&self, session_id: &str) -> Result<(), StoreError> {
         let write = Write::DeleteSessionById(session_id);
-        self.write(write, self.shared.inner.delete_session_by_id(session_id))
-            .await
+        self.write(
+            write,
+            "delete_session_by_id",
+            self.shared.inner.delete_session_by_id(session_id),
+        )
+        .await
     }
 
     async fn store_client(&self, record: Arc<ClientRecord>) -> Result<(), StoreError> {
         let id = record.client_id.clone();
-        self.write(Write::Client(&id), self.shared.inner.store_client(record))
-            .await
+        self.write(
+            Write::Client(&id),
+            "store_client",
+            self.shared.inner.store_client(record),
+        )
+        .await
     }
 
     async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
         validate_key("client_id", client_id)?;
         let key = spare::key_of(client_id, CacheKey::Client);
         let fetch = || self.shared.inner.load_client(client_id);
-        self.read(key, fetch, CacheMachine::fill_client, client)
+        self.read(key, "load_client", fetch, CacheMachine::fill_client, client)
             .await
     }
 
     async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
-        self.shared.inner.list_clients().await
+        delegate_call(
+            Layer::Cache,
+            "list_clients",
+            self.shared.inner.list_clients(),
+        )
+        .await
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         self.write(
             Write::Client(client_id),
+            "delete_client",
             self.shared.inner.delete_client(client_id),
         )
         .await
@@ -738,12 +835,14 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
     /// Passes through: the cache never serves a record past its expiry, so what
     /// cleanup removes is never cached.
     async fn cleanup_expired(&self) -> Result<CleanupCounts, StoreError> {
-        self.shared.inner.cleanup_expired().await
+        let cleanup = self.shared.inner.cleanup_expired();
+        delegate_call(Layer::Cache, "cleanup_expired", cleanup).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
         let result = self.shared.inner.close().await;
         self.shared.each_shard(CacheMachine::handle_close);
+        self.shared.publish_metrics();
         self.shared.filled.notify(usize::MAX);
         self.shared.wake.notify(usize::MAX);
         result
@@ -785,7 +884,7 @@ impl<S: TokenStore> BatchWriteStore for CachingTokenStore<S> {
                 store: self,
                 writes: &passing,
             };
-            batch.apply_batch(writes).await
+            delegate_call(Layer::Cache, "apply_batch", batch.apply_batch(writes)).await
         })
     }
 }
@@ -807,7 +906,8 @@ impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
                 store: self,
                 writes: &writes,
             };
-            bulk.bulk_store_sessions(sessions).await
+            let call = bulk.bulk_store_sessions(sessions);
+            delegate_call(Layer::Cache, "bulk_store_sessions", call).await
         })
     }
 
@@ -829,15 +929,22 @@ impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {
                 store: self,
                 writes: &writes,
             };
-            bulk.bulk_delete_sessions_by_hash(hashes).await
+            let call = bulk.bulk_delete_sessions_by_hash(hashes);
+            delegate_call(Layer::Cache, "bulk_delete_sessions_by_hash", call).await
         })
     }
 
     fn bulk_cleanup_expired(&self) -> BoxFuture<'_, Result<CleanupCounts, StoreError>> {
         Box::pin(async move {
             match self.shared.inner.bulk() {
-                Some(bulk) => bulk.bulk_cleanup_expired().await,
-                None => self.shared.inner.cleanup_expired().await,
+                Some(bulk) => {
+                    let call = bulk.bulk_cleanup_expired();
+                    delegate_call(Layer::Cache, "bulk_cleanup_expired", call).await
+                }
+                None => {
+                    let call = self.shared.inner.cleanup_expired();
+                    delegate_call(Layer::Cache, "cleanup_expired", call).await
+                }
             }
         })
     }

@@ -40,6 +40,7 @@
 
 mod buffered;
 mod cached;
+pub mod observe;
 pub mod runtime;
 mod sync;
 

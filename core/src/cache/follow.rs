@@ -172,6 +172,12 @@ impl Follower {
             .is_some_and(|c| now.saturating_duration_since(c) + resolution < self.bound)
     }
 
+    /// Time from the start of the last poll that confirmed freshness to `now`;
+    /// `None` while freshness is not confirmed.
+    pub(crate) fn lag(&self, now: Timestamp) -> Option<Duration> {
+        self.confirmed_at.map(|c| now.saturating_duration_since(c))
+    }
+
     pub(crate) fn negative_cap(&self) -> Duration {
         self.bound
     }

@@ -530,6 +530,14 @@ impl CacheMachine {
         }
     }
 
+    /// How far behind the invalidation feed this cache may be at `now`: the
+    /// time since the start of the last poll that confirmed freshness. `None`
+    /// without a feed, and while freshness is not confirmed (no poll succeeded
+    /// yet, polls failing, or the clock stepped back).
+    pub fn feed_lag(&self, now: Timestamp) -> Option<Duration> {
+        self.follower.as_ref().and_then(|f| f.lag(now))
+    }
+
     /// Fill tickets handed out and not yet given back.
     pub fn fills_in_flight(&self) -> usize {
         self.races.outstanding()

@@ -504,6 +504,28 @@ mod feed {
     }
 
     #[test]
+    fn feed_lag_counts_from_the_start_of_the_last_confirming_poll() {
+        assert_eq!(
+            CacheMachine::new(CacheConfig::default()).feed_lag(t0()),
+            None
+        );
+        let mut cache = following();
+        assert_eq!(cache.feed_lag(t0()), None, "nothing confirmed yet");
+        let ticket = cache.begin_poll(t0()).unwrap();
+        cache.handle_invalidations(t0() + 10 * MS, ticket, answer(vec![], 1));
+        assert_eq!(cache.feed_lag(t0() + 30 * MS), Some(30 * MS));
+        let failed = cache.begin_poll(t0() + 40 * MS).unwrap();
+        cache.handle_poll_failed(t0() + 50 * MS, failed);
+        assert_eq!(
+            cache.feed_lag(t0() + 60 * MS),
+            Some(60 * MS),
+            "a failure confirms nothing"
+        );
+        poll(&mut cache, t0() + 70 * MS, vec![]);
+        assert_eq!(cache.feed_lag(t0() + 75 * MS), Some(5 * MS));
+    }
+
+    #[test]
     fn freshness_counts_from_the_start_of_the_poll_not_its_answer() {
         let mut cache = following();
         let ticket = cache.begin_poll(t0()).unwrap();
