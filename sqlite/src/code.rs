@@ -58,8 +58,8 @@ pub(crate) fn insert(ctx: Ctx<'_>, r: &AuthCodeRecord) -> Result<(), StoreError>
 pub(crate) enum Loaded {
     Live(AuthCodeRecord),
     Absent,
-    /// Present but expired: the store deletes it on the writer
-    /// ([`delete_if_expired`]).
+    /// Present but expired: the store runs the lookup again on the writer
+    /// ([`load`]), which deletes it if it is still expired.
     Expired,
 }
 
@@ -76,15 +76,24 @@ pub(crate) fn read(ctx: Ctx<'_>, code: &str, now: Timestamp) -> Result<Loaded, S
     Ok(Loaded::Expired)
 }
 
-/// Deletes a code only while it is still expired, so a concurrent re-store
-/// survives (no cache can hold it: nothing is logged).
-pub(crate) fn delete_if_expired(
+/// Loads a live code without consuming it and deletes an expired one: on the
+/// writer, in one job, so what it deletes is the row it read (a reader that
+/// found an expired code sends the whole lookup here).
+pub(crate) fn load(
     ctx: Ctx<'_>,
     code: &str,
     now: Timestamp,
-) -> Result<(), StoreError> {
-    ctx.execute(DELETE_IF_EXPIRED, params![code, cutoff(now)])?;
-    Ok(())
+) -> Result<Option<AuthCodeRecord>, StoreError> {
+    match read(ctx, code, now)? {
+        Loaded::Live(found) => Ok(Some(found)),
+        Loaded::Absent => Ok(None),
+        Loaded::Expired => {
+            // Deletes only while still expired, so a concurrent re-store
+            // survives (no cache can hold it: nothing is logged).
+            ctx.execute(DELETE_IF_EXPIRED, params![code, cutoff(now)])?;
+            Ok(None)
+        }
+    }
 }
 
 /// Deletes a code if present; logs its hash when a row went.

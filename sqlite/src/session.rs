@@ -231,16 +231,35 @@ pub(crate) enum Loaded {
     Live(Box<StoredSession>),
     /// No row, or one this lookup may not return but another may.
     Absent,
-    /// A row no lookup can return again, with its access-token hash (hex):
-    /// the store deletes it on the writer ([`delete_if_dead`]).
-    Dead(String),
+    /// A row no lookup can return again: the store runs the lookup again on
+    /// the writer ([`load`]), which deletes it if it is still there.
+    Dead,
+}
+
+/// Loads the session `key` names when the expiry rules let it be returned,
+/// and deletes it when they call it dead: on the writer, in one job, so what
+/// it deletes is the row it read (a reader that found a dead row sends the
+/// whole lookup here).
+pub(crate) fn load(
+    ctx: Ctx<'_>,
+    key: &SessionKey,
+    now: Timestamp,
+) -> Result<Option<StoredSession>, StoreError> {
+    match find(ctx, key, now)? {
+        Some(Found::Live(session)) => Ok(Some(*session)),
+        Some(Found::Dead(access_hash)) => {
+            delete_if_dead(ctx, &access_hash, now)?;
+            Ok(None)
+        }
+        Some(Found::Hidden) | None => Ok(None),
+    }
 }
 
 /// Reads the session `key` names (any connection; writes nothing).
 pub(crate) fn read(ctx: Ctx<'_>, key: &SessionKey, now: Timestamp) -> Result<Loaded, StoreError> {
     Ok(match find(ctx, key, now)? {
         Some(Found::Live(session)) => Loaded::Live(session),
-        Some(Found::Dead(access_hash)) => Loaded::Dead(access_hash),
+        Some(Found::Dead(_)) => Loaded::Dead,
         Some(Found::Hidden) | None => Loaded::Absent,
     })
 }

@@ -2,8 +2,9 @@
 //!
 //! Each method checks its input, reads the clock, and sends one job to the
 //! writer thread (writes) or to a reader thread (reads); the job does the
-//! encoding, encryption and SQL. A lookup that finds a row the expiry rules
-//! call dead sends its deletion to the writer before it returns.
+//! encoding, encryption and SQL. A lookup whose reader finds a row the expiry
+//! rules call dead runs again on the writer, which deletes the row if it is
+//! still there and still dead, in the same job, and answers the lookup.
 
 use crate::builder::SqliteTokenStoreBuilder;
 use crate::readers::Readers;
@@ -142,18 +143,20 @@ impl SqliteTokenStore {
         key: SessionKey,
     ) -> Result<Option<Arc<StoredSession>>, StoreError> {
         let now = self.clock.now();
+        let read_key = key.clone();
         match self
-            .read(op, move |ctx| session::read(ctx, &key, now))
+            .read(op, move |ctx| session::read(ctx, &read_key, now))
             .await?
         {
             session::Loaded::Live(found) => Ok(Some(Arc::from(found))),
             session::Loaded::Absent => Ok(None),
-            session::Loaded::Dead(access_hash) => {
-                self.run("delete_dead_session", move |db| {
-                    session::delete_if_dead(db.ctx(), &access_hash, now)
-                })
-                .await?;
-                Ok(None)
+            // Deleting is a write: the writer looks again and deletes what it
+            // finds dead, so a row written since the reader looked survives.
+            session::Loaded::Dead => {
+                let found = self
+                    .run(op, move |db| session::load(db.ctx(), &key, now))
+                    .await?;
+                Ok(found.map(Arc::new))
             }
         }
     }
@@ -213,11 +216,10 @@ impl TokenStore for SqliteTokenStore {
             code::Loaded::Live(found) => Ok(Some(Arc::new(found))),
             code::Loaded::Absent => Ok(None),
             code::Loaded::Expired => {
-                self.run("delete_expired_code", move |db| {
-                    code::delete_if_expired(db.ctx(), &code, now)
-                })
-                .await?;
-                Ok(None)
+                let found = self
+                    .run("load_auth_code", move |db| code::load(db.ctx(), &code, now))
+                    .await?;
+                Ok(found.map(Arc::new))
             }
         }
     }

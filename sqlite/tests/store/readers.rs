@@ -206,3 +206,50 @@ fn after_close_reads_fail_closed() {
         assert!(matches!(result, Err(StoreError::Closed)), "{result:?}");
     }
 }
+
+/// A reader finds a dead row; before the writer deletes it, another store
+/// replaces it with a row that is dead too (same access token, no refresh
+/// token). The lookup runs again on the writer, which finds nothing by that
+/// refresh token and deletes nothing: the new row stays until cleanup, as on
+/// the reference model (a delete by the old row's access hash would take it).
+#[test]
+fn a_dead_row_replaced_before_the_writer_deletes_it_survives() {
+    let env = Env::new();
+    let store = block_on(
+        env.builder()
+            .readers(2)
+            .busy_timeout(Duration::from_secs(20))
+            .open(),
+    )
+    .expect("open");
+    let user = UserInfo::new("github", "42", "octocat");
+    let mut old = StoredSession::new("s", user.clone(), "access", env.later(30), env.now());
+    old.refresh_token = Some("refresh".into());
+    old.refresh_expires_at = Some(env.later(5));
+    let new = StoredSession::new("s", user, "access", env.later(20), env.now());
+    block_on(store.store_session(Arc::new(old))).expect("store");
+    env.clock.advance(Duration::from_secs(3600));
+
+    // The writer blocks on another connection's lock with the new row queued.
+    let raw = env.raw();
+    raw.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let mut write = Box::pin(store.store_session(Arc::new(new)));
+    assert!(block_on(poll_once(&mut write)).is_none());
+    // The lookup's reader finds the old row dead; its writer job queues
+    // behind the new row.
+    let mut lookup = Box::pin(store.load_session_by_refresh_token("refresh"));
+    block_on(async {
+        for _ in 0..50 {
+            assert!(poll_once(&mut lookup).await.is_none(), "waits for the writer");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    raw.execute_batch("ROLLBACK").expect("unlock");
+    block_on(write).expect("the new row");
+    assert!(block_on(lookup).expect("lookup").is_none());
+    let contents = block_on(store.contents()).expect("contents");
+    assert_eq!(contents.sessions.len(), 1, "the new (dead) row is still there");
+    let cleaned = block_on(store.cleanup_expired()).expect("cleanup");
+    assert_eq!(cleaned.sessions, 1);
+    block_on(store.close()).expect("close");
+}
