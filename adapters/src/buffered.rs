@@ -364,8 +364,11 @@ async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
         };
         if let Some(batch) = batch {
             let flush = Flush::start(batch.writes.len(), batch.attempt);
-            let applying = apply_batch(&shared.inner, batch.writes);
-            let result = applying.instrument(flush.span()).await;
+            let applying = apply_batch(&shared.inner, batch.writes).instrument(flush.span());
+            let result = match shared.inner.batch_writer() {
+                Some(writer) => commit_while_preparing(&shared, writer, applying).await,
+                None => applying.await,
+            };
             let (outcome, delta) = report(&shared, batch.id, result);
             flush.end(&outcome);
             delta.emit();
@@ -388,6 +391,37 @@ async fn worker<S: TokenStore + 'static>(weak: Weak<Shared<S>>) {
                 futures_lite::future::or(listener, sleep).await;
             }
             None => listener.await,
+        }
+    }
+}
+
+/// Awaits the batch `applying` and meanwhile, each time writes arrive, hands
+/// the ones the next batch will probably hold ([`BufferMachine::prepare_next`])
+/// to the delegate's [`prepare`](BatchWriteStore::prepare): their encoding
+/// overlaps this batch's commit instead of following it.
+async fn commit_while_preparing<S, F: Future>(
+    shared: &Shared<S>,
+    writer: &dyn BatchWriteStore,
+    applying: F,
+) -> F::Output {
+    let mut applying = std::pin::pin!(applying);
+    loop {
+        let arrived = shared.wake.listen();
+        // The batch first: its SQL runs while the next one is prepared.
+        if let Some(out) = futures_lite::future::poll_once(applying.as_mut()).await {
+            return out;
+        }
+        let next = shared.machine.lock().prepare_next();
+        if !next.is_empty() {
+            writer.prepare(&next);
+        }
+        let done = async { Some(applying.as_mut().await) };
+        let woken = async {
+            arrived.await;
+            None
+        };
+        if let Some(out) = futures_lite::future::or(done, woken).await {
+            return out;
         }
     }
 }

@@ -887,6 +887,13 @@ impl<S: TokenStore> BatchWriteStore for CachingTokenStore<S> {
             delegate_call(Layer::Cache, "apply_batch", batch.apply_batch(writes)).await
         })
     }
+
+    /// Passes through: preparing changes nothing stored or cached.
+    fn prepare(&self, writes: &[WriteOp]) {
+        if let Some(batch) = self.shared.inner.batch_writer() {
+            batch.prepare(writes);
+        }
+    }
 }
 
 impl<S: TokenStore> BulkSessionStore for CachingTokenStore<S> {

@@ -194,7 +194,7 @@ pub trait BatchWriteStore: Send + Sync {
     /// Does the CPU work of writes that a later [`apply_batch`](Self::apply_batch)
     /// will probably receive (hashing, sealing, encoding), on the caller's
     /// thread, so the batch in flight and this work overlap. A write buffer
-    /// calls it with [`BufferMachine::next_batch_preview`](crate::buffer::BufferMachine::next_batch_preview)
+    /// calls it with [`BufferMachine::prepare_next`](crate::buffer::BufferMachine::prepare_next)
     /// while a batch commits.
     ///
     /// Only an optimisation: it changes nothing stored, a write prepared but

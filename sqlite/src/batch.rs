@@ -1,8 +1,10 @@
 //! The atomic-batch capability: a flush of mixed writes in one transaction.
 //!
 //! Every write is checked on the caller's side first, as the single operations
-//! check theirs, so an invalid write fails the batch before anything is sent.
-//! The rest is one job on the connection thread: one `BEGIN IMMEDIATE`, the
+//! check theirs, so an invalid write fails the batch before anything is sent,
+//! and its sessions are encoded there too (hashes, Fernet, JSON), or were
+//! already, by [`BatchWriteStore::prepare`] while the batch before committed.
+//! The rest is one job on the writer thread, SQL only: one `BEGIN IMMEDIATE`, the
 //! writes in order through the same functions (and cached prepared statements)
 //! the single operations use, one `COMMIT`, or a rollback of everything when
 //! any write fails.
@@ -25,7 +27,7 @@ enum Write {
     RemoveState(String),
     StoreCode(Arc<AuthCodeRecord>),
     DeleteCode(String),
-    StoreSession(Arc<StoredSession>),
+    StoreSession(Arc<StoredSession>, session::Encoded),
     DeleteSessionByHash(String),
     DeleteSessionById(String),
     StoreClient(Arc<ClientRecord>),
@@ -34,15 +36,22 @@ enum Write {
 
 impl Write {
     /// Checks `op` exactly as the single operation it stands for checks its
-    /// input, then converts it.
-    fn check(op: WriteOp) -> Result<Self, StoreError> {
+    /// input, then converts it (a session with its encoding, prepared or
+    /// made now).
+    fn check(op: WriteOp, store: &SqliteTokenStore) -> Result<Self, StoreError> {
         op.validate()?;
         Ok(match op {
             WriteOp::StoreState(r) => Self::StoreState(r),
             WriteOp::RemoveState(k) => Self::RemoveState(k),
             WriteOp::StoreAuthCode(r) => Self::StoreCode(r),
             WriteOp::DeleteAuthCode(k) => Self::DeleteCode(k),
-            WriteOp::StoreSession(s) => Self::StoreSession(s),
+            WriteOp::StoreSession(s) => {
+                let encoded = match store.prepared.take(&s) {
+                    Some(encoded) => encoded,
+                    None => session::encode(&store.codec, &s)?,
+                };
+                Self::StoreSession(s, encoded)
+            }
             WriteOp::DeleteSessionByToken(t) => {
                 Self::DeleteSessionByHash(TokenHash::of(t.expose()).to_hex())
             }
@@ -59,7 +68,7 @@ impl Write {
             Self::RemoveState(k) => state::remove(ctx, k),
             Self::StoreCode(r) => code::insert(ctx, r),
             Self::DeleteCode(k) => code::delete(ctx, k),
-            Self::StoreSession(s) => session::store(ctx, s),
+            Self::StoreSession(s, encoded) => session::store_encoded(ctx, s, encoded),
             Self::DeleteSessionByHash(h) => session::delete_by_access(ctx, h),
             Self::DeleteSessionById(id) => session::delete_by_id(ctx, id),
             Self::StoreClient(r) => client::insert(ctx, r),
@@ -84,7 +93,7 @@ impl BatchWriteStore for SqliteTokenStore {
         Box::pin(async move {
             let writes = writes
                 .into_iter()
-                .map(Write::check)
+                .map(|op| Write::check(op, self))
                 .collect::<Result<Vec<_>, _>>()?;
             if writes.is_empty() {
                 return self.run("apply_batch", |_| Ok(())).await;
@@ -94,5 +103,20 @@ impl BatchWriteStore for SqliteTokenStore {
             })
             .await
         })
+    }
+
+    /// Encodes the sessions among `writes` (hashes, Fernet tokens, JSON) on
+    /// the caller's thread, for the batch that will hold them. Invalid ones,
+    /// and any the codec refuses, are left for `apply_batch` to refuse.
+    fn prepare(&self, writes: &[WriteOp]) {
+        for op in writes {
+            if let WriteOp::StoreSession(s) = op
+                && s.validate().is_ok()
+                && !self.prepared.has(s)
+                && let Ok(encoded) = session::encode(&self.codec, s)
+            {
+                self.prepared.put(s, encoded);
+            }
+        }
     }
 }

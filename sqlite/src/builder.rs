@@ -220,7 +220,6 @@ impl SqliteTokenStoreBuilder {
             retention: self.retention,
             clock: Arc::clone(&self.clock),
         };
-        let encrypted = codec.encrypts();
         let path = settings.path.clone();
         let busy_timeout = settings.busy_timeout;
         let reader_codec = codec.clone();
@@ -239,7 +238,13 @@ impl SqliteTokenStoreBuilder {
             }
         };
         Ok(SqliteTokenStore::new(
-            worker, readers, self.clock, counters, path, encrypted, logging,
+            worker,
+            readers,
+            reader_codec,
+            self.clock,
+            counters,
+            path,
+            logging,
         ))
     }
 }

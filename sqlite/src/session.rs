@@ -134,8 +134,10 @@ enum Found {
     Dead(String),
 }
 
-/// A session's column values as stored (hashes in hex, secrets sealed).
-struct Encoded {
+/// A session's column values as stored (hashes in hex, secrets sealed): the
+/// CPU work of a store, done off the writer thread when a batch is prepared
+/// ([`crate::prepared`]).
+pub(crate) struct Encoded {
     access_hash: String,
     access: String,
     refresh_hash: Option<String>,
@@ -182,17 +184,26 @@ fn delete_logged(
 /// refresh-token hash; logs its keys and those of every row it replaced. Run it
 /// in a transaction.
 pub(crate) fn store(ctx: Ctx<'_>, s: &StoredSession) -> Result<(), StoreError> {
-    let e = encode(ctx.codec, s)?;
+    store_encoded(ctx, s, &encode(ctx.codec, s)?)
+}
+
+/// [`store`] with the session already [encoded](encode).
+pub(crate) fn store_encoded(
+    ctx: Ctx<'_>,
+    s: &StoredSession,
+    e: &Encoded,
+) -> Result<(), StoreError> {
     let sharing = params![e.access_hash, s.session_id, e.refresh_hash];
     let (_, replaced) = delete_rows(ctx, DELETE_SHARING, sharing)?;
-    insert(ctx, &e, s)?;
+    insert(ctx, e, s)?;
     if feed::logging(ctx) {
         feed::record(ctx, log::stored_session(s, []).into_iter().chain(replaced))?;
     }
     Ok(())
 }
 
-fn encode(codec: &SecretCodec, s: &StoredSession) -> Result<Encoded, StoreError> {
+/// Hashes, seals and encodes `s`'s columns.
+pub(crate) fn encode(codec: &SecretCodec, s: &StoredSession) -> Result<Encoded, StoreError> {
     Ok(Encoded {
         access_hash: s.access_hash().to_hex(),
         access: codec.seal(&s.access_token)?,

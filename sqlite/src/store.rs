@@ -7,6 +7,7 @@
 //! still there and still dead, in the same job, and answers the lookup.
 
 use crate::builder::SqliteTokenStoreBuilder;
+use crate::prepared::Prepared;
 use crate::readers::Readers;
 use crate::schema::Counters;
 use crate::worker::{Ctx, Db, Worker};
@@ -15,6 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tokenstore_core::codec::secrets::SecretCodec;
 use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::{
     AuthCodeRecord, BatchWriteStore, BulkSessionStore, CleanupCounts, ClientRecord, Clock,
@@ -45,6 +47,11 @@ pub struct SqliteTokenStore {
     path: PathBuf,
     encrypted: bool,
     logging: bool,
+    /// The secret columns' codec, for the encoding done off the writer
+    /// thread (a batch's sessions).
+    pub(crate) codec: SecretCodec,
+    /// Sessions encoded ahead of their batch.
+    pub(crate) prepared: Prepared,
 }
 
 /// Counters of a [`SqliteTokenStore`], from SQLite's commit and rollback hooks.
@@ -66,19 +73,21 @@ impl SqliteTokenStore {
     pub(crate) fn new(
         worker: Worker,
         readers: Option<Readers>,
+        codec: SecretCodec,
         clock: Arc<dyn Clock>,
         counters: Arc<Counters>,
         path: PathBuf,
-        encrypted: bool,
         logging: bool,
     ) -> Self {
         Self {
             worker,
             readers,
+            encrypted: codec.encrypts(),
+            codec,
+            prepared: Prepared::default(),
             clock,
             counters,
             path,
-            encrypted,
             logging,
         }
     }

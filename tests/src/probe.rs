@@ -588,4 +588,11 @@ impl<S: TokenStore> BatchWriteStore for FlakyStore<S> {
             }
         })
     }
+
+    /// Passes through: preparing changes nothing stored, so it never fails.
+    fn prepare(&self, writes: &[WriteOp]) {
+        if let Some(batch) = self.inner.batch_writer() {
+            batch.prepare(writes);
+        }
+    }
 }

@@ -262,6 +262,8 @@ pub struct BufferMachine {
     /// delegate applying a batch call by call still makes progress when calls
     /// fail often.
     batch_limit: usize,
+    /// The newest write [`prepare_next`](Self::prepare_next) handed out.
+    prepared_through: u64,
     last_now: Timestamp,
     metrics: BufferMetrics,
     /// Batches that failed for good so far (what a flush ticket compares).
@@ -319,6 +321,7 @@ impl BufferMachine {
         let config = config.normalized();
         Self {
             batch_limit: config.max_batch_size,
+            prepared_through: 0,
             config,
             phase: Phase::Running,
             next_seq: 1,
@@ -508,13 +511,22 @@ impl BufferMachine {
     }
 
     /// The writes the next batch would hold if it started now (the front of
-    /// the queue, at most the batch limit), for a delegate to
-    /// [`prepare`](crate::BatchWriteStore::prepare) while the batch in flight
-    /// commits. A preview only: coalescing or a failed batch may still change
-    /// the next batch, and a prepared write that is not in it is simply not
-    /// used.
-    pub fn next_batch_preview(&self) -> Vec<WriteOp> {
-        self.queue.front(self.batch_limit).cloned().collect()
+    /// the queue, at most the batch limit) that no earlier call handed out,
+    /// for a delegate to [`prepare`](crate::BatchWriteStore::prepare) while
+    /// the batch in flight commits. A preview only: coalescing or a failed
+    /// batch may still change the next batch, and a prepared write that is
+    /// not in it is simply not used. Each write is handed out once (a write
+    /// requeued by a failed batch is not handed out again).
+    pub fn prepare_next(&mut self) -> Vec<WriteOp> {
+        let fresh: Vec<(u64, WriteOp)> = self
+            .queue
+            .front_after(self.batch_limit, self.prepared_through)
+            .map(|(seq, op)| (seq, op.clone()))
+            .collect();
+        if let Some(&(last, _)) = fresh.last() {
+            self.prepared_through = last;
+        }
+        fresh.into_iter().map(|(_, op)| op).collect()
     }
 
     /// When to poll again at the latest, if anything is waiting for time.

@@ -91,10 +91,19 @@ impl Queue {
         front.into_iter().collect()
     }
 
-    /// The writes at the front of the queue, oldest first, at most `limit`:
-    /// what [`take_front`](Self::take_front) would take now.
-    pub(super) fn front(&self, limit: usize) -> impl Iterator<Item = &WriteOp> {
-        self.entries.values().take(limit).map(|e| &e.op)
+    /// The writes at the front of the queue (what
+    /// [`take_front`](Self::take_front) would take now, at most `limit`)
+    /// with a sequence number above `after`, oldest first.
+    pub(super) fn front_after(
+        &self,
+        limit: usize,
+        after: u64,
+    ) -> impl Iterator<Item = (u64, &WriteOp)> {
+        self.entries
+            .iter()
+            .take(limit)
+            .filter(move |(seq, _)| **seq > after)
+            .map(|(seq, e)| (*seq, &e.op))
     }
 
     /// Takes every pending write, oldest first.

@@ -1173,3 +1173,35 @@ fn a_one_time_call_is_decided_by_the_buffer_again_once_its_batch_failed_for_good
     ));
     assert_eq!(b.consume_state(t0(), "s"), OneTime::Decided(None));
 }
+
+#[test]
+fn prepare_next_hands_out_the_next_batch_once() {
+    let mut m = BufferMachine::new(BufferConfig {
+        max_batch_size: 2,
+        ..config()
+    });
+    let now = t0();
+    for k in ["a", "b", "c"] {
+        m.accept(now, state(k)).unwrap();
+    }
+    // The front of the queue up to the batch limit, then nothing new.
+    assert_eq!(m.prepare_next(), vec![state("a"), state("b")]);
+    assert!(m.prepare_next().is_empty());
+    let batch = m.poll_batch(now).expect("a full batch is due");
+    assert_eq!(batch.writes, vec![state("a"), state("b")]);
+    // While it is in flight: the write left over, then a new one.
+    assert_eq!(m.prepare_next(), vec![state("c")]);
+    m.accept(now, state("d")).unwrap();
+    assert_eq!(m.prepare_next(), vec![state("d")]);
+    // A newer write of a prepared key replaces it and is handed out again.
+    m.accept(now, state("c")).unwrap();
+    assert_eq!(m.prepare_next(), vec![state("c")]);
+    m.accept(now, state("e")).unwrap();
+    assert!(m.prepare_next().is_empty(), "beyond the batch limit");
+    m.handle_batch_result(now, batch.id, Ok(()));
+    let next = m.poll_batch(now).expect("due");
+    assert_eq!(next.writes, vec![state("d"), state("c")]);
+    // Now inside the limit.
+    assert_eq!(m.prepare_next(), vec![state("e")]);
+    assert!(m.prepare_next().is_empty());
+}

@@ -244,8 +244,11 @@ fn a_failure_mid_batch_rolls_back_every_write() {
     assert_eq!(contents(&store), model.contents());
 }
 
+/// Sessions are encoded before the batch's transaction begins, so a missing
+/// key refuses the whole batch before anything is written: no commit, no
+/// rollback, nothing changed.
 #[test]
-fn a_missing_encryption_key_mid_batch_rolls_back_every_write() {
+fn a_missing_encryption_key_mid_batch_refuses_every_write() {
     let env = Env::new();
     let store = block_on(env.bare().open()).expect("open without a key");
     let public = Arc::new(ClientRecord::new("public", env.now()));
@@ -274,8 +277,7 @@ fn a_missing_encryption_key_mid_batch_rolls_back_every_write() {
         Err(StoreError::EncryptionKeyRequired)
     );
     assert_eq!(contents(&store), before);
-    assert_eq!(store.stats().commits, stats.commits);
-    assert_eq!(store.stats().rollbacks, stats.rollbacks + 1);
+    assert_eq!(store.stats(), stats, "no transaction was opened");
 }
 
 #[test]
@@ -349,4 +351,58 @@ fn remove_state_takes_a_row_consume_state_would_refuse_as_corrupt() {
     let states = contents(&store).states;
     let keys: Vec<_> = states.iter().map(|s| s.state.as_str()).collect();
     assert_eq!(keys, ["good"]);
+}
+
+/// Prepared ahead ([`BatchWriteStore::prepare`]: every write, half of them,
+/// or writes that never reach a batch), a batch leaves exactly what the same
+/// batch unprepared leaves, and invalid writes are still refused by the batch.
+#[test]
+fn prepared_batches_equal_unprepared_ones() {
+    for seed in 1..=3u64 {
+        let (env, plain_env) = (Env::new(), Env::new());
+        let (prepared, plain) = (env.open(), plain_env.open());
+        let writer = prepared.batch_writer().expect("batches");
+        for round in 0..3 {
+            let at = format!("seed {seed}, round {round}");
+            let writes = Gen::new(seed * 100 + round, env.now()).writes(200);
+            let part = match round {
+                0 => &writes[..],
+                1 => &writes[..writes.len() / 2],
+                _ => &[],
+            };
+            writer.prepare(part);
+            // Prepared but never applied: forgotten, harmless.
+            writer.prepare(&Gen::new(seed * 1_000 + round, env.now()).writes(20));
+            batch(&prepared, writes.clone()).unwrap_or_else(|e| panic!("{at}: {e}"));
+            batch(&plain, writes).unwrap_or_else(|e| panic!("{at}: {e}"));
+            assert_eq!(contents(&prepared), contents(&plain), "{at}");
+            for e in [&env, &plain_env] {
+                e.clock.advance(Duration::from_secs(400));
+            }
+        }
+    }
+    // A session without an access expiry cannot be prepared and fails its batch.
+    let env = Env::new();
+    let store = env.open();
+    let mut bad = full_session(&env, 1);
+    bad.access_expires_at = None;
+    let bad = WriteOp::StoreSession(Arc::new(bad));
+    let writer = store.batch_writer().expect("batches");
+    writer.prepare(std::slice::from_ref(&bad));
+    let err = batch(&store, vec![bad]).expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::InvalidInput(InvalidInput::MissingAccessExpiry)
+        ),
+        "{err:?}"
+    );
+    assert!(contents(&store).sessions.is_empty());
+    // Without a key, preparing seals nothing and the batch is refused as before.
+    let keyless = block_on(env.bare().open()).expect("open");
+    let session = WriteOp::StoreSession(Arc::new(full_session(&env, 2)));
+    let writer = keyless.batch_writer().expect("batches");
+    writer.prepare(std::slice::from_ref(&session));
+    let err = batch(&keyless, vec![session]).expect_err("no key");
+    assert!(matches!(err, StoreError::EncryptionKeyRequired), "{err:?}");
 }

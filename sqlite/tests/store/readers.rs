@@ -240,7 +240,10 @@ fn a_dead_row_replaced_before_the_writer_deletes_it_survives() {
     let mut lookup = Box::pin(store.load_session_by_refresh_token("refresh"));
     block_on(async {
         for _ in 0..50 {
-            assert!(poll_once(&mut lookup).await.is_none(), "waits for the writer");
+            assert!(
+                poll_once(&mut lookup).await.is_none(),
+                "waits for the writer"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     });
@@ -248,7 +251,11 @@ fn a_dead_row_replaced_before_the_writer_deletes_it_survives() {
     block_on(write).expect("the new row");
     assert!(block_on(lookup).expect("lookup").is_none());
     let contents = block_on(store.contents()).expect("contents");
-    assert_eq!(contents.sessions.len(), 1, "the new (dead) row is still there");
+    assert_eq!(
+        contents.sessions.len(),
+        1,
+        "the new (dead) row is still there"
+    );
     let cleaned = block_on(store.cleanup_expired()).expect("cleanup");
     assert_eq!(cleaned.sessions, 1);
     block_on(store.close()).expect("close");
