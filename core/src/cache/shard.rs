@@ -1,47 +1,4 @@
-//! Shards of the read cache: one [`CacheMachine`] per shard, each behind a
-//! lock of its own, so hits on different shards never wait for each other.
-//!
-//! [`ShardPlan`] decides everything about the split; an adapter only holds the
-//! shards and loops where the plan says so:
-//!
-//! - **How many.** [`CacheConfig::shards`] is an upper bound: the plan takes
-//!   the largest power of two at most that, and at most the smallest non-zero
-//!   capacity divided by [`MIN_SHARD_CAPACITY`], so a small cache is one shard
-//!   and behaves exactly as the unsharded machine (same evictions).
-//! - **Capacities.** Each kind's capacity is split so the shards' capacities
-//!   add up to it exactly: the total bound holds.
-//! - **Lookups and fills** go to the shard of their key ([`ShardPlan::of_key`]);
-//!   a fill's ticket comes from that shard and goes back to it.
-//! - **Writes.** A code or client write goes to the shard of its one key. A
-//!   session write goes to **every** shard ([`Route::All`]): a session filled
-//!   in one shard (under the key it was looked up by) is indexed there by all
-//!   three of its keys, so any shard holding it finds it by whichever key a
-//!   write names, evicts it whole, and refuses the fills in flight that the
-//!   write could make stale. Each shard is then exactly the proven machine on
-//!   the writes that concern it; sessions cost a few more lock round trips per
-//!   write (rare next to reads) and may be cached once per shard they were
-//!   looked up in.
-//! - **The feed.** Every shard follows the feed: each is given every poll's
-//!   answer, every hint and every lapse (see `CachingTokenStore`).
-//!
-//! ```
-//! use tokenstore_core::cache::{CacheConfig, CacheKey, Route, ShardPlan, Write};
-//! use tokenstore_core::{SessionKey, TokenHash};
-//!
-//! let plan = ShardPlan::new(&CacheConfig::default());
-//! assert_eq!(plan.count(), 16);
-//! let configs = plan.configs();
-//! assert_eq!(configs.iter().map(|c| c.session_capacity).sum::<usize>(), 100_000);
-//!
-//! let key = CacheKey::Session(SessionKey::Access(TokenHash::of("token")));
-//! assert!(plan.of_key(&key) < 16);
-//! assert_eq!(plan.of_write(&Write::DeleteSessionById("sid")), Route::All);
-//! assert!(matches!(plan.of_write(&Write::Client("c1")), Route::One(_)));
-//!
-//! // A small cache is one shard.
-//! let small = CacheConfig { session_capacity: 16, ..CacheConfig::default() };
-//! assert_eq!(ShardPlan::new(&small).count(), 1);
-//! ```
+//! Shards of the read cache ([`ShardPlan`]).
 
 use super::{CacheConfig, CacheKey, Write};
 use crate::{SessionKey, TokenHash};
@@ -63,7 +20,50 @@ pub enum Route {
     All,
 }
 
-/// How a cache is split into shards; see the [module docs](self).
+/// How the read cache is split into shards: one [`CacheMachine`](super::CacheMachine) per shard, each behind a
+/// lock of its own, so hits on different shards never wait for each other.
+///
+/// [`ShardPlan`] decides everything about the split; an adapter only holds the
+/// shards and loops where the plan says so:
+///
+/// - **How many.** [`CacheConfig::shards`] is an upper bound: the plan takes
+///   the largest power of two at most that, and at most the smallest non-zero
+///   capacity divided by [`MIN_SHARD_CAPACITY`], so a small cache is one shard
+///   and behaves exactly as the unsharded machine (same evictions).
+/// - **Capacities.** Each kind's capacity is split so the shards' capacities
+///   add up to it exactly: the total bound holds.
+/// - **Lookups and fills** go to the shard of their key ([`ShardPlan::of_key`]);
+///   a fill's ticket comes from that shard and goes back to it.
+/// - **Writes.** A code or client write goes to the shard of its one key. A
+///   session write goes to **every** shard ([`Route::All`]): a session filled
+///   in one shard (under the key it was looked up by) is indexed there by all
+///   three of its keys, so any shard holding it finds it by whichever key a
+///   write names, evicts it whole, and refuses the fills in flight that the
+///   write could make stale. Each shard is then exactly the proven machine on
+///   the writes that concern it; sessions cost a few more lock round trips per
+///   write (rare next to reads) and may be cached once per shard they were
+///   looked up in.
+/// - **The feed.** Every shard follows the feed: each is given every poll's
+///   answer, every hint and every lapse (see `CachingTokenStore`).
+///
+/// ```
+/// use tokenstore_core::cache::{CacheConfig, CacheKey, Route, ShardPlan, Write};
+/// use tokenstore_core::{SessionKey, TokenHash};
+///
+/// let plan = ShardPlan::new(&CacheConfig::default());
+/// assert_eq!(plan.count(), 16);
+/// let configs = plan.configs();
+/// assert_eq!(configs.iter().map(|c| c.session_capacity).sum::<usize>(), 100_000);
+///
+/// let key = CacheKey::Session(SessionKey::Access(TokenHash::of("token")));
+/// assert!(plan.of_key(&key) < 16);
+/// assert_eq!(plan.of_write(&Write::DeleteSessionById("sid")), Route::All);
+/// assert!(matches!(plan.of_write(&Write::Client("c1")), Route::One(_)));
+///
+/// // A small cache is one shard.
+/// let small = CacheConfig { session_capacity: 16, ..CacheConfig::default() };
+/// assert_eq!(ShardPlan::new(&small).count(), 1);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardPlan {
     config: CacheConfig,
