@@ -86,6 +86,7 @@ mod code;
 mod columns;
 mod error;
 mod feed;
+mod jobs;
 mod prepared;
 mod readers;
 mod schema;

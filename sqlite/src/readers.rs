@@ -13,6 +13,7 @@
 //! which sends it to the writer.
 
 use crate::error::{backend, thread_gone};
+use crate::jobs::{self, Inbox, Job};
 use crate::worker::{Ctx, Logging};
 use futures_channel::oneshot;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -78,17 +79,15 @@ impl Reader {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Reader) + Send>;
-
 enum Msg {
-    Run(Job),
+    Run(Job<Reader>),
     /// Ends the reader that takes it, after closing its connection.
     Close(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The caller's end of the reader threads.
 pub(crate) struct Readers {
-    jobs: Mutex<Option<mpsc::Sender<Msg>>>,
+    jobs: Inbox<Msg>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     count: usize,
 }
@@ -105,7 +104,7 @@ impl Readers {
         let (jobs, inbox) = mpsc::channel();
         let inbox = Arc::new(Mutex::new(inbox));
         let readers = Self {
-            jobs: Mutex::new(Some(jobs)),
+            jobs: Inbox::new(jobs),
             threads: Mutex::new(Vec::with_capacity(count)),
             count,
         };
@@ -149,20 +148,9 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&mut Reader) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        self.send(Msg::Run(Box::new(move |reader: &mut Reader| {
-            let _span = tracing::debug_span!("tokenstore_sqlite_read", op).entered();
-            // The caller may have given up waiting; the work is done either way.
-            let _ = reply.send(f(reader));
-        })))?;
-        answer.await.map_err(|_| thread_gone())?
-    }
-
-    /// Sends under the lock, so no job can follow the close messages.
-    fn send(&self, msg: Msg) -> Result<(), StoreError> {
-        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(msg).map_err(|_| thread_gone())
+        let (job, answer) = jobs::job(tracing::debug_span!("tokenstore_sqlite_read", op), f);
+        self.jobs.send(Msg::Run(job))?;
+        jobs::answer(answer).await
     }
 
     fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
@@ -173,12 +161,7 @@ impl Readers {
     /// the threads. Idempotent; every later [`Readers::run`] fails with
     /// `Closed`. The first failure to close a connection is returned.
     pub(crate) async fn close(&self) -> Result<(), StoreError> {
-        let taken = self
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(jobs) = taken else {
+        let Some(jobs) = self.jobs.close() else {
             return Ok(());
         };
         // The queue is first in, first out: every job sent before these

@@ -15,6 +15,7 @@
 
 use crate::error::{backend, thread_gone};
 use crate::feed;
+use crate::jobs::{self, Inbox, Job};
 use crate::schema::{self, Counters, Settings};
 use futures_channel::oneshot;
 use rusqlite::{Connection, TransactionBehavior};
@@ -202,17 +203,16 @@ impl Db {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Db) + Send>;
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Msg {
-    Run(Job),
+    Run(Job<Db>),
     Close(Reply<()>),
 }
 
 /// The caller's end of the connection thread.
 pub(crate) struct Worker {
-    jobs: Mutex<Option<mpsc::Sender<Msg>>>,
+    jobs: Inbox<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -232,7 +232,7 @@ impl Worker {
             .map_err(|e| StoreError::Backend(format!("cannot start a thread: {}", e.kind())))?;
         let logging = opened.await.map_err(|_| thread_gone())??;
         let worker = Self {
-            jobs: Mutex::new(Some(jobs)),
+            jobs: Inbox::new(jobs),
             thread: Mutex::new(Some(thread)),
         };
         Ok((worker, logging))
@@ -246,39 +246,20 @@ impl Worker {
         T: Send + 'static,
         F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        self.send(Msg::Run(Box::new(move |db: &mut Db| {
-            let _span = tracing::debug_span!("tokenstore_sqlite", op).entered();
-            // The caller may have given up waiting; the work is done either way.
-            let _ = reply.send(f(db));
-        })))?;
-        answer.await.map_err(|_| thread_gone())?
-    }
-
-    /// Sends under the lock, so no job can follow the close message.
-    fn send(&self, msg: Msg) -> Result<(), StoreError> {
-        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(msg).map_err(|_| thread_gone())
+        let (job, answer) = jobs::job(tracing::debug_span!("tokenstore_sqlite", op), f);
+        self.jobs.send(Msg::Run(job))?;
+        jobs::answer(answer).await
     }
 
     /// Whether [`Worker::close`] has begun.
     pub(crate) fn is_closed(&self) -> bool {
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
+        self.jobs.is_closed()
     }
 
     /// Runs the jobs already sent, closes the connection and ends the thread.
     /// Idempotent; every later call to [`Worker::run`] fails with `Closed`.
     pub(crate) async fn close(&self) -> Result<(), StoreError> {
-        let taken = self
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(jobs) = taken else {
+        let Some(jobs) = self.jobs.close() else {
             return Ok(());
         };
         let (reply, answer) = oneshot::channel();

@@ -14,16 +14,22 @@ fn count(env: &Env, table: &str) -> i64 {
         .expect("count")
 }
 
-#[test]
-fn reads_are_answered_while_the_writer_waits_for_a_lock() {
-    let env = Env::new();
-    let store = block_on(
+/// Two readers, and a writer that waits up to 20 s for another connection's
+/// lock (which the tests below hold on purpose).
+fn patient(env: &Env) -> SqliteTokenStore {
+    block_on(
         env.builder()
             .readers(2)
             .busy_timeout(Duration::from_secs(20))
             .open(),
     )
-    .expect("open");
+    .expect("open")
+}
+
+#[test]
+fn reads_are_answered_while_the_writer_waits_for_a_lock() {
+    let env = Env::new();
+    let store = patient(&env);
     block_on(async {
         store.store_client(full_client(&env, "c1")).await?;
         store.store_session(Arc::new(full_session(&env, 1))).await
@@ -215,13 +221,7 @@ fn after_close_reads_fail_closed() {
 #[test]
 fn a_dead_row_replaced_before_the_writer_deletes_it_survives() {
     let env = Env::new();
-    let store = block_on(
-        env.builder()
-            .readers(2)
-            .busy_timeout(Duration::from_secs(20))
-            .open(),
-    )
-    .expect("open");
+    let store = patient(&env);
     let user = UserInfo::new("github", "42", "octocat");
     let mut old = StoredSession::new("s", user.clone(), "access", env.later(30), env.now());
     old.refresh_token = Some("refresh".into());
