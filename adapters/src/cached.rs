@@ -443,7 +443,7 @@ impl<S: TokenStore + 'static> Shared<S> {
     /// feed, and one poll serves them all.
     fn poll_timeout(&self, now: Timestamp) -> PollTimer {
         let mut timer = PollTimer::Off;
-        self.each_shard(|m| timer = sooner(timer, m.poll_timeout(now)));
+        self.each_shard(|m| timer = timer.sooner(m.poll_timeout(now)));
         timer
     }
 
@@ -525,25 +525,6 @@ impl<S: TokenStore + 'static> Shared<S> {
         let timer = self.poll_timeout(now);
         self.publish_metrics();
         timer
-    }
-}
-
-/// The more urgent of two poll timers: due before any wait, the shorter wait
-/// first, off only when both are.
-fn sooner(a: PollTimer, b: PollTimer) -> PollTimer {
-    use PollTimer::{After, Due, InFlight, Off};
-    match (a, b) {
-        (Due, _) | (_, Due) => Due,
-        (Off, other) | (other, Off) => other,
-        (InFlight(x), InFlight(y)) => InFlight(x.min(y)),
-        (After(x), After(y)) => After(x.min(y)),
-        (After(x), InFlight(y)) | (InFlight(y), After(x)) => {
-            if x < y {
-                After(x)
-            } else {
-                InFlight(y)
-            }
-        }
     }
 }
 

@@ -76,6 +76,39 @@ pub enum PollTimer {
     InFlight(Duration),
 }
 
+impl PollTimer {
+    /// The more urgent of two timers (several shards' machines, one poller):
+    /// due before any wait, the shorter wait first, off only when both are.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokenstore_core::cache::PollTimer;
+    ///
+    /// let ms = Duration::from_millis;
+    /// assert_eq!(PollTimer::After(ms(5)).sooner(PollTimer::InFlight(ms(3))), PollTimer::InFlight(ms(3)));
+    /// assert_eq!(PollTimer::Off.sooner(PollTimer::After(ms(5))), PollTimer::After(ms(5)));
+    /// assert_eq!(PollTimer::After(ms(1)).sooner(PollTimer::Due), PollTimer::Due);
+    /// assert_eq!(PollTimer::Off.sooner(PollTimer::Off), PollTimer::Off);
+    /// ```
+    #[must_use]
+    pub fn sooner(self, other: Self) -> Self {
+        use PollTimer::{After, Due, InFlight, Off};
+        match (self, other) {
+            (Due, _) | (_, Due) => Due,
+            (Off, timer) | (timer, Off) => timer,
+            (InFlight(x), InFlight(y)) => InFlight(x.min(y)),
+            (After(x), After(y)) => After(x.min(y)),
+            (After(x), InFlight(y)) | (InFlight(y), After(x)) => {
+                if x < y {
+                    After(x)
+                } else {
+                    InFlight(y)
+                }
+            }
+        }
+    }
+}
+
 /// Counters of the feed follower. Numbers only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FeedMetrics {
