@@ -257,9 +257,11 @@ class SqliteTokenStore(_Store):
 
     ``readers`` (an extension of mxcp's constructor): reader threads with
     read-only connections that answer lookups beside the one writer, so a
-    lookup never waits for another call's commit; ``None`` (default) is one
-    per core, 2 to 8; ``0`` runs every read on the writer, as mxcp does; at
-    most 64.
+    lookup never waits for another call's commit. ``0`` (default) runs every
+    read on the one connection, as mxcp does; ``None`` is Rust's default, one
+    per core (2 to 8); at most 64. Reader threads busy with SQLite compete
+    for the cores with the event loop's thread: on a small machine they can
+    delay the loop by milliseconds under a burst of lookups.
     """
 
     def __init__(
@@ -268,7 +270,7 @@ class SqliteTokenStore(_Store):
         encryption_key: str | bytes | None = None,
         *,
         allow_plaintext_tokens: bool = False,
-        readers: int | None = None,
+        readers: int | None = 0,
     ) -> None:
         super().__init__()
         os.fspath(db_path)  # TypeError for anything that is not a path
