@@ -6,18 +6,25 @@
 //! lookups never reorder anything. Everything here is deterministic: eviction
 //! order depends only on the sequence of calls.
 //!
-//! A hit must touch as little memory as possible: each key's index entry holds
-//! its own copy of the value (an `Arc` and deadlines) and its own visited bit, so
-//! a hit reads one hash bucket and nothing else. An entry counts as visited when
-//! any of its keys was. The order list holds only keys and links.
+//! A hit by an entry's first key must touch as little memory as possible: the
+//! primary index maps that key to the value (an `Arc` and deadlines) and the
+//! entry's visited bit, so such a hit reads one hash bucket and nothing else.
+//! The other keys (a session's id and refresh hash) live in a side map from key
+//! to slot, and their hits take one more step, through the order list's node
+//! to the primary bucket. So the primary index holds one bucket per entry,
+//! however many keys it has, and stays small enough to sit in the CPU's caches:
+//! sessions are validated by access token far more often than found by id or
+//! refresh token. The order list holds only keys and links.
 
 use foldhash::HashMap;
 use foldhash::HashMapExt;
+use std::cell::Cell;
 use std::hash::Hash;
 
 const NIL: u32 = u32::MAX;
 
 struct Node<K> {
+    /// The primary key first, then the aliases.
     keys: Vec<K>,
     /// Towards the newest entry.
     newer: u32,
@@ -25,10 +32,10 @@ struct Node<K> {
     older: u32,
 }
 
-/// What one key finds: the entry's slot, the value, and the key's visited bit.
+/// What an entry's primary key finds: its slot, the value, and its visited bit.
 struct Indexed<V> {
     slot: u32,
-    visited: bool,
+    visited: Cell<bool>,
     value: V,
 }
 
@@ -36,7 +43,10 @@ struct Indexed<V> {
 pub(crate) struct Table<K, V> {
     nodes: Vec<Option<Node<K>>>,
     free: Vec<u32>,
+    /// Each entry's first key.
     index: HashMap<K, Indexed<V>>,
+    /// Each entry's other keys, to its slot.
+    aliases: HashMap<K, u32>,
     newest: u32,
     oldest: u32,
     hand: u32,
@@ -44,12 +54,13 @@ pub(crate) struct Table<K, V> {
     capacity: usize,
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
+impl<K: Hash + Eq + Clone, V> Table<K, V> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             nodes: Vec::new(),
             free: Vec::new(),
             index: HashMap::new(),
+            aliases: HashMap::new(),
             newest: NIL,
             oldest: NIL,
             hand: NIL,
@@ -64,15 +75,36 @@ impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
 
     /// The value reachable by `key`, marking it visited.
     pub(crate) fn get(&mut self, key: &K) -> Option<&V> {
-        let found = self.index.get_mut(key)?;
-        found.visited = true;
+        // One bucket for a hit by the primary key; the bit is a `Cell` so the
+        // borrow that finds it can also be the one returned.
+        let found = match self.index.get(key) {
+            Some(found) => found,
+            None => {
+                let slot = *self.aliases.get(key)?;
+                let primary = &self.nodes[slot as usize]
+                    .as_ref()
+                    .expect("an alias names a linked slot")
+                    .keys[0];
+                self.index
+                    .get(primary)
+                    .expect("every linked entry is indexed")
+            }
+        };
+        found.visited.set(true);
         Some(&found.value)
+    }
+
+    fn slot_of(&self, key: &K) -> Option<u32> {
+        match self.index.get(key) {
+            Some(i) => Some(i.slot),
+            None => self.aliases.get(key).copied(),
+        }
     }
 
     /// Removes the entry reachable by `key` (with all its keys); returns its keys
     /// and value.
     pub(crate) fn remove(&mut self, key: &K) -> Option<(Vec<K>, V)> {
-        let slot = self.index.get(key)?.slot;
+        let slot = self.slot_of(key)?;
         Some(self.unlink(slot))
     }
 
@@ -122,17 +154,22 @@ impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
     }
 
     fn link_newest(&mut self, slot: u32, value: V) {
-        for key in self.node(slot).keys.clone() {
-            let value = value.clone();
-            self.index.insert(
-                key,
-                Indexed {
-                    slot,
-                    visited: false,
-                    value,
-                },
-            );
+        let node = self.nodes[slot as usize]
+            .as_ref()
+            .expect("linked slot is occupied");
+        let (primary, aliases) = node.keys.split_first().expect("an entry has a key");
+        for alias in aliases {
+            self.aliases.insert(alias.clone(), slot);
         }
+        let primary = primary.clone();
+        self.index.insert(
+            primary,
+            Indexed {
+                slot,
+                visited: Cell::new(false),
+                value,
+            },
+        );
         if self.newest != NIL {
             let newest = self.newest;
             self.node_mut(newest).newer = slot;
@@ -148,9 +185,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
         let node = self.nodes[slot as usize]
             .take()
             .expect("linked slot is occupied");
-        let mut value = None;
-        for key in &node.keys {
-            value = self.index.remove(key).map(|i| i.value).or(value);
+        let value = self.index.remove(&node.keys[0]).map(|i| i.value);
+        for alias in &node.keys[1..] {
+            self.aliases.remove(alias);
         }
         if self.hand == slot {
             self.hand = node.newer;
@@ -168,19 +205,16 @@ impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
         (node.keys, value.expect("every linked entry is indexed"))
     }
 
-    /// Whether any key of the entry at `slot` was visited; clears the bits.
+    /// Whether the entry at `slot` was visited by any of its keys; clears the
+    /// bit.
     fn take_visited(&mut self, slot: u32) -> bool {
-        let mut visited = false;
-        for key in &self.nodes[slot as usize]
+        let primary = &self.nodes[slot as usize]
             .as_ref()
             .expect("linked slot is occupied")
-            .keys
-        {
-            if let Some(i) = self.index.get_mut(key) {
-                visited |= std::mem::take(&mut i.visited);
-            }
-        }
-        visited
+            .keys[0];
+        self.index
+            .get_mut(primary)
+            .is_some_and(|i| i.visited.take())
     }
 
     /// Walks the hand from old to new, sparing visited entries once; returns the
@@ -242,7 +276,24 @@ mod tests {
         assert_eq!(t.get(&"d"), Some(&2));
         assert_eq!(t.remove(&"c"), Some((vec!["c", "d"], 2)));
         assert_eq!(t.len(), 0);
-        assert!(t.index.is_empty());
+        assert!(t.index.is_empty() && t.aliases.is_empty());
+    }
+
+    #[test]
+    fn one_primary_bucket_per_entry_and_alias_hits_count_as_visits() {
+        let mut t = Table::new(2);
+        t.insert(vec!["a1", "a2", "a3"], 1);
+        t.insert(vec!["b1", "b2"], 2);
+        assert_eq!((t.index.len(), t.aliases.len()), (2, 3));
+        // A hit by an alias spares the entry from the hand, as one by its
+        // primary key would.
+        assert_eq!(t.get(&"a3"), Some(&1));
+        assert_eq!(t.insert(vec!["c1"], 3), Some(vec!["b1", "b2"]));
+        assert_eq!(t.get(&"a2"), Some(&1));
+        assert_eq!(t.get(&"b2"), None);
+        // Removing by an alias takes the whole entry.
+        assert_eq!(t.remove(&"a2"), Some((vec!["a1", "a2", "a3"], 1)));
+        assert_eq!((t.index.len(), t.aliases.len()), (1, 0));
     }
 
     #[test]
