@@ -93,7 +93,7 @@ fn main() {
         per(record_alloc)
     );
     println!(
-        "  cache structure (index of 3 keys, SIEVE order list)        {:>8.0} B/session",
+        "  cache structure (index, side map of 2 keys, order list)    {:>8.0} B/session",
         per(structure)
     );
     println!(
@@ -112,7 +112,8 @@ fn main() {
         ),
     }
     println!(
-        "  key sizes: CacheKey {} B (x3 in the index, x3 again in the order list's Vec), \
+        "  key sizes: CacheKey {} B (x1 in the index, x2 in the side map, x3 in the order \
+         list's Vec), \
          Arc {} B, Timestamp {} B",
         size_of::<CacheKey>(),
         size_of::<Arc<StoredSession>>(),
