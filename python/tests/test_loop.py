@@ -20,11 +20,15 @@ Measuring it meaningfully:
 - Before each burst the heap is collected and frozen (``gc.freeze``): a full
   collection of this process's heap takes ~100 ms here, whoever triggers it.
 - The burst is run three times, each printed, and the largest gap of all three
-  must stay under 5 ms. Like any latency bound it needs a machine that is not
-  busy with something else: on a quiet one (as in .ci/run, whose steps run one
-  at a time) every gap, ours and the control's, is about 1-2.5 ms; with a cargo
-  build beside the tests the harness alone (the ``control`` line) has shown
-  6-8 ms, ours 7-16 ms and mxcp's own store 12-17 ms.
+  must stay under 5 ms plus twice the control's gap, measured just before in the
+  same process. On a quiet machine (as in .ci/run, whose steps run one at a
+  time) every gap, ours and the control's, is about 1-2.5 ms, so the bound is
+  about 7-10 ms; with a cargo build beside the tests the harness alone has shown
+  6-8 ms, ours 7-16 ms and mxcp's own store 12-17 ms. The slack follows the
+  machine because the machines are shared: with a fixed 5 ms bound this test
+  failed once at a load average of 1.3 from other work. A store that blocked
+  the loop would still fail it by far: its 200 commits of a burst, each an fsync
+  of ~4 ms, would hold the loop for the time of them all.
 """
 
 from __future__ import annotations
@@ -153,4 +157,5 @@ async def test_loop_stays_responsive(open_stack, stack_name):
     )
     if stack_name == MXCP:
         return  # mxcp's own store: printed for comparison only (its records were checked)
-    assert max(gaps) < BUDGET, f"loop blocked {max(gaps) * 1000:.2f} ms (> {BUDGET * 1000:.0f} ms)"
+    bound = BUDGET + 2 * control
+    assert max(gaps) < bound, f"loop blocked {max(gaps) * 1000:.2f} ms (> {bound * 1000:.2f} ms)"
