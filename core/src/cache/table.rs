@@ -81,10 +81,7 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             Some(found) => found,
             None => {
                 let slot = *self.aliases.get(key)?;
-                let primary = &self.nodes[slot as usize]
-                    .as_ref()
-                    .expect("an alias names a linked slot")
-                    .keys[0];
+                let primary = &self.node(slot).keys[0];
                 self.index
                     .get(primary)
                     .expect("every linked entry is indexed")
@@ -208,13 +205,8 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
     /// Whether the entry at `slot` was visited by any of its keys; clears the
     /// bit.
     fn take_visited(&mut self, slot: u32) -> bool {
-        let primary = &self.nodes[slot as usize]
-            .as_ref()
-            .expect("linked slot is occupied")
-            .keys[0];
-        self.index
-            .get_mut(primary)
-            .is_some_and(|i| i.visited.take())
+        let primary = &self.node(slot).keys[0];
+        self.index.get(primary).is_some_and(|i| i.visited.take())
     }
 
     /// Walks the hand from old to new, sparing visited entries once; returns the
