@@ -11,8 +11,10 @@ use crate::sync::{Event, EventListener, Mutex};
 use futures_lite::future::or;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use tokenstore_core::SessionKey;
 use tokenstore_core::cache::{
     CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, DEFAULT_FEED_BOUND, FillOutcome,
@@ -144,13 +146,59 @@ impl<S: TokenStore> CachingTokenStore<S> {
     }
 
     /// Answers a read from the cache or, on a miss, from `fetch`, filling the
-    /// cache with `fill`.
+    /// cache with `fill`. `key` checks the caller's input and makes the key.
     ///
-    /// A hit is answered before anything is awaited; the miss path is boxed so
-    /// that the future of a hit stays small (the delegate's future can be large).
-    async fn read<T, Fut>(
+    /// The returned future does nothing until polled. A hit is answered in its
+    /// first poll by plain functions that keep the key in their own frames;
+    /// until then the future holds only the captured references (88 bytes for
+    /// a session lookup over a memory store), and the miss path is boxed. The
+    /// `async fn` this replaced held every argument and the key in a state of
+    /// 264 bytes, which each call built and copied.
+    fn read<T, Fut>(
+        &self,
+        key: impl FnOnce() -> Result<CacheKey, StoreError> + Send + Unpin,
+        operation: &'static str,
+        fetch: impl Fn() -> Fut + Send + Sync + Unpin,
+        fill: FillFn<T>,
+        unwrap: fn(Cached) -> Option<Arc<T>>,
+    ) -> impl Future<Output = Result<Option<Arc<T>>, StoreError>> + Send
+    where
+        T: Send + Sync,
+        Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
+    {
+        Read::Start(move || {
+            let key = match key() {
+                Ok(key) => key,
+                Err(e) => return Ok(Err(e)),
+            };
+            match self.answer(key, unwrap) {
+                Ok(answer) => Ok(answer),
+                Err(pending) => Err(Box::pin(self.miss(pending, operation, fetch, fill, unwrap))),
+            }
+        })
+    }
+
+    /// The cache's answer to `key`, or what the miss path needs.
+    fn answer<T>(
         &self,
         key: CacheKey,
+        unwrap: fn(Cached) -> Option<Arc<T>>,
+    ) -> Result<Result<Option<Arc<T>>, StoreError>, Pending> {
+        let now = self.shared.clock.now();
+        match self.decide(now, &key, unwrap) {
+            Ok(answer) => {
+                spare::give_back(key);
+                Ok(answer)
+            }
+            Err(next) => Err(Pending { now, key, next }),
+        }
+    }
+
+    /// A lookup the cache could not answer: fetch, or wait for another
+    /// caller's fetch.
+    async fn miss<T, Fut>(
+        &self,
+        pending: Pending,
         operation: &'static str,
         fetch: impl Fn() -> Fut + Send,
         fill: FillFn<T>,
@@ -160,18 +208,15 @@ impl<S: TokenStore> CachingTokenStore<S> {
         T: Send + Sync,
         Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
     {
-        let now = self.shared.clock.now();
-        match self.decide(now, &key, unwrap) {
-            Ok(answer) => {
-                spare::give_back(key);
-                answer
+        let Pending { now, key, next } = pending;
+        match next {
+            Next::Fetch(ticket) => {
+                self.fetch_and_fill(now, ticket, operation, &fetch, fill)
+                    .await
             }
-            Err(Next::Fetch(ticket)) => {
-                Box::pin(self.fetch_and_fill(now, ticket, operation, &fetch, fill)).await
-            }
-            Err(Next::Wait(listener)) => {
-                let read = self.read_after_wait(listener, key, operation, fetch, fill, unwrap);
-                Box::pin(read).await
+            Next::Wait(listener) => {
+                self.read_after_wait(listener, key, operation, fetch, fill, unwrap)
+                    .await
             }
         }
     }
@@ -546,6 +591,49 @@ enum Next {
     Wait(EventListener),
 }
 
+/// The future of a cached read ([`CachingTokenStore::read`]): `Start` holds
+/// the first step (look up, or build the boxed miss path), `Miss` that path.
+enum Read<F, M> {
+    Start(F),
+    Miss(Pin<Box<M>>),
+    Done,
+}
+
+impl<F, M> Future for Read<F, M>
+where
+    F: FnOnce() -> Result<M::Output, Pin<Box<M>>> + Unpin,
+    M: Future,
+{
+    type Output = M::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        loop {
+            match std::mem::replace(this, Self::Done) {
+                Self::Start(step) => match step() {
+                    Ok(answer) => return Poll::Ready(answer),
+                    Err(miss) => *this = Self::Miss(miss),
+                },
+                Self::Miss(mut miss) => {
+                    let poll = miss.as_mut().poll(cx);
+                    if poll.is_pending() {
+                        *this = Self::Miss(miss);
+                    }
+                    return poll;
+                }
+                Self::Done => panic!("a cached read polled after it completed"),
+            }
+        }
+    }
+}
+
+/// A lookup that missed: when, for which key, and what to do next.
+struct Pending {
+    now: Timestamp,
+    key: CacheKey,
+    next: Next,
+}
+
 /// How the machine takes a delegate's answer for one kind of record.
 type FillFn<T> = fn(&mut CacheMachine, Timestamp, FillTicket, Option<Arc<T>>) -> FillOutcome;
 
@@ -660,10 +748,15 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         .await
     }
 
-    async fn load_auth_code(&self, code: &str) -> Result<Option<Arc<AuthCodeRecord>>, StoreError> {
-        validate_key("code", code)?;
-        let key = CacheKey::AuthCode(TokenHash::of(code));
-        let fetch = || self.shared.inner.load_auth_code(code);
+    fn load_auth_code(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<Option<Arc<AuthCodeRecord>>, StoreError>> + Send {
+        let key = move || {
+            validate_key("code", code)?;
+            Ok(CacheKey::AuthCode(TokenHash::of(code)))
+        };
+        let fetch = move || self.shared.inner.load_auth_code(code);
         self.read(
             key,
             "load_auth_code",
@@ -671,7 +764,6 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
             CacheMachine::fill_auth_code,
             auth_code,
         )
-        .await
     }
 
     async fn delete_auth_code(&self, code: &str) -> Result<(), StoreError> {
@@ -702,13 +794,17 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         .await
     }
 
-    async fn load_session_by_token(
+    fn load_session_by_token(
         &self,
         access_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        validate_key("access_token", access_token)?;
-        let key = CacheKey::Session(SessionKey::Access(TokenHash::of(access_token)));
-        let fetch = || self.shared.inner.load_session_by_token(access_token);
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
+        let key = move || {
+            validate_key("access_token", access_token)?;
+            Ok(CacheKey::Session(SessionKey::Access(TokenHash::of(
+                access_token,
+            ))))
+        };
+        let fetch = move || self.shared.inner.load_session_by_token(access_token);
         self.read(
             key,
             "load_session_by_token",
@@ -716,16 +812,19 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
             CacheMachine::fill_session,
             session,
         )
-        .await
     }
 
-    async fn load_session_by_id(
+    fn load_session_by_id(
         &self,
         session_id: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        validate_key("session_id", session_id)?;
-        let key = spare::key_of(session_id, |id| CacheKey::Session(SessionKey::Id(id)));
-        let fetch = || self.shared.inner.load_session_by_id(session_id);
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
+        let key = move || {
+            validate_key("session_id", session_id)?;
+            Ok(spare::key_of(session_id, |id| {
+                CacheKey::Session(SessionKey::Id(id))
+            }))
+        };
+        let fetch = move || self.shared.inner.load_session_by_id(session_id);
         self.read(
             key,
             "load_session_by_id",
@@ -733,16 +832,19 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
             CacheMachine::fill_session,
             session,
         )
-        .await
     }
 
-    async fn load_session_by_refresh_token(
+    fn load_session_by_refresh_token(
         &self,
         refresh_token: &str,
-    ) -> Result<Option<Arc<StoredSession>>, StoreError> {
-        validate_key("refresh_token", refresh_token)?;
-        let key = CacheKey::Session(SessionKey::Refresh(TokenHash::of(refresh_token)));
-        let fetch = || {
+    ) -> impl Future<Output = Result<Option<Arc<StoredSession>>, StoreError>> + Send {
+        let key = move || {
+            validate_key("refresh_token", refresh_token)?;
+            Ok(CacheKey::Session(SessionKey::Refresh(TokenHash::of(
+                refresh_token,
+            ))))
+        };
+        let fetch = move || {
             self.shared
                 .inner
                 .load_session_by_refresh_token(refresh_token)
@@ -754,7 +856,6 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
             CacheMachine::fill_session,
             session,
         )
-        .await
     }
 
     async fn delete_session_by_token(&self, access_token: &str) -> Result<(), StoreError> {
@@ -787,12 +888,16 @@ impl<S: TokenStore> TokenStore for CachingTokenStore<S> {
         .await
     }
 
-    async fn load_client(&self, client_id: &str) -> Result<Option<Arc<ClientRecord>>, StoreError> {
-        validate_key("client_id", client_id)?;
-        let key = spare::key_of(client_id, CacheKey::Client);
-        let fetch = || self.shared.inner.load_client(client_id);
+    fn load_client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<Arc<ClientRecord>>, StoreError>> + Send {
+        let key = move || {
+            validate_key("client_id", client_id)?;
+            Ok(spare::key_of(client_id, CacheKey::Client))
+        };
+        let fetch = move || self.shared.inner.load_client(client_id);
         self.read(key, "load_client", fetch, CacheMachine::fill_client, client)
-            .await
     }
 
     async fn list_clients(&self) -> Result<Vec<Arc<ClientRecord>>, StoreError> {
