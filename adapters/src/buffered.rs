@@ -236,12 +236,17 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         Fut: Future<Output = Result<Option<Arc<T>>, StoreError>>,
     {
         let now = self.shared.clock.now();
-        let decided = decide(&mut self.shared.machine.lock(), now);
+        let (decided, queued) = {
+            let mut machine = self.shared.machine.lock();
+            let decided = decide(&mut machine, now);
+            (decided, machine.take_queued_internally())
+        };
+        // The worker is woken only when the read queued a delete of its own.
+        if queued {
+            self.shared.wake.notify(usize::MAX);
+        }
         let ticket = match decided {
-            Read::Known(answer) => {
-                self.shared.wake.notify(usize::MAX);
-                return Ok(answer);
-            }
+            Read::Known(answer) => return Ok(answer),
             Read::Ask(ticket) => ticket,
         };
         let mut guard = ReadGuard {
@@ -255,8 +260,11 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
             Ok(answer) => {
                 let now = self.shared.clock.now();
                 let resolved = resolve(&mut machine, now, ticket, answer);
+                let queued = machine.take_queued_internally();
                 drop(machine);
-                self.shared.wake.notify(usize::MAX);
+                if queued {
+                    self.shared.wake.notify(usize::MAX);
+                }
                 Ok(resolved)
             }
             Err(error) => {
@@ -279,7 +287,8 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         enum Step<T, L> {
-            Answer(T),
+            /// The answer, and whether the buffer queued a removal for it.
+            Answer(T, bool),
             Ask,
             Wait(L),
         }
@@ -287,7 +296,9 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
             let step = {
                 let mut machine = self.shared.machine.lock();
                 match decide(&mut machine, self.shared.clock.now()) {
-                    OneTime::Decided(answer) => Step::Answer(answer),
+                    OneTime::Decided(answer) => {
+                        Step::Answer(answer, machine.take_queued_internally())
+                    }
                     OneTime::AskDelegate => Step::Ask,
                     // Listening before the lock is released: no batch result
                     // can slip in between.
@@ -295,8 +306,10 @@ impl<S: TokenStore + 'static> BufferedTokenStore<S> {
                 }
             };
             match step {
-                Step::Answer(answer) => {
-                    self.shared.wake.notify(usize::MAX);
+                Step::Answer(answer, queued) => {
+                    if queued {
+                        self.shared.wake.notify(usize::MAX);
+                    }
                     return Ok(answer);
                 }
                 Step::Ask => return delegate_call(Layer::Buffer, operation, delegate()).await,

@@ -212,7 +212,9 @@ impl InFlight {
 ///    another instance could take it, before its removal would). After the delegate answered `try_delete_auth_code`,
 ///    call [`handle_code_taken`](Self::handle_code_taken).
 /// 3. A read may queue a write (a dead session or expired code deleted on
-///    read, as the delegate would): poll for a batch after it.
+///    read, as the delegate would): when
+///    [`take_queued_internally`](Self::take_queued_internally) says so after
+///    it, poll for a batch.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -285,6 +287,10 @@ pub struct BufferMachine {
     /// after it, and inside the range of every read then out), and `n` counts
     /// up.
     retained: BTreeMap<(u64, u64), WriteOp>,
+    /// Whether the buffer queued a write of its own since
+    /// [`take_queued_internally`](BufferMachine::take_queued_internally) last
+    /// answered.
+    queued_internally: bool,
 }
 
 /// Where an applied write sits in `BufferMachine::retained`: after the codes
@@ -339,6 +345,7 @@ impl BufferMachine {
             reads: BTreeMap::new(),
             next_read: 1,
             retained: BTreeMap::new(),
+            queued_internally: false,
         }
     }
 
@@ -382,7 +389,18 @@ impl BufferMachine {
     /// pending state, or a delete a read implies); never refused.
     pub fn accept_internal(&mut self, now: Timestamp, op: WriteOp) -> Seq {
         self.observe(now);
+        self.queued_internally = true;
         self.enqueue(now, op)
+    }
+
+    /// Whether a read or one-time call queued a write of the buffer's own
+    /// ([`accept_internal`](Self::accept_internal)) since the last call, which
+    /// it resets. A driver wakes its flush worker after a read only then: a
+    /// read that queued nothing changes no batch, no timer and nothing to
+    /// prepare, and waking the worker after every read costs a context switch
+    /// per read.
+    pub fn take_queued_internally(&mut self) -> bool {
+        std::mem::take(&mut self.queued_internally)
     }
 
     fn enqueue(&mut self, now: Timestamp, op: WriteOp) -> Seq {

@@ -1205,3 +1205,33 @@ fn prepare_next_hands_out_the_next_batch_once() {
     assert_eq!(m.prepare_next(), vec![state("e")]);
     assert!(m.prepare_next().is_empty());
 }
+
+#[test]
+fn only_a_read_that_queues_a_write_asks_for_the_worker() {
+    let mut b = BufferMachine::new(config());
+    assert!(!b.take_queued_internally());
+    b.accept(t0(), session("sid", "tok", None)).unwrap();
+    // A write accepted from a caller is the caller's to announce.
+    assert!(!b.take_queued_internally());
+    let key = SessionKey::Access(crate::TokenHash::of("tok"));
+    assert!(matches!(b.read_session(t0(), &key), Read::Known(Some(_))));
+    assert!(!b.take_queued_internally(), "a live read queues nothing");
+    let Read::Ask(ticket) = b.read_session(t0(), &SessionKey::Id("other".into())) else {
+        panic!("nothing buffered for this key: the delegate is asked");
+    };
+    assert_eq!(b.resolve_session(t0(), ticket, None), None);
+    assert!(!b.take_queued_internally(), "nor does a delegate read");
+    // Past the session's expiry the read deletes it, as the delegate would.
+    let late = t0() + Duration::from_secs(601);
+    assert!(matches!(b.read_session(late, &key), Read::Known(None)));
+    assert!(b.take_queued_internally());
+    assert!(!b.take_queued_internally(), "the flag is taken once");
+    let code = AuthCodeRecord::new("c", "sid", t0() + Duration::from_secs(60), t0());
+    b.accept(t0(), WriteOp::StoreAuthCode(Arc::new(code)))
+        .unwrap();
+    assert!(matches!(b.read_auth_code(late, "c"), Read::Known(None)));
+    assert!(
+        b.take_queued_internally(),
+        "an expired code is deleted on read"
+    );
+}
