@@ -33,14 +33,19 @@ pub struct KindMetrics {
 }
 
 /// A snapshot of every counter and the current entry counts.
+///
+/// Laid out in this order, sessions first (`repr(C)`): a cache shard's lock
+/// and its session counters then share one cache line, which a session hit
+/// writes anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
 pub struct CacheMetrics {
+    /// Sessions.
+    pub sessions: KindMetrics,
     /// States (only `invalidations` moves: states are never cached).
     pub states: KindMetrics,
     /// Authorization codes.
     pub auth_codes: KindMetrics,
-    /// Sessions.
-    pub sessions: KindMetrics,
     /// Clients.
     pub clients: KindMetrics,
     /// Cached sessions now (each reachable by up to three keys).
