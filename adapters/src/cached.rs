@@ -194,8 +194,8 @@ impl<S: TokenStore> CachingTokenStore<S> {
         }
     }
 
-    /// A lookup the cache could not answer: fetch, or wait for another
-    /// caller's fetch.
+    /// A lookup the cache could not answer: fetch; or wait for another
+    /// caller's fill and look up again, as often as that says to wait.
     async fn miss<T, Fut>(
         &self,
         pending: Pending,
@@ -208,15 +208,26 @@ impl<S: TokenStore> CachingTokenStore<S> {
         T: Send + Sync,
         Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
     {
-        let Pending { now, key, next } = pending;
-        match next {
-            Next::Fetch(ticket) => {
-                self.fetch_and_fill(now, ticket, operation, &fetch, fill)
-                    .await
-            }
-            Next::Wait(listener) => {
-                self.read_after_wait(listener, key, operation, fetch, fill, unwrap)
-                    .await
+        let Pending {
+            mut now,
+            key,
+            mut next,
+        } = pending;
+        loop {
+            match next {
+                Next::Fetch(ticket) => {
+                    return self
+                        .fetch_and_fill(now, ticket, operation, &fetch, fill)
+                        .await;
+                }
+                Next::Wait(listener) => {
+                    listener.await;
+                    now = self.shared.clock.now();
+                    match self.decide(now, &key, unwrap) {
+                        Ok(answer) => return answer,
+                        Err(then) => next = then,
+                    }
+                }
             }
         }
     }
@@ -237,35 +248,6 @@ impl<S: TokenStore> CachingTokenStore<S> {
             Lookup::Closed => Ok(Err(StoreError::Closed)),
             Lookup::Miss(ticket) => Err(Next::Fetch(ticket)),
             Lookup::Wait => Err(Next::Wait(self.shared.filled.listen())),
-        }
-    }
-
-    /// Another caller is filling `key`: wait for a fill, then look up again.
-    async fn read_after_wait<T, Fut>(
-        &self,
-        mut listener: EventListener,
-        key: CacheKey,
-        operation: &'static str,
-        fetch: impl Fn() -> Fut + Send,
-        fill: FillFn<T>,
-        unwrap: fn(Cached) -> Option<Arc<T>>,
-    ) -> Result<Option<Arc<T>>, StoreError>
-    where
-        T: Send + Sync,
-        Fut: Future<Output = Result<Option<Arc<T>>, StoreError>> + Send,
-    {
-        loop {
-            listener.await;
-            let now = self.shared.clock.now();
-            match self.decide(now, &key, unwrap) {
-                Ok(answer) => return answer,
-                Err(Next::Fetch(ticket)) => {
-                    return self
-                        .fetch_and_fill(now, ticket, operation, &fetch, fill)
-                        .await;
-                }
-                Err(Next::Wait(next)) => listener = next,
-            }
         }
     }
 
