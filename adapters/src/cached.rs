@@ -156,9 +156,9 @@ impl<S: TokenStore> CachingTokenStore<S> {
     /// 264 bytes, which each call built and copied.
     fn read<T, Fut>(
         &self,
-        key: impl FnOnce() -> Result<CacheKey, StoreError> + Send + Unpin,
+        key: impl Fn() -> Result<CacheKey, StoreError> + Send + Unpin,
         operation: &'static str,
-        fetch: impl Fn() -> Fut + Send + Sync + Unpin,
+        fetch: impl Fn() -> Fut + Send + Sync + Unpin + Copy,
         fill: FillFn<T>,
         unwrap: fn(Cached) -> Option<Arc<T>>,
     ) -> impl Future<Output = Result<Option<Arc<T>>, StoreError>> + Send
@@ -583,29 +583,32 @@ enum Read<F, M> {
 
 impl<F, M> Future for Read<F, M>
 where
-    F: FnOnce() -> Result<M::Output, Pin<Box<M>>> + Unpin,
+    F: Fn() -> Result<M::Output, Pin<Box<M>>> + Unpin,
     M: Future,
 {
     type Output = M::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        loop {
-            match std::mem::replace(this, Self::Done) {
-                Self::Start(step) => match step() {
-                    Ok(answer) => return Poll::Ready(answer),
-                    Err(miss) => *this = Self::Miss(miss),
-                },
-                Self::Miss(mut miss) => {
-                    let poll = miss.as_mut().poll(cx);
-                    if poll.is_pending() {
-                        *this = Self::Miss(miss);
-                    }
-                    return poll;
+        // The first step is called where it lies (it is `Fn`): moving it out
+        // first would copy every capture on every hit.
+        if let Self::Start(step) = this {
+            match step() {
+                Ok(answer) => {
+                    *this = Self::Done;
+                    return Poll::Ready(answer);
                 }
-                Self::Done => panic!("a cached read polled after it completed"),
+                Err(miss) => *this = Self::Miss(miss),
             }
         }
+        let Self::Miss(miss) = this else {
+            panic!("a cached read polled after it completed");
+        };
+        let poll = miss.as_mut().poll(cx);
+        if poll.is_ready() {
+            *this = Self::Done;
+        }
+        poll
     }
 }
 
