@@ -397,8 +397,8 @@ impl BufferMachine {
     /// ([`accept_internal`](Self::accept_internal)) since the last call, which
     /// it resets. A driver wakes its flush worker after a read only then: a
     /// read that queued nothing changes no batch, no timer and nothing to
-    /// prepare, and waking the worker after every read costs a context switch
-    /// per read.
+    /// prepare, and waking the worker after every read costs a wake-up of its
+    /// task (often of another thread) per read.
     pub fn take_queued_internally(&mut self) -> bool {
         std::mem::take(&mut self.queued_internally)
     }
