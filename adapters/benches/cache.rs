@@ -7,8 +7,18 @@
 //! second per thread, and each size ends with the throughput of every thread
 //! count relative to one thread (perfect scaling is the thread count).
 //!
+//! The "Arc" column is the least any cache that returns an `Arc` does per
+//! hit: clone the record's `Arc` and drop it, with no hash and no lookup. Its
+//! scaling is the ceiling for every contender here: two threads hitting the
+//! same records write the same reference counts, so each count's cache line
+//! moves between the cores.
+//!
 //! Run: `cargo bench -p tokenstore --bench cache` (release mode). Set
-//! `TOKENSTORE_BENCH_QUICK=1` for a short smoke run.
+//! `TOKENSTORE_BENCH_QUICK=1` for a short smoke run,
+//! `TOKENSTORE_BENCH_SESSIONS=1000` (a comma-separated list) for other sizes,
+//! and `TOKENSTORE_BENCH_SHARDS=N` to split the cache into `N` shards instead
+//! of the default 16 (every capacity is raised to at least 64 per shard, the
+//! least [`ShardPlan`](tokenstore::cache::ShardPlan) allows).
 
 use std::hint::black_box;
 use std::pin::pin;
@@ -25,13 +35,24 @@ type Peer<C> = Arc<C>;
 
 fn main() {
     let quick = std::env::var_os("TOKENSTORE_BENCH_QUICK").is_some();
-    let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 100_000] };
+    let sizes: Vec<usize> = match std::env::var("TOKENSTORE_BENCH_SESSIONS") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("TOKENSTORE_BENCH_SESSIONS: numbers")
+            })
+            .collect(),
+        Err(_) if quick => vec![1_000],
+        Err(_) => vec![1_000, 100_000],
+    };
     println!(
         "read cache: ns per lookup (wall time over all threads, median of {ROUNDS} rounds, the contenders taking turns in each); \
          ratios are ours / theirs; M/s/thr: million lookups per second per thread"
     );
     println!(
-        "{:>8} {:>3} | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>9} | {:>7} {:>7} {:>7} {:>7}",
+        "{:>8} {:>3} | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>9} | {:>7} {:>7} {:>7} {:>7}",
         "sessions",
         "thr",
         "cached",
@@ -39,6 +60,7 @@ fn main() {
         "qc+hash",
         "moka+hash",
         "hash",
+        "Arc",
         "sqlite",
         "vs qc",
         "vs moka",
@@ -48,7 +70,7 @@ fn main() {
         "qc",
         "moka"
     );
-    for &n in sizes {
+    for &n in &sizes {
         run_size(n, quick);
     }
 }
@@ -62,6 +84,7 @@ fn run_size(n: usize, quick: bool) {
             .map(|s| s.access_token.expose().to_owned())
             .collect(),
     );
+    let records = Arc::new(sessions.clone());
     let sqlite = Arc::new(block_on(open_sqlite(dir.path())));
     block_on(
         sqlite
@@ -77,6 +100,21 @@ fn run_size(n: usize, quick: bool) {
         // stay resident.
         session_capacity: 2 * n,
         ..CacheConfig::default()
+    };
+    let config = match std::env::var("TOKENSTORE_BENCH_SHARDS") {
+        Ok(shards) => {
+            let shards: usize = shards.parse().expect("TOKENSTORE_BENCH_SHARDS: a number");
+            let least = shards * tokenstore::cache::MIN_SHARD_CAPACITY;
+            CacheConfig {
+                shards,
+                session_capacity: config.session_capacity.max(least),
+                auth_code_capacity: config.auth_code_capacity.max(least),
+                client_capacity: config.client_capacity.max(least),
+                negative_capacity: config.negative_capacity.max(least),
+                ..config
+            }
+        }
+        Err(_) => config,
     };
     // The same cache in one shard (one lock), to show what sharding buys.
     let one_shard = Arc::new(CachingTokenStore::new(
@@ -113,9 +151,9 @@ fn run_size(n: usize, quick: bool) {
         .filter(|&t| t <= cores.max(2))
         .collect();
     // Throughput (lookups per second over all threads) per thread count.
-    let mut scaling: Vec<(usize, f64, f64, f64, f64)> = Vec::new();
+    let mut scaling: Vec<(usize, f64, f64, f64, f64, f64)> = Vec::new();
     let hit = |c: Arc<CachingTokenStore<Arc<SqliteTokenStore>>>| {
-        move |t: &str| {
+        move |t: &String| {
             assert!(matches!(
                 now_or_never(c.load_session_by_token(t)),
                 Some(Ok(Some(_)))
@@ -126,7 +164,7 @@ fn run_size(n: usize, quick: bool) {
         // Every round runs each contender once, in turn, so that a burst of
         // noise from elsewhere on the machine (these are shared machines)
         // lands on all of them instead of on whichever ran its rounds then.
-        let mut rounds: [Vec<f64>; 6] = Default::default();
+        let mut rounds: [Vec<f64>; 7] = Default::default();
         for round in 0..ROUNDS {
             let mut i = 0;
             let mut record = |ns: f64| {
@@ -143,18 +181,27 @@ fn run_size(n: usize, quick: bool) {
             ));
             record(measure(threads, ops, round, &tokens, {
                 let c = qc.clone();
-                move |t: &str| assert!(c.get(&TokenHash::of(t)).is_some())
+                move |t: &String| assert!(c.get(&TokenHash::of(t)).is_some())
             }));
             record(measure(threads, ops, round, &tokens, {
                 let c = moka.clone();
-                move |t: &str| assert!(c.get(&TokenHash::of(t)).is_some())
+                move |t: &String| assert!(c.get(&TokenHash::of(t)).is_some())
             }));
-            record(measure(threads, ops, round, &tokens, |t: &str| {
+            record(measure(threads, ops, round, &tokens, |t: &String| {
                 black_box(TokenHash::of(t));
             }));
+            record(measure(
+                threads,
+                ops,
+                round,
+                &records,
+                |s: &Arc<StoredSession>| {
+                    drop(black_box(Arc::clone(s)));
+                },
+            ));
             record(measure(threads, sqlite_ops, round, &tokens, {
                 let s = sqlite.clone();
-                move |t: &str| {
+                move |t: &String| {
                     assert!(
                         block_on(s.load_session_by_token(t))
                             .expect("load")
@@ -163,12 +210,12 @@ fn run_size(n: usize, quick: bool) {
                 }
             }));
         }
-        let [ours, one_ns, quick_ns, moka_ns, hash_ns, sqlite_ns] = rounds.map(median);
+        let [ours, one_ns, quick_ns, moka_ns, hash_ns, arc_ns, sqlite_ns] = rounds.map(median);
         // `measure` gives wall time per operation of one thread; each of the
         // `threads` threads did that many in the same time.
         let per_thread = |ns: f64| 1e3 / ns;
         println!(
-            "{:>8} {:>3} | {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>7.2}x {:>7.2}x {:>8.1}x | {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+            "{:>8} {:>3} | {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.1} {:>9.0} | {:>7.2}x {:>7.2}x {:>8.1}x | {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
             n,
             threads,
             ours,
@@ -176,6 +223,7 @@ fn run_size(n: usize, quick: bool) {
             quick_ns,
             moka_ns,
             hash_ns,
+            arc_ns,
             sqlite_ns,
             ours / quick_ns,
             ours / moka_ns,
@@ -192,25 +240,31 @@ fn run_size(n: usize, quick: bool) {
             total(one_ns),
             total(quick_ns),
             total(moka_ns),
+            total(arc_ns),
         ));
     }
-    let (_, base_ours, base_one, base_qc, base_moka) = scaling[0];
-    for &(threads, ours, one, qc, moka) in &scaling[1..] {
+    let (_, base_ours, base_one, base_qc, base_moka, base_arc) = scaling[0];
+    for &(threads, ours, one, qc, moka, arc) in &scaling[1..] {
         println!(
             "{:>8} {:>3} | throughput vs 1 thread: ours {:.2}x, ours in 1 shard {:.2}x, \
-             quick_cache {:.2}x, moka {:.2}x",
+             quick_cache {:.2}x, moka {:.2}x, Arc clone alone {:.2}x",
             n,
             threads,
             ours / base_ours,
             one / base_one,
             qc / base_qc,
-            moka / base_moka
+            moka / base_moka,
+            arc / base_arc
         );
     }
     let m = cached.metrics().sessions;
     println!(
-        "{:>8}     | cache counters: {} hits, {} misses, {} evictions",
-        n, m.hits, m.misses, m.evictions
+        "{:>8}     | cache counters: {} hits, {} misses, {} evictions; {} shards",
+        n,
+        m.hits,
+        m.misses,
+        m.evictions,
+        cached.shards()
     );
 }
 
@@ -224,19 +278,20 @@ fn median(mut rounds: Vec<f64>) -> f64 {
 
 /// Wall time per operation (ns) of one round: `ops` operations per thread on
 /// `threads` threads at once, keys visited in a scrambled order.
-fn measure<F>(threads: usize, ops: usize, round: usize, tokens: &Arc<Vec<String>>, op: F) -> f64
+fn measure<T, F>(threads: usize, ops: usize, round: usize, items: &Arc<Vec<T>>, op: F) -> f64
 where
-    F: Fn(&str) + Clone + Send + 'static,
+    T: Send + Sync + 'static,
+    F: Fn(&T) + Clone + Send + 'static,
 {
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (op, tokens) = (op.clone(), tokens.clone());
+            let (op, items) = (op.clone(), items.clone());
             std::thread::spawn(move || {
-                let n = tokens.len();
+                let n = items.len();
                 let mut i = (round * 7919 + t * 104_729) % n;
                 for _ in 0..ops {
-                    op(&tokens[i]);
+                    op(&items[i]);
                     i = (i + 7_919) % n;
                 }
             })
