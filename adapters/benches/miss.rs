@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::session;
+use common::{median, session};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokenstore::buffer::BufferConfig;
@@ -29,7 +29,7 @@ const KEY: &str = "b2F1dGgtd29ya2xvYWQta2V5LWZvci10b2tlbnN0b3I=";
 fn main() {
     let quick = std::env::var_os("TOKENSTORE_BENCH_QUICK").is_some();
     let n: u64 = if quick { 500 } else { 5_000 };
-    let rounds = if quick { 2 } else { 5 };
+    let rounds = if quick { 2 } else { 7 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,26 +87,30 @@ async fn run(n: u64, rounds: usize) {
     );
     println!(
         "miss path: cold load_session_by_token over SQLite ({n} sessions, {} readers), \
-         median of {rounds} rounds, us per call",
+         median of {rounds} rounds (the stacks taking turns in each), us per call",
         sqlite.readers()
     );
     for tasks in [1usize, 8] {
-        let mut results = Vec::new();
-        for stack in STACKS {
-            let mut per_round: Vec<f64> = Vec::with_capacity(rounds);
-            for round in 0..rounds {
-                per_round.push(measure(&sqlite, stack, &tokens, round, tasks).await);
+        // Each round runs every stack once, in turn, so that a slow spell of
+        // this shared machine (a round here can take twice as long as the
+        // next) lands on all of them; each ratio is the median of the
+        // rounds' own stack / bare ratios.
+        let mut per_round: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); STACKS.len()];
+        for round in 0..rounds {
+            for (i, stack) in STACKS.into_iter().enumerate() {
+                per_round[i].push(measure(&sqlite, stack, &tokens, round, tasks).await);
             }
-            per_round.sort_by(f64::total_cmp);
-            results.push((stack, per_round[rounds / 2]));
         }
-        let bare = results[0].1;
-        for (stack, us) in results {
+        let bare = per_round[0].clone();
+        for (stack, times) in STACKS.into_iter().zip(&per_round) {
+            let ratios: Vec<f64> = times.iter().zip(&bare).map(|(t, b)| t / b).collect();
             println!(
-                "  {tasks} task(s)  {:<22} {:>8.1} us  {:>5.2}x bare",
+                "  {tasks} task(s)  {:<22} {:>8.1} us  {:>5.2}x bare  (rounds: {:.2}x to {:.2}x)",
                 name(stack),
-                us,
-                us / bare
+                median(times.clone()),
+                median(ratios.clone()),
+                ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratios.iter().copied().fold(0.0, f64::max),
             );
         }
     }
