@@ -16,6 +16,7 @@ pub use op::{Step, apply, apply_batch, plan};
 pub use overlay::{ClientList, OneTime, Read, ReadKind, ReadTicket};
 
 use crate::{StoreError, Timestamp};
+use op::OpHashes;
 use queue::{Entry, Queue};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -286,7 +287,7 @@ pub struct BufferMachine {
     /// after every write applied before it and before every write applied
     /// after it, and inside the range of every read then out), and `n` counts
     /// up.
-    retained: BTreeMap<(u64, u64), WriteOp>,
+    retained: BTreeMap<(u64, u64), (WriteOp, OpHashes)>,
     /// Whether the buffer queued a write of its own since
     /// [`take_queued_internally`](BufferMachine::take_queued_internally) last
     /// answered.
@@ -653,9 +654,18 @@ impl BufferMachine {
 
     /// The writes of the batch in flight (also while it waits to be retried).
     fn flight_writes(&self) -> impl Iterator<Item = &WriteOp> + Clone {
+        self.flight_hashed().map(|(op, _)| op)
+    }
+
+    /// [`held_writes`](Self::held_writes) with the hashes each names.
+    fn held_hashed(&self) -> impl Iterator<Item = (&WriteOp, &OpHashes)> + Clone {
+        self.flight_hashed().chain(self.queue.hashed_ops())
+    }
+
+    fn flight_hashed(&self) -> impl Iterator<Item = (&WriteOp, &OpHashes)> + Clone {
         self.in_flight
             .iter()
-            .flat_map(|f| f.entries.iter().map(|(_, e)| &e.op))
+            .flat_map(|f| f.entries.iter().map(|(_, e)| (&e.op, &e.hashes)))
     }
 
     /// The retry delay after failed attempt `attempt` (1 for the first):
@@ -670,7 +680,8 @@ impl BufferMachine {
         if let Some(&oldest_read) = self.reads.values().min() {
             for (seq, e) in &f.entries {
                 if *seq >= oldest_read {
-                    self.retained.insert((*seq, APPLIED), e.op.clone());
+                    self.retained
+                        .insert((*seq, APPLIED), (e.op.clone(), e.hashes));
                 }
             }
         }

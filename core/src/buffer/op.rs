@@ -6,6 +6,39 @@ use std::sync::Arc;
 
 /// What a write is coalesced by: a newer write can only replace an older one
 /// with the same slot.
+/// The token hashes a held write names, computed once when the buffer takes
+/// the write: a session read compares them with every held write's, and
+/// hashing each held write's tokens again on every read cost one SHA-256 per
+/// held write per read, under the buffer's lock (most of the CPU of the main
+/// job's reads through the buffer, by `perf`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OpHashes {
+    /// A stored session's access token, or the token a delete names.
+    pub(crate) access: Option<TokenHash>,
+    /// A stored session's refresh token, if it has one.
+    pub(crate) refresh: Option<TokenHash>,
+}
+
+impl OpHashes {
+    pub(crate) fn of(op: &WriteOp) -> Self {
+        match op {
+            WriteOp::StoreSession(s) => Self::of_session(s),
+            WriteOp::DeleteSessionByToken(t) => Self {
+                access: Some(TokenHash::of(t.expose())),
+                refresh: None,
+            },
+            _ => Self::default(),
+        }
+    }
+
+    pub(crate) fn of_session(s: &StoredSession) -> Self {
+        Self {
+            access: Some(s.access_hash()),
+            refresh: s.refresh_hash(),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Slot {
     State(String),

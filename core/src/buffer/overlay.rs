@@ -10,9 +10,10 @@
 //! through a write the delegate had already seen changes nothing, so the result
 //! is right whichever of them the delegate saw.
 
+use super::op::OpHashes;
 use crate::{
     AuthCodeRecord, ClientRecord, SessionKey, SessionVisibility, StateRecord, StoredSession,
-    Timestamp, TokenHash, WriteOp,
+    Timestamp, WriteOp,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,26 +91,33 @@ pub enum OneTime<T> {
 }
 
 /// Whether `op` names `key` (it decides who holds the key afterwards).
-fn names_session(op: &WriteOp, key: &SessionKey) -> bool {
+fn names_session(op: &WriteOp, hashes: &OpHashes, key: &SessionKey) -> bool {
     match (op, key) {
-        (WriteOp::StoreSession(s), _) => key.finds(s),
-        (WriteOp::DeleteSessionByToken(t), SessionKey::Access(h)) => {
-            TokenHash::of(t.expose()) == *h
+        (WriteOp::StoreSession(_) | WriteOp::DeleteSessionByToken(_), SessionKey::Access(h)) => {
+            hashes.access == Some(*h)
         }
+        (WriteOp::StoreSession(_), SessionKey::Refresh(h)) => hashes.refresh == Some(*h),
+        (WriteOp::StoreSession(s), SessionKey::Id(id)) => s.session_id == *id,
         (WriteOp::DeleteSessionById(i), SessionKey::Id(id)) => i == id,
         _ => false,
     }
 }
 
-/// Whether applying `op` removes `held` from the store.
-fn removes_session(op: &WriteOp, held: &StoredSession) -> bool {
+/// Whether applying `op` (naming `hashes`) removes `held` (whose tokens hash
+/// to `held_hashes`) from the store.
+fn removes_session(
+    op: &WriteOp,
+    hashes: &OpHashes,
+    held: &StoredSession,
+    held_hashes: &OpHashes,
+) -> bool {
     match op {
         WriteOp::StoreSession(s) => {
-            s.access_hash() == held.access_hash()
+            hashes.access == held_hashes.access
                 || s.session_id == held.session_id
-                || (s.refresh_token.is_some() && s.refresh_hash() == held.refresh_hash())
+                || (hashes.refresh.is_some() && hashes.refresh == held_hashes.refresh)
         }
-        WriteOp::DeleteSessionByToken(t) => TokenHash::of(t.expose()) == held.access_hash(),
+        WriteOp::DeleteSessionByToken(_) => hashes.access == held_hashes.access,
         WriteOp::DeleteSessionById(id) => *id == held.session_id,
         _ => false,
     }
@@ -119,26 +127,37 @@ fn removes_session(op: &WriteOp, held: &StoredSession) -> bool {
 /// delegate answered, if it was asked): `Err(())` when no write names the key
 /// and `before` is needed but unknown.
 pub(crate) fn session_after<'a>(
-    writes: impl Iterator<Item = &'a WriteOp> + Clone,
+    writes: impl Iterator<Item = (&'a WriteOp, &'a OpHashes)> + Clone,
     key: &SessionKey,
     before: Option<Option<Arc<StoredSession>>>,
 ) -> Result<(Option<Arc<StoredSession>>, bool), ()> {
     let last_naming = writes
         .clone()
         .enumerate()
-        .filter(|(_, w)| names_session(w, key))
+        .filter(|(_, (w, hashes))| names_session(w, hashes, key))
         .last();
     let (mut holder, skip, from_writes) = match last_naming {
-        Some((i, WriteOp::StoreSession(s))) => (Some(s.clone()), i + 1, true),
+        Some((i, (WriteOp::StoreSession(s), hashes))) => (Some((s.clone(), *hashes)), i + 1, true),
         Some((i, _)) => (None, i + 1, true),
-        None => (before.ok_or(())?, 0, false),
+        // The delegate's answer is hashed once here, not once per write.
+        None => (
+            before.ok_or(())?.map(|s| {
+                let hashes = OpHashes::of_session(&s);
+                (s, hashes)
+            }),
+            0,
+            false,
+        ),
     };
-    for w in writes.skip(skip) {
-        if holder.as_ref().is_some_and(|h| removes_session(w, h)) {
+    for (w, hashes) in writes.skip(skip) {
+        if holder
+            .as_ref()
+            .is_some_and(|(h, held_hashes)| removes_session(w, hashes, h, held_hashes))
+        {
             holder = None;
         }
     }
-    Ok((holder, from_writes))
+    Ok((holder.map(|(s, _)| s), from_writes))
 }
 
 /// Applies the delegate's visibility rule to a session the writes hold: the

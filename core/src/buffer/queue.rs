@@ -1,13 +1,15 @@
 //! The pending writes: coalesced by slot, ordered by sequence number, and
 //! indexed by acceptance time so that the oldest is found in O(log n).
 
-use super::op::Slot;
+use super::op::{OpHashes, Slot};
 use crate::{Timestamp, WriteOp};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A pending write.
 pub(super) struct Entry {
     pub(super) op: WriteOp,
+    /// The tokens' hashes `op` names.
+    pub(super) hashes: OpHashes,
     /// This write and the older writes it superseded.
     pub(super) covers: Vec<u64>,
     /// When the oldest write it covers was accepted: superseding a write never
@@ -30,6 +32,7 @@ impl Queue {
     /// (which it then replaces, keeping the older acceptance time).
     pub(super) fn push(&mut self, seq: u64, op: WriteOp, now: Timestamp) -> bool {
         let mut entry = Entry {
+            hashes: OpHashes::of(&op),
             op,
             covers: vec![seq],
             accepted_at: now,
@@ -143,6 +146,11 @@ impl Queue {
     /// The pending writes, oldest first.
     pub(super) fn ops(&self) -> impl Iterator<Item = &WriteOp> + Clone {
         self.entries.values().map(|e| &e.op)
+    }
+
+    /// The pending writes with their hashes, oldest first.
+    pub(super) fn hashed_ops(&self) -> impl Iterator<Item = (&WriteOp, &OpHashes)> + Clone {
+        self.entries.values().map(|e| (&e.op, &e.hashes))
     }
 
     /// After time went back to `now`: no write counts as accepted later.

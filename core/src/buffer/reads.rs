@@ -2,6 +2,7 @@
 //! or from the delegate's answer with those writes laid over it, and the
 //! one-time calls (see the type docs for the driving steps).
 
+use super::op::OpHashes;
 use super::overlay::{self, ClientList, OneTime, Read, ReadKind, ReadTicket};
 use super::{APPLIED, BufferMachine};
 use crate::{
@@ -12,7 +13,7 @@ use std::sync::Arc;
 impl BufferMachine {
     /// Decides a session read from the buffer's writes, or asks for the delegate.
     pub fn read_session(&mut self, now: Timestamp, key: &SessionKey) -> Read<StoredSession> {
-        match overlay::session_after(self.held_writes(), key, None) {
+        match overlay::session_after(self.held_hashed(), key, None) {
             Ok((held, _)) => Read::Known(self.visible_session(now, held, key)),
             Err(()) => Read::Ask(self.issue_read(key.clone())),
         }
@@ -27,7 +28,7 @@ impl BufferMachine {
     ) -> Option<Arc<StoredSession>> {
         let key = &ticket.key;
         let (held, from_writes) =
-            overlay::session_after(self.writes_since(ticket.start), key, Some(answer))
+            overlay::session_after(self.hashed_since(ticket.start), key, Some(answer))
                 .expect("the delegate's answer is known");
         let key = self.redeem(ticket);
         if from_writes {
@@ -159,8 +160,13 @@ impl BufferMachine {
             .range((oldest_held, 0)..(oldest_held, APPLIED))
             .next_back()
             .map_or(1, |(&(_, n), _)| n + 1);
-        self.retained
-            .insert((oldest_held, n), WriteOp::DeleteAuthCode(code.to_owned()));
+        self.retained.insert(
+            (oldest_held, n),
+            (
+                WriteOp::DeleteAuthCode(code.to_owned()),
+                OpHashes::default(),
+            ),
+        );
     }
 
     /// Delegate reads in flight.
@@ -219,9 +225,14 @@ impl BufferMachine {
 
     /// Writes a read that began at `start` may not have seen, in order.
     fn writes_since(&self, start: u64) -> impl Iterator<Item = &WriteOp> + Clone {
+        self.hashed_since(start).map(|(op, _)| op)
+    }
+
+    /// [`writes_since`](Self::writes_since) with the hashes each names.
+    fn hashed_since(&self, start: u64) -> impl Iterator<Item = (&WriteOp, &OpHashes)> + Clone {
         self.retained
             .range((start, 0)..)
-            .map(|(_, w)| w)
-            .chain(self.held_writes())
+            .map(|(_, (op, hashes))| (op, hashes))
+            .chain(self.held_hashed())
     }
 }
