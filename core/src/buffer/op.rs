@@ -50,14 +50,19 @@ pub(crate) enum Slot {
 }
 
 impl WriteOp {
-    pub(crate) fn slot(&self) -> Slot {
+    /// The key coalescing goes by, from the hashes `self` names.
+    pub(crate) fn slot_hashed(&self, hashes: &OpHashes) -> Slot {
         match self {
             Self::StoreState(r) => Slot::State(r.state.clone()),
             Self::RemoveState(k) => Slot::State(k.clone()),
             Self::StoreAuthCode(r) => Slot::AuthCode(r.code.clone()),
             Self::DeleteAuthCode(k) => Slot::AuthCode(k.clone()),
-            Self::StoreSession(s) => Slot::SessionStore(s.access_hash()),
-            Self::DeleteSessionByToken(t) => Slot::SessionDeleteByHash(TokenHash::of(t.expose())),
+            Self::StoreSession(s) => {
+                Slot::SessionStore(hashes.access.unwrap_or_else(|| s.access_hash()))
+            }
+            Self::DeleteSessionByToken(t) => Slot::SessionDeleteByHash(
+                hashes.access.unwrap_or_else(|| TokenHash::of(t.expose())),
+            ),
             Self::DeleteSessionById(id) => Slot::SessionDeleteById(id.clone()),
             Self::StoreClient(r) => Slot::Client(r.client_id.clone()),
             Self::DeleteClient(k) => Slot::Client(k.clone()),
@@ -75,14 +80,24 @@ impl WriteOp {
     /// after a store does not replace it: the store's removals of other sessions
     /// (a token rotation) must still happen.
     pub fn supersedes(&self, older: &Self) -> bool {
+        self.supersedes_hashed(&OpHashes::of(self), older, &OpHashes::of(older))
+    }
+
+    /// [`supersedes`](Self::supersedes), from the hashes each write names.
+    pub(crate) fn supersedes_hashed(
+        &self,
+        hashes: &OpHashes,
+        older: &Self,
+        older_hashes: &OpHashes,
+    ) -> bool {
         match (self, older) {
             (Self::StoreSession(new), Self::StoreSession(old)) => {
-                new.access_hash() == old.access_hash()
+                hashes.access == older_hashes.access
                     && new.session_id == old.session_id
-                    && (old.refresh_token.is_none() || new.refresh_hash() == old.refresh_hash())
+                    && (old.refresh_token.is_none() || hashes.refresh == older_hashes.refresh)
             }
             (Self::StoreSession(_), _) | (_, Self::StoreSession(_)) => false,
-            _ => self.slot() == older.slot(),
+            _ => self.slot_hashed(hashes) == older.slot_hashed(older_hashes),
         }
     }
 }

@@ -17,6 +17,18 @@ pub(super) struct Entry {
     pub(super) accepted_at: Timestamp,
 }
 
+impl Entry {
+    fn slot(&self) -> Slot {
+        self.op.slot_hashed(&self.hashes)
+    }
+
+    /// Whether this write makes `older` unnecessary ([`WriteOp::supersedes`]).
+    fn supersedes(&self, older: &Self) -> bool {
+        self.op
+            .supersedes_hashed(&self.hashes, &older.op, &older.hashes)
+    }
+}
+
 /// The queue of pending writes.
 #[derive(Default)]
 pub(super) struct Queue {
@@ -37,9 +49,9 @@ impl Queue {
             covers: vec![seq],
             accepted_at: now,
         };
-        let slot = entry.op.slot();
+        let slot = entry.slot();
         let older = self.slots.get(&slot).copied();
-        let coalesced = older.is_some_and(|older| entry.op.supersedes(&self.entries[&older].op));
+        let coalesced = older.is_some_and(|older| entry.supersedes(&self.entries[&older]));
         if let (true, Some(older)) = (coalesced, older) {
             let old = self.remove(older);
             entry.covers.extend(old.covers);
@@ -56,11 +68,11 @@ impl Queue {
     pub(super) fn requeue(&mut self, entries: Vec<(u64, Entry)>) -> u64 {
         let mut absorbed = 0;
         for (seq, entry) in entries {
-            let slot = entry.op.slot();
+            let slot = entry.slot();
             match self.slots.get(&slot).copied() {
                 // Only a newer write can absorb a requeued one: two writes of
                 // one failed batch may share a slot, oldest requeued first.
-                Some(newer) if newer > seq && self.entries[&newer].op.supersedes(&entry.op) => {
+                Some(newer) if newer > seq && self.entries[&newer].supersedes(&entry) => {
                     let mut kept = self.remove_entry_only(newer);
                     kept.covers.extend(entry.covers);
                     kept.accepted_at = kept.accepted_at.min(entry.accepted_at);
@@ -86,7 +98,7 @@ impl Queue {
         let front = std::mem::replace(&mut self.entries, rest);
         for (seq, entry) in &front {
             self.by_time.remove(&(entry.accepted_at, *seq));
-            let slot = entry.op.slot();
+            let slot = entry.slot();
             if self.slots.get(&slot) == Some(seq) {
                 self.slots.remove(&slot);
             }
@@ -173,7 +185,7 @@ impl Queue {
     /// Removes entry `seq` and its slot.
     fn remove(&mut self, seq: u64) -> Entry {
         let entry = self.remove_entry_only(seq);
-        self.slots.remove(&entry.op.slot());
+        self.slots.remove(&entry.slot());
         entry
     }
 
