@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use tokenstore_core::SessionKey;
 use tokenstore_core::cache::{
     CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, DEFAULT_FEED_BOUND, FillOutcome,
-    FillTicket, Lapse, Lookup, PollTicket, PollTimer, Route, ShardPlan, Write,
+    FillTicket, Lapse, Lookup, PollTicket, PollTimer, Route, ShardPlan, Write, WriteKeys,
 };
 use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::{
@@ -649,7 +649,10 @@ impl<S: TokenStore> Drop for WriteGuard<'_, '_, S> {
         for write in self.writes {
             match shared.plan.of_write(write) {
                 Route::One(i) => shared.shards[i].0.lock().handle_write(*write),
-                Route::All => shared.each_shard(|m| m.handle_write(*write)),
+                Route::All => {
+                    let keys = WriteKeys::of(write);
+                    shared.each_shard(|m| m.handle_write_keys(&keys));
+                }
             }
         }
     }

@@ -95,6 +95,58 @@ impl<'a> From<&'a WriteOp> for Write<'a> {
     }
 }
 
+/// The keys a write invalidates, computed once: for a session write that means
+/// hashing its tokens, which a cache split into shards would otherwise do once
+/// per shard (a session write is reported to every shard,
+/// [`CacheMachine::handle_write_keys`](super::CacheMachine::handle_write_keys)).
+///
+/// ```
+/// use tokenstore_core::cache::{CacheConfig, CacheMachine, Write, WriteKeys};
+///
+/// let mut shards = [
+///     CacheMachine::new(CacheConfig::default()),
+///     CacheMachine::new(CacheConfig::default()),
+/// ];
+/// let keys = WriteKeys::of(&Write::DeleteSessionById("session-1"));
+/// for shard in &mut shards {
+///     shard.handle_write_keys(&keys);
+/// }
+/// assert_eq!(shards[1].metrics().sessions.invalidations, 1);
+/// ```
+#[derive(Clone)]
+pub struct WriteKeys {
+    kind: Kind,
+    keys: Vec<CacheKey>,
+}
+
+impl WriteKeys {
+    /// The keys `write` invalidates.
+    pub fn of(write: &Write<'_>) -> Self {
+        Self {
+            kind: write.kind(),
+            keys: write.keys(),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub(crate) fn keys(&self) -> &[CacheKey] {
+        &self.keys
+    }
+}
+
+/// Shows the kind and how many keys, never the keys.
+impl fmt::Debug for WriteKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteKeys")
+            .field("kind", &self.kind)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
 impl Write<'_> {
     pub(crate) fn kind(&self) -> Kind {
         match self {

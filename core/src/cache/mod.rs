@@ -14,7 +14,7 @@ mod shard;
 mod table;
 
 pub use follow::{FeedMetrics, Lapse, PollTicket, PollTimer};
-pub use key::{CacheKey, Kind, Write};
+pub use key::{CacheKey, Kind, Write, WriteKeys};
 pub use metrics::{CacheMetrics, KindMetrics};
 pub use races::FillTicket;
 pub use shard::{MAX_SHARDS, MIN_SHARD_CAPACITY, Route, ShardPlan};
@@ -438,9 +438,15 @@ impl CacheMachine {
     /// that entry's keys) and the negative entries of those keys, and refuses the
     /// fills of those keys that are in flight.
     pub fn handle_write(&mut self, write: Write<'_>) {
-        self.metrics.kind_mut(write.kind()).invalidations += 1;
-        for key in write.keys() {
-            self.invalidate(&key);
+        self.handle_write_keys(&WriteKeys::of(&write));
+    }
+
+    /// [`handle_write`](Self::handle_write) with the write's keys computed
+    /// once ([`WriteKeys::of`]), for a write reported to several shards.
+    pub fn handle_write_keys(&mut self, keys: &WriteKeys) {
+        self.metrics.kind_mut(keys.kind()).invalidations += 1;
+        for key in keys.keys() {
+            self.invalidate(key);
         }
     }
 
