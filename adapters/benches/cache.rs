@@ -20,6 +20,9 @@
 //! of the default 16 (every capacity is raised to at least 64 per shard, the
 //! least [`ShardPlan`](tokenstore::cache::ShardPlan) allows).
 
+mod common;
+
+use common::{env_list, median};
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
@@ -35,18 +38,13 @@ type Peer<C> = Arc<C>;
 
 fn main() {
     let quick = std::env::var_os("TOKENSTORE_BENCH_QUICK").is_some();
-    let sizes: Vec<usize> = match std::env::var("TOKENSTORE_BENCH_SESSIONS") {
-        Ok(list) => list
-            .split(',')
-            .map(|n| {
-                n.trim()
-                    .parse()
-                    .expect("TOKENSTORE_BENCH_SESSIONS: numbers")
-            })
-            .collect(),
-        Err(_) if quick => vec![1_000],
-        Err(_) => vec![1_000, 100_000],
-    };
+    let sizes = env_list("TOKENSTORE_BENCH_SESSIONS").unwrap_or_else(|| {
+        if quick {
+            vec![1_000]
+        } else {
+            vec![1_000, 100_000]
+        }
+    });
     println!(
         "read cache: ns per lookup (wall time over all threads, median of {ROUNDS} rounds, the contenders taking turns in each); \
          ratios are ours / theirs; M/s/thr: million lookups per second per thread"
@@ -270,11 +268,6 @@ fn run_size(n: usize, quick: bool) {
 
 /// Rounds per contender; each row shows the median.
 const ROUNDS: usize = 7;
-
-fn median(mut rounds: Vec<f64>) -> f64 {
-    rounds.sort_by(f64::total_cmp);
-    rounds[rounds.len() / 2]
-}
 
 /// Wall time per operation (ns) of one round: `ops` operations per thread on
 /// `threads` threads at once, keys visited in a scrambled order.

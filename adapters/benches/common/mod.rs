@@ -169,12 +169,21 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
 /// The writer counts: 1, 8 and 64 unless `TOKENSTORE_BENCH_WRITERS` lists
 /// others (comma-separated; empty: no write runs).
 pub(crate) fn writer_counts() -> Vec<usize> {
-    match std::env::var("TOKENSTORE_BENCH_WRITERS") {
-        Ok(list) => list
-            .split(',')
-            .filter(|w| !w.trim().is_empty())
-            .map(|w| w.trim().parse().expect("TOKENSTORE_BENCH_WRITERS: numbers"))
+    env_list("TOKENSTORE_BENCH_WRITERS").unwrap_or_else(|| vec![1, 8, 64])
+}
+
+/// The comma-separated numbers environment variable `name` lists (empty
+/// entries skipped), or `None` when it is not set.
+pub(crate) fn env_list(name: &str) -> Option<Vec<usize>> {
+    let list = std::env::var(name).ok()?;
+    Some(
+        list.split(',')
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: comma-separated numbers"))
+            })
             .collect(),
-        Err(_) => vec![1, 8, 64],
-    }
+    )
 }
