@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use tokenstore_core::SessionKey;
 use tokenstore_core::cache::{
     CacheConfig, CacheKey, CacheMachine, CacheMetrics, Cached, DEFAULT_FEED_BOUND, FillOutcome,
-    FillTicket, Lapse, Lookup, PollTicket, PollTimer, Route, ShardPlan, Write, WriteKeys,
+    FillTicket, HitView, Lapse, Lookup, PollTicket, PollTimer, Route, ShardPlan, Write, WriteKeys,
 };
 use tokenstore_core::feed::InvalidationFeed;
 use tokenstore_core::{
@@ -75,6 +75,9 @@ struct Shared<S> {
     plan: ShardPlan,
     /// One machine per shard of the plan, each on cache lines of its own.
     shards: Box<[Padded<Mutex<CacheMachine>>]>,
+    /// Each shard's view, answering hits without its lock (read only, so on
+    /// shared lines).
+    views: Box<[HitView]>,
     /// The counters as last published to the facade; taken before any
     /// shard's lock when publishing, so publications never interleave.
     published: Mutex<Observed<(), CacheMetrics>>,
@@ -99,10 +102,12 @@ impl<S: TokenStore> CachingTokenStore<S> {
     pub fn with_clock(inner: S, mut config: CacheConfig, clock: impl Clock + 'static) -> Self {
         config.clock_resolution = clock.resolution();
         let plan = ShardPlan::new(&config);
-        let shards = plan
-            .configs()
+        let machines: Vec<CacheMachine> =
+            plan.configs().into_iter().map(CacheMachine::new).collect();
+        let views = machines.iter().map(CacheMachine::hit_view).collect();
+        let shards = machines
             .into_iter()
-            .map(|c| Padded(Mutex::new(CacheMachine::new(c))))
+            .map(|m| Padded(Mutex::new(m)))
             .collect();
         Self {
             shared: Arc::new(Shared {
@@ -110,6 +115,7 @@ impl<S: TokenStore> CachingTokenStore<S> {
                 clock: Arc::new(clock),
                 plan,
                 shards,
+                views,
                 published: Mutex::new(Observed::new(())),
                 filled: Event::new(),
                 dropped: AtomicBool::new(false),
@@ -185,6 +191,10 @@ impl<S: TokenStore> CachingTokenStore<S> {
         unwrap: fn(Cached) -> Option<Arc<T>>,
     ) -> Result<Result<Option<Arc<T>>, StoreError>, Pending> {
         let now = self.shared.clock.now();
+        if let Some(hit) = self.shared.views[self.shared.plan.of_key(&key)].lookup(now, &key) {
+            spare::give_back(key);
+            return Ok(Ok(unwrap(hit)));
+        }
         match self.decide(now, &key, unwrap) {
             Ok(answer) => {
                 spare::give_back(key);

@@ -973,9 +973,22 @@ impl CacheModel {
     }
 }
 
+/// Whether two hits are the same cached record (the same allocation).
+fn same_record(a: &Cached, b: &Cached) -> bool {
+    match (a, b) {
+        (Cached::Session(a), Cached::Session(b)) => Arc::ptr_eq(a, b),
+        (Cached::AuthCode(a), Cached::AuthCode(b)) => Arc::ptr_eq(a, b),
+        (Cached::Client(a), Cached::Client(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
 fn cache_case(config: CacheConfig, pools: Pools, steps: Vec<C>) -> Result<(), TestCaseError> {
     let records = pools.records();
     let mut cache = CacheMachine::new(config.clone());
+    // The lock-free view of the same tables, asked before every lookup as
+    // the adapter does: each of its hits must be the machine's own.
+    let view = cache.hit_view();
     let mut now = T0;
     let mut m = CacheModel {
         step: 0,
@@ -993,7 +1006,16 @@ fn cache_case(config: CacheConfig, pools: Pools, steps: Vec<C>) -> Result<(), Te
             C::Lookup(k) => {
                 let key = k.key();
                 let out = m.tickets.iter().any(|(t, _)| *t.key() == key);
-                match cache.lookup(now, &key) {
+                let viewed = view.lookup(now, &key);
+                let answer = cache.lookup(now, &key);
+                if let Some(v) = &viewed {
+                    prop_assert!(
+                        matches!(&answer, Lookup::Hit(hit) if same_record(hit, v)),
+                        "{:?}: the view served what the machine did not",
+                        k
+                    );
+                }
+                match answer {
                     Lookup::Hit(hit) => {
                         let l = m.landed.get(&key).ok_or_else(|| {
                             TestCaseError::fail(format!("{k:?}: a hit with no fill landed"))

@@ -4,7 +4,8 @@
 //! invalidations and evictions from explicit events and an explicit `now`. It
 //! owns no clock, lock, thread or future; an adapter such as the `tokenstore`
 //! crate's `CachingTokenStore` holds it behind a lock and does the delegate I/O
-//! it asks for.
+//! it asks for. Its [`HitView`] answers hits from any thread without that
+//! lock, from the machine's own tables.
 
 mod follow;
 mod key;
@@ -12,12 +13,14 @@ mod metrics;
 mod races;
 mod shard;
 mod table;
+mod view;
 
 pub use follow::{FeedMetrics, Lapse, PollTicket, PollTimer};
 pub use key::{CacheKey, Kind, Write, WriteKeys};
 pub use metrics::{CacheMetrics, KindMetrics};
 pub use races::FillTicket;
 pub use shard::{MAX_SHARDS, MIN_SHARD_CAPACITY, Route, ShardPlan};
+pub use view::HitView;
 
 use crate::feed::Invalidations;
 use crate::{
@@ -190,8 +193,10 @@ impl<T> Clone for Entry<T> {
 ///
 /// # Driving it
 ///
-/// 1. For a read (`load_session_by_*`, `load_auth_code`, `load_client`), call
-///    [`lookup`](Self::lookup) with `now` and the key.
+/// 1. For a read (`load_session_by_*`, `load_auth_code`, `load_client`), ask
+///    the machine's [`HitView`] ([`hit_view`](Self::hit_view), taken once)
+///    with `now` and the key, without the lock; a `Some` is the answer.
+///    Otherwise call [`lookup`](Self::lookup) with `now` and the key.
 ///    - [`Lookup::Hit`] / [`Lookup::NegativeHit`]: answer from it.
 ///    - [`Lookup::Miss`]: release the lock, ask the delegate, take the lock again
 ///      and hand the answer to the matching `fill_*` method with the ticket (or the
@@ -294,28 +299,47 @@ pub struct CacheMachine {
     closed: bool,
     /// Present when the cache follows an invalidation feed.
     follower: Option<Follower>,
+    /// Answers hits from the tables without the lock.
+    view: HitView,
 }
 
 impl CacheMachine {
     /// An empty cache.
     pub fn new(config: CacheConfig) -> Self {
+        let sessions = Table::new(config.session_capacity);
+        let auth_codes = Table::new(config.auth_code_capacity);
+        let clients = Table::new(config.client_capacity);
+        let view = HitView::new(
+            sessions.index().clone(),
+            auth_codes.index().clone(),
+            clients.index().clone(),
+            config.feed_bound.is_none(),
+        );
         Self {
-            sessions: Table::new(config.session_capacity),
-            auth_codes: Table::new(config.auth_code_capacity),
-            clients: Table::new(config.client_capacity),
+            sessions,
+            auth_codes,
+            clients,
             negatives: Table::new(config.negative_capacity),
             races: Races::default(),
             metrics: CacheMetrics::default(),
             closed: false,
             follower: config.feed_bound.map(Follower::new),
+            view,
             config,
         }
+    }
+
+    /// A view of this machine's entries that answers hits without its lock
+    /// ([`HitView`]): ask it first, and this machine when it answers `None`.
+    pub fn hit_view(&self) -> HitView {
+        self.view.clone()
     }
 
     /// Reports that the store closed: every entry is dropped and every later
     /// lookup answers [`Lookup::Closed`].
     pub fn handle_close(&mut self) {
         self.closed = true;
+        self.view.close();
         self.drop_entries();
     }
 
@@ -556,6 +580,10 @@ impl CacheMachine {
 
     /// Counters and entry counts.
     pub fn metrics(&self) -> CacheMetrics {
+        let mut metrics = self.metrics;
+        for kind in [Kind::Session, Kind::AuthCode, Kind::Client] {
+            self.view.add_hits(kind, metrics.kind_mut(kind));
+        }
         CacheMetrics {
             session_entries: self.sessions.len(),
             auth_code_entries: self.auth_codes.len(),
@@ -566,7 +594,7 @@ impl CacheMachine {
                 .as_ref()
                 .map(|f| f.metrics)
                 .unwrap_or_default(),
-            ..self.metrics
+            ..metrics
         }
     }
 
@@ -590,13 +618,12 @@ impl CacheMachine {
             .expect("only a following cache can be unconfirmed")
     }
 
-    /// Drops every entry, positive and negative.
+    /// Drops every entry, positive and negative (the view sees them gone).
     fn drop_entries(&mut self) {
-        let config = &self.config;
-        self.sessions = Table::new(config.session_capacity);
-        self.auth_codes = Table::new(config.auth_code_capacity);
-        self.clients = Table::new(config.client_capacity);
-        self.negatives = Table::new(config.negative_capacity);
+        self.sessions.clear();
+        self.auth_codes.clear();
+        self.clients.clear();
+        self.negatives.clear();
     }
 
     /// `min(expiry, now + ttl_cap) - skew - clock_resolution`.
@@ -609,15 +636,16 @@ impl CacheMachine {
         let (hit, deadline) = match key.kind() {
             Kind::Session => {
                 let e = self.sessions.get(key)?;
-                (Cached::Session(e.record.clone()), e.deadline_for(key))
+                let deadline = e.deadline_for(key);
+                (Cached::Session(e.record), deadline)
             }
             Kind::AuthCode => {
                 let e = self.auth_codes.get(key)?;
-                (Cached::AuthCode(e.record.clone()), e.deadline)
+                (Cached::AuthCode(e.record), e.deadline)
             }
             Kind::Client => {
                 let e = self.clients.get(key)?;
-                (Cached::Client(e.record.clone()), e.deadline)
+                (Cached::Client(e.record), e.deadline)
             }
             Kind::State => return None,
         };
@@ -630,7 +658,7 @@ impl CacheMachine {
     }
 
     fn negative(&mut self, now: Timestamp, key: &CacheKey) -> bool {
-        let Some(&deadline) = self.negatives.get(key) else {
+        let Some(deadline) = self.negatives.get(key) else {
             return false;
         };
         if now < deadline {

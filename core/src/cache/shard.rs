@@ -21,7 +21,8 @@ pub enum Route {
 }
 
 /// How the read cache is split into shards: one [`CacheMachine`](super::CacheMachine) per shard, each behind a
-/// lock of its own, so hits on different shards never wait for each other.
+/// lock of its own, so misses, fills and writes on different shards never wait
+/// for each other (hits take no lock: see [`HitView`](super::HitView)).
 ///
 /// [`ShardPlan`] decides everything about the split; an adapter only holds the
 /// shards and loops where the plan says so:

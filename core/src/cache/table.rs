@@ -15,11 +15,18 @@
 //! however many keys it has, and stays small enough to sit in the CPU's caches:
 //! sessions are validated by access token far more often than found by id or
 //! refresh token. The order list holds only keys and links.
+//!
+//! The primary index is an [`scc::HashIndex`], whose reads take no lock and
+//! write no shared memory: the table (behind its shard's lock) is its only
+//! writer, and [`HitView`](super::HitView) reads it from any thread without
+//! the lock ([`Table::index`]). Its values are never changed in place; the
+//! visited bit is an atomic, set by either reader.
 
 use foldhash::HashMap;
 use foldhash::HashMapExt;
-use std::cell::Cell;
 use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const NIL: u32 = u32::MAX;
 
@@ -33,18 +40,32 @@ struct Node<K> {
 }
 
 /// What an entry's primary key finds: its slot, the value, and its visited bit.
-struct Indexed<V> {
+pub(crate) struct Indexed<V> {
     slot: u32,
-    visited: Cell<bool>,
-    value: V,
+    visited: AtomicBool,
+    pub(crate) value: V,
 }
+
+impl<V> Indexed<V> {
+    /// Marks the entry visited. Written only when clear: a hit on a visited
+    /// entry then writes no memory, so threads hitting the same entries keep
+    /// sharing its cache line instead of taking it from each other's cores.
+    pub(crate) fn visit(&self) {
+        if !self.visited.load(Ordering::Relaxed) {
+            self.visited.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The primary index: each entry's first key to its slot, value and bit.
+pub(crate) type Index<K, V> = scc::HashIndex<K, Indexed<V>, foldhash::fast::RandomState>;
 
 /// Entries with several keys each, at most `capacity` of them.
 pub(crate) struct Table<K, V> {
     nodes: Vec<Option<Node<K>>>,
     free: Vec<u32>,
-    /// Each entry's first key.
-    index: HashMap<K, Indexed<V>>,
+    /// Each entry's first key; shared with the lock-free readers.
+    index: Arc<Index<K, V>>,
     /// Each entry's other keys, to its slot.
     aliases: HashMap<K, u32>,
     newest: u32,
@@ -54,12 +75,16 @@ pub(crate) struct Table<K, V> {
     capacity: usize,
 }
 
-impl<K: Hash + Eq + Clone, V> Table<K, V> {
+impl<K, V> Table<K, V>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: Clone + 'static,
+{
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             nodes: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
+            index: Arc::new(Index::with_hasher(foldhash::fast::RandomState::default())),
             aliases: HashMap::new(),
             newest: NIL,
             oldest: NIL,
@@ -73,32 +98,43 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         self.len
     }
 
+    /// The primary index, for readers that do not hold the table's lock.
+    pub(crate) fn index(&self) -> &Arc<Index<K, V>> {
+        &self.index
+    }
+
+    /// Drops every entry; the primary index stays the same one, so readers
+    /// holding it see the table empty.
+    pub(crate) fn clear(&mut self) {
+        self.index.clear_sync();
+        self.aliases.clear();
+        self.nodes.clear();
+        self.free.clear();
+        self.newest = NIL;
+        self.oldest = NIL;
+        self.hand = NIL;
+        self.len = 0;
+    }
+
     /// The value reachable by `key`, marking it visited.
-    pub(crate) fn get(&mut self, key: &K) -> Option<&V> {
-        // One bucket for a hit by the primary key; the bit is a `Cell` so the
-        // borrow that finds it can also be the one returned.
-        let found = match self.index.get(key) {
-            Some(found) => found,
-            None => {
-                let slot = *self.aliases.get(key)?;
-                let primary = &self.node(slot).keys[0];
-                self.index
-                    .get(primary)
-                    .expect("every linked entry is indexed")
-            }
+    pub(crate) fn get(&mut self, key: &K) -> Option<V> {
+        let read = |_: &K, found: &Indexed<V>| {
+            found.visit();
+            found.value.clone()
         };
-        // Written only when clear: a hit on a visited entry then writes no
-        // memory, so threads hitting the same entries keep sharing its cache
-        // line instead of taking it from each other's cores.
-        if !found.visited.get() {
-            found.visited.set(true);
+        // One bucket for a hit by the primary key.
+        if let Some(value) = self.index.peek_with(key, read) {
+            return Some(value);
         }
-        Some(&found.value)
+        let slot = *self.aliases.get(key)?;
+        let primary = &self.node(slot).keys[0];
+        let value = self.index.peek_with(primary, read);
+        Some(value.expect("every linked entry is indexed"))
     }
 
     fn slot_of(&self, key: &K) -> Option<u32> {
-        match self.index.get(key) {
-            Some(i) => Some(i.slot),
+        match self.index.peek_with(key, |_, i| i.slot) {
+            Some(slot) => Some(slot),
             None => self.aliases.get(key).copied(),
         }
     }
@@ -164,14 +200,15 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             self.aliases.insert(alias.clone(), slot);
         }
         let primary = primary.clone();
-        self.index.insert(
-            primary,
-            Indexed {
-                slot,
-                visited: Cell::new(false),
-                value,
-            },
-        );
+        let indexed = Indexed {
+            slot,
+            visited: AtomicBool::new(false),
+            value,
+        };
+        // Every key of the entry was removed first (`insert`), and the table
+        // is the index's only writer.
+        let inserted = self.index.insert_sync(primary, indexed);
+        assert!(inserted.is_ok(), "a primary key is indexed once");
         if self.newest != NIL {
             let newest = self.newest;
             self.node_mut(newest).newer = slot;
@@ -187,7 +224,9 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         let node = self.nodes[slot as usize]
             .take()
             .expect("linked slot is occupied");
-        let value = self.index.remove(&node.keys[0]).map(|i| i.value);
+        let primary = &node.keys[0];
+        let value = self.index.peek_with(primary, |_, i| i.value.clone());
+        self.index.remove_sync(primary);
         for alias in &node.keys[1..] {
             self.aliases.remove(alias);
         }
@@ -211,7 +250,9 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
     /// bit.
     fn take_visited(&mut self, slot: u32) -> bool {
         let primary = &self.node(slot).keys[0];
-        self.index.get(primary).is_some_and(|i| i.visited.take())
+        self.index
+            .peek_with(primary, |_, i| i.visited.swap(false, Ordering::Relaxed))
+            .unwrap_or(false)
     }
 
     /// Walks the hand from old to new, sparing visited entries once; returns the
@@ -255,7 +296,7 @@ mod tests {
         for i in 0..3 {
             t.insert(vec![i], i);
         }
-        assert_eq!(t.get(&0), Some(&0));
+        assert_eq!(t.get(&0), Some(0));
         t.insert(vec![3], 3); // hand spares 0, evicts 1
         assert!(t.get(&1).is_none());
         assert!(t.get(&0).is_some() && t.get(&2).is_some() && t.get(&3).is_some());
@@ -265,12 +306,12 @@ mod tests {
     fn one_entry_many_keys() {
         let mut t = Table::new(10);
         t.insert(vec!["a", "b", "c"], 1);
-        assert_eq!(t.get(&"b"), Some(&1));
+        assert_eq!(t.get(&"b"), Some(1));
         // Inserting under a shared key replaces the whole old entry.
         t.insert(vec!["c", "d"], 2);
         assert_eq!(t.get(&"a"), None);
         assert_eq!(t.get(&"b"), None);
-        assert_eq!(t.get(&"d"), Some(&2));
+        assert_eq!(t.get(&"d"), Some(2));
         assert_eq!(t.remove(&"c"), Some((vec!["c", "d"], 2)));
         assert_eq!(t.len(), 0);
         assert!(t.index.is_empty() && t.aliases.is_empty());
@@ -284,9 +325,9 @@ mod tests {
         assert_eq!((t.index.len(), t.aliases.len()), (2, 3));
         // A hit by an alias spares the entry from the hand, as one by its
         // primary key would.
-        assert_eq!(t.get(&"a3"), Some(&1));
+        assert_eq!(t.get(&"a3"), Some(1));
         assert_eq!(t.insert(vec!["c1"], 3), Some(vec!["b1", "b2"]));
-        assert_eq!(t.get(&"a2"), Some(&1));
+        assert_eq!(t.get(&"a2"), Some(1));
         assert_eq!(t.get(&"b2"), None);
         // Removing by an alias takes the whole entry.
         assert_eq!(t.remove(&"a2"), Some((vec!["a1", "a2", "a3"], 1)));

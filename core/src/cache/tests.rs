@@ -727,3 +727,120 @@ mod feed {
         assert_eq!(closed.poll_timeout(t0()), PollTimer::Off);
     }
 }
+
+fn viewed(view: &HitView, now: Timestamp, key: &CacheKey) -> Option<Arc<StoredSession>> {
+    match view.lookup(now, key) {
+        Some(Cached::Session(s)) => Some(s),
+        Some(other) => panic!("a session key found {other:?}"),
+        None => None,
+    }
+}
+
+#[test]
+fn the_view_serves_the_machines_hits_by_the_first_key_and_counts_them() {
+    let mut cache = CacheMachine::new(CacheConfig {
+        ttl_cap: HOUR * 10,
+        skew: Duration::from_secs(5),
+        clock_resolution: Duration::ZERO,
+        ..CacheConfig::default()
+    });
+    let view = cache.hit_view();
+    let s = session("sid", "acc", Some("ref"), t0() + HOUR);
+    assert!(viewed(&view, t0(), &by_access("acc")).is_none());
+    cached_session(&mut cache, &s);
+    let found = viewed(&view, t0(), &by_access("acc")).expect("a hit");
+    assert!(Arc::ptr_eq(&found, &s));
+    // Filled by its access token: found by id or refresh token, it is the
+    // machine's to answer.
+    for key in &CacheKey::of_session(&s)[1..] {
+        assert!(view.lookup(t0(), key).is_none());
+        assert!(is_hit(&mut cache, t0(), key.clone()));
+    }
+    let m = cache.metrics().sessions;
+    // One miss, one hit by the view, two by the machine.
+    assert_eq!((m.lookups, m.misses, m.hits), (4, 1, 3));
+
+    // The deadline is the machine's: expiry minus skew.
+    let last = t0() + HOUR - Duration::from_secs(5);
+    assert!(viewed(&view, last - Duration::from_micros(1), &by_access("acc")).is_some());
+    assert!(viewed(&view, last, &by_access("acc")).is_none());
+    // The machine removes the expired entry; the view then finds nothing.
+    assert!(!is_hit(&mut cache, last, by_access("acc")));
+    assert_eq!(cache.metrics().sessions.expirations, 1);
+    assert!(viewed(&view, t0(), &by_access("acc")).is_none());
+}
+
+#[test]
+fn the_view_sees_every_write_eviction_and_close() {
+    let mut cache = CacheMachine::new(CacheConfig::default());
+    let view = cache.hit_view();
+    let s = session("sid", "acc", Some("ref"), t0() + HOUR);
+    cached_session(&mut cache, &s);
+    cache.handle_write(Write::DeleteSessionById("sid"));
+    assert!(viewed(&view, t0(), &by_access("acc")).is_none());
+
+    let code = Arc::new(AuthCodeRecord::new("code-1", "sid", t0() + HOUR, t0()));
+    let key = CacheKey::AuthCode(TokenHash::of("code-1"));
+    let ticket = miss(&mut cache, t0(), key.clone());
+    cache.fill_auth_code(t0(), ticket, Some(code.clone()));
+    assert!(matches!(view.lookup(t0(), &key), Some(Cached::AuthCode(c)) if Arc::ptr_eq(&c, &code)));
+    cache.handle_write(Write::AuthCode("code-1"));
+    assert!(view.lookup(t0(), &key).is_none());
+
+    let client = Arc::new(ClientRecord::new("client-1", t0()));
+    let key = CacheKey::Client("client-1".into());
+    let ticket = miss(&mut cache, t0(), key.clone());
+    cache.fill_client(t0(), ticket, Some(client));
+    assert!(matches!(view.lookup(t0(), &key), Some(Cached::Client(_))));
+    assert_eq!(cache.metrics().clients.hits, 1);
+
+    cache.handle_close();
+    assert!(view.lookup(t0(), &key).is_none());
+    assert!(matches!(cache.lookup(t0(), &key), Lookup::Closed));
+}
+
+#[test]
+fn a_view_hit_spares_the_entry_from_eviction() {
+    let mut cache = CacheMachine::new(CacheConfig {
+        session_capacity: 2,
+        shards: 1,
+        ..CacheConfig::default()
+    });
+    let view = cache.hit_view();
+    let (a, b, c) = (
+        session("a", "acc-a", None, t0() + HOUR),
+        session("b", "acc-b", None, t0() + HOUR),
+        session("c", "acc-c", None, t0() + HOUR),
+    );
+    cached_session(&mut cache, &a);
+    cached_session(&mut cache, &b);
+    assert!(viewed(&view, t0(), &by_access("acc-a")).is_some());
+    cached_session(&mut cache, &c); // the hand spares a, evicts b
+    assert!(viewed(&view, t0(), &by_access("acc-a")).is_some());
+    assert!(viewed(&view, t0(), &by_access("acc-b")).is_none());
+    assert!(viewed(&view, t0(), &by_access("acc-c")).is_some());
+    assert_eq!(cache.metrics().sessions.evictions, 1);
+}
+
+#[test]
+fn a_following_cache_has_no_view_hits() {
+    let b = Duration::from_secs(1);
+    let mut cache = CacheMachine::new(CacheConfig {
+        feed_bound: Some(b),
+        ..CacheConfig::default()
+    });
+    let view = cache.hit_view();
+    let poll = cache.begin_poll(t0()).expect("due");
+    let answer = crate::feed::Invalidations {
+        keys: vec![],
+        watermark: crate::feed::Watermark(1),
+        gap: false,
+    };
+    cache.handle_invalidations(t0(), poll, answer);
+    let s = session("sid", "acc", None, t0() + HOUR);
+    cached_session(&mut cache, &s);
+    // Confirmed: the machine serves it, the view leaves it to the machine,
+    // which alone knows whether freshness still holds.
+    assert!(is_hit(&mut cache, t0(), by_access("acc")));
+    assert!(viewed(&view, t0(), &by_access("acc")).is_none());
+}
