@@ -236,24 +236,12 @@ fn run_size(n: usize, quick: bool) {
         // `measure` gives wall time per operation of one thread; each of the
         // `threads` threads did that many in the same time.
         let per_thread = |ns: f64| 1e3 / ns;
+        let (vs_qc, vs_moka, vs_sqlite) = (ours / quick_ns, ours / moka_ns, sqlite_ns / ours);
+        let rates = [ours, one_ns, quick_ns, moka_ns].map(per_thread);
         println!(
-            "{:>8} {:>3} | {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.1} {:>9.0} | {:>7.2}x {:>7.2}x {:>8.1}x | {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
-            n,
-            threads,
-            ours,
-            one_ns,
-            quick_ns,
-            moka_ns,
-            hash_ns,
-            arc_ns,
-            sqlite_ns,
-            ours / quick_ns,
-            ours / moka_ns,
-            sqlite_ns / ours,
-            per_thread(ours),
-            per_thread(one_ns),
-            per_thread(quick_ns),
-            per_thread(moka_ns)
+            "{n:>8} {threads:>3} | {ours:>9.0} {one_ns:>9.0} {quick_ns:>9.0} {moka_ns:>9.0} {hash_ns:>9.0} {arc_ns:>9.1} {sqlite_ns:>9.0} | \
+             {vs_qc:>7.2}x {vs_moka:>7.2}x {vs_sqlite:>8.1}x | {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+            rates[0], rates[1], rates[2], rates[3]
         );
         let total = |ns: f64| threads as f64 * 1e9 / ns;
         scaling.push((

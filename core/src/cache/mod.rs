@@ -726,6 +726,13 @@ impl CacheMachine {
     }
 }
 
+impl<T> Entry<T> {
+    /// The deadline, whatever the key (a code or a client has one key).
+    fn deadline_of(&self, _key: &CacheKey) -> Timestamp {
+        self.deadline
+    }
+}
+
 impl SessionEntry {
     fn deadline_for(&self, key: &CacheKey) -> Timestamp {
         match key {

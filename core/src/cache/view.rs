@@ -90,30 +90,15 @@ impl HitView {
         }
         let kind = key.kind();
         let hit = match kind {
-            Kind::Session => self
-                .sessions
-                .peek_with(key, |_, found| {
-                    serve(now, found, found.value.deadline_for(key), |e| {
-                        Cached::Session(e.record.clone())
-                    })
-                })
-                .flatten(),
-            Kind::AuthCode => self
-                .auth_codes
-                .peek_with(key, |_, found| {
-                    serve(now, found, found.value.deadline, |e| {
-                        Cached::AuthCode(e.record.clone())
-                    })
-                })
-                .flatten(),
-            Kind::Client => self
-                .clients
-                .peek_with(key, |_, found| {
-                    serve(now, found, found.value.deadline, |e| {
-                        Cached::Client(e.record.clone())
-                    })
-                })
-                .flatten(),
+            Kind::Session => serve(&self.sessions, now, key, SessionEntry::deadline_for, |e| {
+                Cached::Session(e.record.clone())
+            }),
+            Kind::AuthCode => serve(&self.auth_codes, now, key, Entry::deadline_of, |e| {
+                Cached::AuthCode(e.record.clone())
+            }),
+            Kind::Client => serve(&self.clients, now, key, Entry::deadline_of, |e| {
+                Cached::Client(e.record.clone())
+            }),
             Kind::State => None,
         }?;
         self.state.count(kind);
@@ -149,17 +134,23 @@ impl fmt::Debug for HitView {
     }
 }
 
-/// The hit the machine would serve: before the deadline only.
+/// The hit the machine would serve from `index` for `key`: before the
+/// entry's deadline only.
 fn serve<V>(
+    index: &Index<CacheKey, V>,
     now: Timestamp,
-    found: &Indexed<V>,
-    deadline: Timestamp,
-    hit: impl FnOnce(&V) -> Cached,
+    key: &CacheKey,
+    deadline: fn(&V, &CacheKey) -> Timestamp,
+    hit: fn(&V) -> Cached,
 ) -> Option<Cached> {
-    (now < deadline).then(|| {
-        found.visit();
-        hit(&found.value)
-    })
+    index
+        .peek_with(key, |_, found: &Indexed<V>| {
+            (now < deadline(&found.value, key)).then(|| {
+                found.visit();
+                hit(&found.value)
+            })
+        })
+        .flatten()
 }
 
 /// What a view and its machine share besides the indexes.
