@@ -649,7 +649,7 @@ impl CacheMachine {
             }
             Kind::State => return None,
         };
-        if now < deadline {
+        if serves(now, deadline) {
             return Some(hit);
         }
         self.table_remove(key);
@@ -661,7 +661,7 @@ impl CacheMachine {
         let Some(deadline) = self.negatives.get(key) else {
             return false;
         };
-        if now < deadline {
+        if serves(now, deadline) {
             return true;
         }
         self.negatives.remove(key);
@@ -724,6 +724,12 @@ impl CacheMachine {
             self.races.invalidate(k);
         }
     }
+}
+
+/// Whether an entry whose deadline is `deadline` may be served at `now`: the
+/// one rule the machine and its [`HitView`] both apply.
+fn serves(now: Timestamp, deadline: Timestamp) -> bool {
+    now < deadline
 }
 
 impl<T> Entry<T> {

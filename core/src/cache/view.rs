@@ -1,7 +1,7 @@
 //! Hits without the shard's lock ([`HitView`]).
 
 use super::table::{Index, Indexed};
-use super::{CacheKey, Cached, Entry, Kind, KindMetrics, SessionEntry};
+use super::{CacheKey, Cached, Entry, Kind, KindMetrics, SessionEntry, serves};
 use crate::{AuthCodeRecord, ClientRecord, Timestamp};
 use std::fmt;
 use std::sync::Arc;
@@ -145,7 +145,7 @@ fn serve<V>(
 ) -> Option<Cached> {
     index
         .peek_with(key, |_, found: &Indexed<V>| {
-            (now < deadline(&found.value, key)).then(|| {
+            serves(now, deadline(&found.value, key)).then(|| {
                 found.visit();
                 hit(&found.value)
             })
